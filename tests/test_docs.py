@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def repo_copy(tmp_path_factory):
     dst = tmp_path_factory.mktemp("repo") / "audiojepa"
+    # Notebooks read the AudioSet metadata from ../shared, as they do in a checkout.
+    if (ROOT.parent / "shared").exists(): (dst.parent / "shared").symlink_to(ROOT.parent / "shared")
     ignore = shutil.ignore_patterns(".git", ".venv", "venv", "_proc", "_docs", "__pycache__", "*.egg-info", "runs")
     shutil.copytree(ROOT, dst, ignore=ignore, symlinks=True)
     return dst

@@ -1,0 +1,89 @@
+"""Training-step throughput of an Audio-JEPA preset on one GPU in bf16, eager and with torch.compile.
+
+Measures the model alone (random log-mel already on the GPU, so data loading is left out): clips/s, achieved TFLOP/s
+(FLOPs of one forward + backward counted by torch's FlopCounterMode), the share of the GPU's dense bf16 peak, and
+peak memory. Masks use a fixed ratio (0.5) so that every step has the same shapes and torch.compile compiles once.
+Prints one JSON line per mode and a small table.
+
+usage: python benchmarks/gpu_check.py [--preset base] [--batch-size 64] [--steps 30] [--clip-seconds 10]
+"""
+import argparse, json, time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from audiojepa.audio import frontend_config
+from audiojepa.jepa import AudioJEPA
+from audiojepa.masking import RandomPatchMask
+from audiojepa.train import param_groups
+
+# dense (no sparsity) bf16 tensor-core peaks from the vendor data sheets, TFLOP/s
+PEAK_BF16_TFLOPS = {'H200': 989.4, 'H100 PCIe': 756.0, 'H100': 989.4, 'A100': 312.0, 'L40S': 362.1, 'L4': 121.0}
+
+def peak_tflops(name:str) -> float|None:
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+def train_step(model, step_fn, optimizer, batch):
+    with torch.autocast(batch[0].device.type, dtype=torch.bfloat16):
+        loss, _ = step_fn(*batch, diagnostics=False)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    model.update_target(0.999)
+    return loss
+
+def measure(args, compile_model:bool) -> dict:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = AudioJEPA.from_preset(args.preset).to(device).train()
+    fc = frontend_config('audiojepa')
+    frames = round(args.clip_seconds * fc.sample_rate / fc.hop_length / 16) * 16
+    grid = model.encoder.grid(frames)
+    mel = torch.randn(args.batch_size, frames, model.encoder.config.n_mels, device=device)
+    ctx, tgt = RandomPatchMask(ratio=0.5)(args.batch_size, grid, 0)
+    batch = (mel, ctx.to(device), tgt.to(device))
+    optimizer = torch.optim.AdamW(param_groups(model), lr=1e-4, fused=device.type == 'cuda')
+    step_fn = torch.compile(model) if compile_model else model
+    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+    if device.type == 'cuda': torch.cuda.reset_peak_memory_stats()
+    t0 = time.time()
+    for _ in range(args.warmup): train_step(model, step_fn, optimizer, batch)
+    sync(); warmup_s = time.time() - t0
+    with FlopCounterMode(display=False) as counter:     # forward + backward of one step (the optimiser is negligible)
+        with torch.autocast(device.type, dtype=torch.bfloat16): loss, _ = model(*batch, diagnostics=False)
+        loss.backward()
+    optimizer.zero_grad(set_to_none=True)
+    flops = counter.get_total_flops()
+    sync(); t0 = time.time()
+    for _ in range(args.steps): train_step(model, step_fn, optimizer, batch)
+    sync(); seconds = time.time() - t0
+    tflops = flops * args.steps / seconds / 1e12
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'
+    peak = peak_tflops(name)
+    return {'device': name, 'preset': args.preset, 'compile': compile_model, 'batch_size': args.batch_size,
+            'clip_seconds': args.clip_seconds, 'patches': grid[0] * grid[1],
+            'params_M': round(sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, 1),
+            'clips_per_s': round(args.batch_size * args.steps / seconds, 1), 'step_ms': round(1000 * seconds / args.steps, 1),
+            'gflop_per_step': round(flops / 1e9, 1), 'tflops': round(tflops, 1),
+            'share_of_peak': None if peak is None else round(tflops / peak, 3), 'peak_tflops_bf16': peak,
+            'peak_memory_gib': round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == 'cuda' else None,
+            'warmup_s': round(warmup_s, 1)}
+
+if __name__ == '__main__':
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--preset', default='base')
+    parser.add_argument('--batch-size', type=int, default=64)
+    parser.add_argument('--clip-seconds', type=float, default=10.0)
+    parser.add_argument('--steps', type=int, default=30)
+    parser.add_argument('--warmup', type=int, default=5)
+    parser.add_argument('--device', default='cuda')
+    parser.add_argument('--no-compile', action='store_true', help='only the eager mode')
+    args = parser.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = True
+    results = [measure(args, False)] + ([] if args.no_compile else [measure(args, True)])
+    for r in results: print(json.dumps(r))
+    print(f"\n{'mode':8} {'clips/s':>8} {'step ms':>8} {'TFLOP/s':>8} {'of peak':>8} {'peak GiB':>9}")
+    for r in results:
+        share = '-' if r['share_of_peak'] is None else f"{100 * r['share_of_peak']:.0f} %"
+        print(f"{'compile' if r['compile'] else 'eager':8} {r['clips_per_s']:8.0f} {r['step_ms']:8.1f} {r['tflops']:8.1f} "
+              f"{share:>8} {r['peak_memory_gib'] if r['peak_memory_gib'] is not None else '-':>9}")

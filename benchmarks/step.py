@@ -1,0 +1,179 @@
+"""Training-step throughput of `audiojepa.jepa.AudioJEPA` against a straightforward reference step.
+
+One step = masks given, forward (targets, context, prediction, loss, diagnostics), backward, AdamW step, EMA update.
+The reference step is written here the way a first implementation would be: explicit softmax attention
+(q·kᵀ → softmax → ·v), a Python loop over parameters for the EMA, and the full-length target encoding run twice
+(once for the loss, once more for the diagnostics). Same modules, same sizes, same optimiser (fused AdamW by default:
+PyTorch's default AdamW on CPU loops over parameters and costs more than the EMA and attention together); the two
+are timed in alternating rounds so that load from other processes hits both alike.
+
+FLOPs are counted once per configuration with `torch.utils.flop_counter.FlopCounterMode` on the optimised step
+(matmuls and attention, forward and backward); achieved FLOP/s = those FLOPs / measured step time. The reference is
+credited with the same useful FLOPs (its second target pass is waste by construction). Each step's wall-clock time
+and the process's CPU time are recorded: on a shared machine the CPU-time ratio (run with --threads 1) is the more
+stable comparison.
+
+    python benchmarks/step.py                          # tiny, small, base on CPU (and bf16 on a GPU if one is there)
+    python benchmarks/step.py --presets tiny --threads 2 --out benchmarks/results/step.json
+    python benchmarks/step.py --optimizer default      # both steps with PyTorch's default AdamW
+    python benchmarks/step.py --cpu_dtypes fp32,bf16   # also both steps under CPU bf16 autocast
+"""
+import json, platform, statistics, time, types
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from fastcore.script import call_parse
+from torch.utils.flop_counter import FlopCounterMode
+
+from audiojepa.jepa import AudioJEPA, effective_rank, embedding_std
+from audiojepa.masking import RandomPatchMask
+from audiojepa.models import gather_tokens
+
+# dense bf16 tensor-core peaks (TFLOP/s) of common accelerators, to express the GPU result as a fraction of peak
+BF16_PEAK_TFLOPS = {'H200': 989.0, 'H100': 989.0, 'A100': 312.0, 'L4': 121.0, 'A10': 125.0, 'RTX 4090': 165.0}
+
+
+def manual_attention(self, x, attn_mask=None, is_causal=False):
+    "Reference attention: explicit scores, softmax and weighted sum (replaces timm's fused path)."
+    B, N, C = x.shape
+    q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+    scores = (q @ k.transpose(-2, -1)) * self.scale
+    if attn_mask is not None: scores = scores.masked_fill(~attn_mask, float('-inf'))
+    out = scores.softmax(dim=-1) @ v
+    return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+def use_manual_attention(model):
+    for module in model.modules():
+        if hasattr(module, 'qkv') and hasattr(module, 'num_heads'):
+            module.forward = types.MethodType(manual_attention, module)
+
+
+def reference_step(model, opt, mel, ctx_idx, tgt_idx, momentum):
+    "A straightforward JEPA step: targets encoded twice, explicit attention, per-parameter EMA loop."
+    D = model.encoder.embed_dim
+    with torch.no_grad():
+        target = F.layer_norm(gather_tokens(model.target_encoder(mel), tgt_idx), (D,))
+    grid = model.encoder.grid(mel.shape[1])
+    pred = model.predictor(model.encoder(mel, keep_idx=ctx_idx), ctx_idx, tgt_idx, grid)
+    loss = (pred.float() - target.float()).pow(2).mean()
+    with torch.no_grad():   # diagnostics from a second full target pass
+        again = F.layer_norm(gather_tokens(model.target_encoder(mel), tgt_idx), (D,))
+        diag = [embedding_std(again), embedding_std(pred), effective_rank(again), effective_rank(pred)]
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        for t, s in zip(model.target_encoder.parameters(), model.encoder.parameters()):
+            t.mul_(momentum).add_(s, alpha=1 - momentum)
+    return loss, diag
+
+
+def audiojepa_step(model, opt, mel, ctx_idx, tgt_idx, momentum):
+    loss, diag = model(mel, ctx_idx, tgt_idx)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    model.update_target(momentum)
+    return loss, diag
+
+
+OPTIMIZERS = {'fused': {'fused': True}, 'foreach': {'foreach': True}, 'default': {}}
+
+
+def make(preset, device, optimizer, seed=0):
+    torch.manual_seed(seed)
+    model = AudioJEPA.from_preset(preset).to(device)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, **OPTIMIZERS[optimizer])
+    return model, opt
+
+
+def sync(device):
+    if device.type == 'cuda': torch.cuda.synchronize()
+
+
+def count_flops(step, model, opt, batch):
+    "FLOPs of one step in fp32 (the model's FLOPs, whichever attention path a precision takes)."
+    with FlopCounterMode(display=False) as counter:
+        step(model, opt, *batch, 0.999)
+    return counter.get_total_flops()
+
+
+def time_steps(step, model, opt, batch, autocast, device, n):
+    "Wall-clock and process CPU seconds of `n` steps (CPU time is what a busy shared machine distorts least)."
+    wall, cpu = [], []
+    for _ in range(n):
+        sync(device); t0, c0 = time.perf_counter(), time.process_time()
+        with autocast(): loss, _ = step(model, opt, *batch, 0.999)
+        loss.detach().item()   # waits for the result, as logging the loss would
+        sync(device); wall.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
+    return wall, cpu
+
+
+def bench(preset, device, batch_size, frames, warmup, rounds, steps_per_round, bf16, optimizer):
+    dt = torch.bfloat16 if bf16 else None
+    autocast = (lambda: torch.autocast(device.type, dtype=dt)) if bf16 else (lambda: torch.autocast(device.type, enabled=False))
+    mel = torch.randn(batch_size, frames, 96, device=device)
+    ctx_idx, tgt_idx = RandomPatchMask(0.5)(batch_size, (frames // 16, 6), generator=0)
+    batch = (mel, ctx_idx.to(device), tgt_idx.to(device))
+    ours, ours_opt = make(preset, device, optimizer)
+    ref, ref_opt = make(preset, device, optimizer)
+    use_manual_attention(ref)
+    flops = count_flops(audiojepa_step, ours, ours_opt, batch)
+    for step, m, o in [(audiojepa_step, ours, ours_opt), (reference_step, ref, ref_opt)]:
+        time_steps(step, m, o, batch, autocast, device, warmup)
+    times = {'audiojepa': ([], []), 'reference': ([], [])}
+    for _ in range(rounds):   # alternate so background load hits both
+        for name, step, m, o in [('audiojepa', audiojepa_step, ours, ours_opt), ('reference', reference_step, ref, ref_opt)]:
+            wall, cpu = time_steps(step, m, o, batch, autocast, device, steps_per_round)
+            times[name][0].extend(wall); times[name][1].extend(cpu)
+    r = {'preset': preset, 'device': device.type, 'dtype': 'bf16' if bf16 else 'fp32', 'optimizer': optimizer,
+         'batch_size': batch_size, 'frames': frames, 'gflop_per_step': flops / 1e9}
+    for name, (wall, cpu) in times.items():
+        r[f'{name}_step_s'], r[f'{name}_cpu_s'] = statistics.median(wall), statistics.median(cpu)
+        r[f'{name}_clips_per_s'] = batch_size / r[f'{name}_step_s']
+        r[f'{name}_tflops'] = flops / r[f'{name}_step_s'] / 1e12
+    r['speedup'] = r['reference_step_s'] / r['audiojepa_step_s']
+    r['speedup_cpu_time'] = r['reference_cpu_s'] / r['audiojepa_cpu_s']
+    return r
+
+
+@call_parse
+def main(presets:str='tiny,small,base', # comma-separated presets
+         cpu_batch:str='tiny:8,small:4,base:2', # batch size per preset on CPU
+         gpu_batch:int=64, # batch size on GPU
+         frames:int=512, # frames per clip (10 s)
+         threads:int=2, # CPU threads for torch
+         rounds:int=5, # alternating timing rounds
+         steps:int=2, # timed steps per round and model
+         optimizer:str='fused', # AdamW implementation of both steps: 'fused', 'foreach' or 'default' (for-loop on CPU)
+         warmup:int=2, # untimed steps per model
+         cpu_dtypes:str='fp32', # comma-separated CPU precisions to run: fp32 and/or bf16 (autocast)
+         gpu:bool=True, # also run bf16 on a CUDA device when one is there
+         out:str='', # optional JSON file for the results
+        ):
+    if optimizer not in OPTIMIZERS: raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
+    torch.set_num_threads(threads)
+    sizes = dict(kv.split(':') for kv in cpu_batch.split(','))
+    results = []
+    runs = [(p, torch.device('cpu'), int(sizes.get(p, 2)), dtype == 'bf16')
+            for dtype in cpu_dtypes.split(',') for p in presets.split(',')]
+    if gpu and torch.cuda.is_available():
+        runs += [(p, torch.device('cuda'), gpu_batch, True) for p in presets.split(',')]
+    for preset, device, bs, bf16 in runs:
+        r = bench(preset, device, bs, frames, warmup, rounds, steps, bf16, optimizer)
+        if device.type == 'cuda':
+            name = torch.cuda.get_device_name()
+            peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+            r.update(gpu=name, bf16_peak_tflops=peak, fraction_of_peak=None if peak is None else r['audiojepa_tflops'] / peak)
+        results.append(r)
+        print(f"{preset:5s} {device.type:4s} {r['dtype']} B={bs:<3d} {r['gflop_per_step']:8.1f} GFLOP/step | "
+              f"audiojepa {r['audiojepa_clips_per_s']:8.2f} clips/s {r['audiojepa_tflops']*1e3:8.1f} GFLOP/s | "
+              f"reference {r['reference_clips_per_s']:8.2f} clips/s {r['reference_tflops']*1e3:8.1f} GFLOP/s | "
+              f"speedup {r['speedup']:.2f}x (CPU time {r['speedup_cpu_time']:.2f}x)", flush=True)
+    info = {'torch': torch.__version__, 'threads': threads, 'machine': platform.processor() or platform.machine(),
+            'results': results}
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(info, indent=2))

@@ -1,0 +1,159 @@
+"The Audio-JEPA objective: EMA, gradients, losses, padding, diagnostics, and overfitting one batch (audiojepa.jepa)."
+
+import pytest
+import torch
+
+from audiojepa.audio import LogMel
+from audiojepa.data import SyntheticSounds, collate
+from audiojepa.jepa import AudioJEPA, JEPAConfig, effective_rank, ema_momentum
+from audiojepa.masking import MaskCollator, RandomPatchMask
+from audiojepa.models import EncoderConfig, PredictorConfig
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    "One intra-op thread: these models are small, and spinning OpenMP threads on a shared 2-core box only waits."
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+ENC = dict(embed_dim=32, depth=2, num_heads=4, max_frames=64)
+PRED = dict(embed_dim=16, depth=1, num_heads=2)
+
+
+def small_model(**jepa):
+    torch.manual_seed(0)
+    return AudioJEPA(EncoderConfig(**ENC), PredictorConfig(**PRED), JEPAConfig(**jepa))
+
+
+def masks(B=2):
+    return RandomPatchMask(0.5)(B, (4, 6), generator=0)
+
+
+def test_target_is_a_frozen_copy():
+    m = small_model()
+    assert all(not p.requires_grad for p in m.target_encoder.parameters())
+    for a, b in zip(m.target_encoder.parameters(), m.encoder.parameters()):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
+    m.train()
+    assert m.encoder.training and m.predictor.training and not m.target_encoder.training
+
+
+@pytest.mark.parametrize('momentum', [0.0, 0.5, 0.996, 1.0])
+def test_ema_equals_formula(momentum):
+    m = small_model()
+    with torch.no_grad():
+        for p in m.encoder.parameters(): p.add_(torch.randn_like(p))
+    before = [p.clone() for p in m.target_encoder.parameters()]
+    m.update_target(momentum)
+    for b, t, s in zip(before, m.target_encoder.parameters(), m.encoder.parameters()):
+        assert torch.allclose(t, momentum * b + (1 - momentum) * s, atol=1e-6)
+
+
+def test_ema_schedule():
+    assert ema_momentum(0, 10) == pytest.approx(0.996)
+    assert ema_momentum(10, 10) == pytest.approx(1.0) and ema_momentum(20, 10) == pytest.approx(1.0)
+    values = [ema_momentum(s, 100, 0.99, 1.0) for s in range(101)]
+    assert all(b >= a for a, b in zip(values, values[1:]))
+    assert values[50] == pytest.approx(0.995)
+
+
+def test_gradients_reach_encoder_and_predictor_not_target():
+    m = small_model()
+    ctx, tgt = masks()
+    loss, _ = m(torch.randn(2, 64, 96), ctx, tgt)
+    loss.backward()
+    assert all(p.grad is None for p in m.target_encoder.parameters())
+    for name, p in list(m.encoder.named_parameters()) + list(m.predictor.named_parameters()):
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_target_uses_full_spectrogram_and_ignores_context_only_changes():
+    "Targets come from the EMA encoder over every patch: they change with a context patch, the context encoder does not see targets."
+    m = small_model().eval()
+    ctx, tgt = masks(1)
+    mel = torch.randn(1, 64, 96)
+    t0 = m.targets(mel, tgt)
+    changed = mel.clone()
+    t, f = divmod(int(ctx[0, 0]), 6)
+    changed[:, 16 * t:16 * t + 16, 16 * f:16 * f + 16] += 5.0
+    assert not torch.allclose(m.targets(changed, tgt), t0)
+    # the context representation does not depend on target patches
+    t, f = divmod(int(tgt[0, 0]), 6)
+    hidden = mel.clone(); hidden[:, 16 * t:16 * t + 16, 16 * f:16 * f + 16] += 5.0
+    with torch.no_grad(): assert torch.allclose(m.encoder(mel, keep_idx=ctx), m.encoder(hidden, keep_idx=ctx), atol=1e-6)
+
+
+@pytest.mark.parametrize('cfg', [dict(loss='mse'), dict(loss='smooth_l1'), dict(loss='cosine'),
+                                 dict(target_norm='none'), dict(average_last_k=2)])
+def test_loss_options(cfg):
+    m = small_model(**cfg)
+    ctx, tgt = masks()
+    loss, diag = m(torch.randn(2, 64, 96), ctx, tgt)
+    assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
+    if cfg.get('loss') == 'cosine': assert loss <= 4.0
+    if cfg.get('target_norm', 'layernorm') == 'layernorm' and cfg.get('average_last_k', 1) == 1:
+        target = m.targets(torch.randn(2, 64, 96), tgt)
+        assert torch.allclose(target.mean(-1), torch.zeros(()), atol=1e-5)
+        assert torch.allclose(target.var(-1, unbiased=False), torch.ones(()), atol=1e-3)
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match='unknown loss'): JEPAConfig(loss='l2')
+    with pytest.raises(ValueError, match='unknown target_norm'): JEPAConfig(target_norm='batchnorm')
+    with pytest.raises(ValueError, match='average_last_k'): JEPAConfig(average_last_k=0)
+    with pytest.raises(ValueError, match='exceeds the encoder depth'): small_model(average_last_k=5)
+    with pytest.raises(ValueError, match='unknown preset'): AudioJEPA.from_preset('giant')
+
+
+def test_padded_targets_do_not_count():
+    m = small_model().eval()
+    ctx, tgt = masks(2)
+    mel = torch.randn(2, 64, 96)
+    pad = torch.zeros(2, 64, dtype=torch.bool); pad[1] = True              # clip 1 entirely padding
+    loss, _ = m(mel, ctx, tgt, padding_mask=pad)
+    alone, _ = m(mel[:1], ctx[:1], tgt[:1])
+    assert torch.allclose(loss, alone, atol=1e-6)
+
+
+def test_diagnostics_show_collapse():
+    g = torch.Generator().manual_seed(0)
+    assert effective_rank(torch.randn(1000, 32, generator=g)) > 25
+    collapsed = torch.randn(1000, 1, generator=g) * torch.randn(1, 32, generator=g) + 0.01 * torch.randn(1000, 32, generator=g)
+    assert effective_rank(collapsed) < 3
+    m = small_model()
+    ctx, tgt = masks()
+    _, diag = m(torch.randn(2, 64, 96), ctx, tgt)
+    assert set(diag) == {'target_std', 'pred_std', 'target_rank', 'pred_rank'}
+    assert all(v.ndim == 0 and not v.requires_grad for v in diag.values())
+    assert 1 <= diag['target_rank'] <= 32 and diag['target_std'] > 0.1
+    assert m(torch.randn(2, 64, 96), ctx, tgt, diagnostics=False)[1] == {}
+
+
+def test_bf16_autocast_on_cpu():
+    m = small_model()
+    ctx, tgt = masks()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        loss, diag = m(torch.randn(2, 64, 96), ctx, tgt)
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def test_tiny_overfits_a_fixed_batch_of_synthetic_sounds():
+    torch.manual_seed(0)
+    source = SyntheticSounds(n_clips=4, clip_seconds=2.0, seed=0)
+    batch = MaskCollator(RandomPatchMask(), grid=(6, 6), seed=0, collate_fn=collate)([source[i] for i in range(4)])
+    front = LogMel({'clip_seconds': 2.0, 'num_frames': 96})           # 2 s → 96 frames → 6 × 6 patches
+    mel, frame_pad = front(batch['audio'], batch['padding_mask'])
+    assert mel.shape == (4, 96, 96)
+    model = AudioJEPA.from_preset('tiny')
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.0)
+    steps, losses = 150, []
+    for step in range(steps):
+        loss, diag = model(mel, batch['context_idx'], batch['target_idx'], padding_mask=frame_pad, diagnostics=False)
+        opt.zero_grad(); loss.backward(); opt.step()
+        model.update_target(ema_momentum(step, steps))
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert min(losses[-10:]) < losses[0] / 10, (losses[0], losses[-10:])
