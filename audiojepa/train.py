@@ -591,7 +591,9 @@ def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `Trai
 
     model = build_model(cfg, fc)
     grid = model.encoder.grid(fc.num_frames)
-    optimizer = torch.optim.AdamW(param_groups(model), lr=cfg.schedule.lr, betas=cfg.optim.betas, eps=cfg.optim.eps)
+    # the fused kernel: on CPU the default (foreach) AdamW step costs about as much as the forward-backward of `small`
+    optimizer = torch.optim.AdamW(param_groups(model), lr=cfg.schedule.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
+                                  fused=accelerator.device.type in ('cpu', 'cuda', 'mps'))
     model, optimizer = accelerator.prepare(model, optimizer)
     core = accelerator.unwrap_model(model)
     state = {'step': 0, 'positions': None, 'skipped': [], 'first_loss': None, 'last_loss': None, 'num_processes': world}

@@ -1,0 +1,114 @@
+"Integration tests of audiojepa.embed: exports, long audio, X-ARES, and the audiojepa-embed command line."
+import subprocess, sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiojepa.audio import FrontendConfig
+from audiojepa.embed import AudioJEPAEncoder, ENCODER_ENV, Embeddings, load_embedder, main
+from audiojepa.models import ViTEncoder, preset, save_encoder
+
+torch.set_num_threads(1)
+
+
+def export(path, frames=512):
+    "A randomly initialised tiny encoder, exported the way pretraining exports it, for clips of `frames` frames."
+    torch.manual_seed(0)
+    encoder = ViTEncoder(replace(preset('tiny')['encoder'], max_frames=frames))
+    return save_encoder(path, encoder, FrontendConfig(clip_seconds=frames * 625 / 32000, num_frames=frames))
+
+
+@pytest.fixture(scope='module')
+def export_dir(tmp_path_factory):
+    "A 10 s (512-frame) export inside a run directory (run/encoder/)."
+    return export(tmp_path_factory.mktemp('run') / 'encoder')
+
+
+@pytest.fixture(scope='module')
+def labelled_folder(tmp_path_factory):
+    "Two classes of short tones at 16 kHz, plus an empty file in one class."
+    root = tmp_path_factory.mktemp('tones')
+    rng = np.random.default_rng(0)
+    t = np.arange(8000) / 16000
+    for label, freq in (('low', 220), ('high', 1760)):
+        (root / label).mkdir()
+        for i in range(3):
+            sf.write(root / label / f'{i}.wav', (0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.normal(size=len(t))).astype(np.float32), 16000)
+    (root / 'low' / 'empty.wav').touch()
+    return root
+
+
+@pytest.mark.parametrize('frames', [512, 96])   # 10 s clips (the paper), 1.875 s clips (the main job)
+def test_ten_minutes_give_the_right_number_of_frames(frames, tmp_path):
+    encoder = AudioJEPAEncoder.from_pretrained(export(tmp_path / 'encoder', frames), chunks_per_batch=8)
+    frames = encoder(torch.randn(1, 16000 * 600))
+    assert encoder.hop_size_in_ms == 312.5
+    assert frames.shape == (1, round(600_000 / encoder.hop_size_in_ms), 128) == (1, 1920, 128)
+    assert torch.isfinite(frames).all()
+
+
+def test_frames_follow_duration_within_one_frame(export_dir):
+    encoder = AudioJEPAEncoder.from_pretrained(export_dir)
+    for seconds in (0.5, 2.7, 9.99, 10.0, 14.2, 31.0):
+        n = encoder(torch.randn(1, int(seconds * 16000))).shape[1]
+        assert abs(n - seconds * 1000 / encoder.hop_size_in_ms) <= 1, (seconds, n)
+
+
+def test_chunking_does_not_change_frames(export_dir):
+    "Frames of a long clip do not depend on how many chunks are encoded together."
+    wav = torch.randn(1, 16000 * 35)
+    one = AudioJEPAEncoder.from_pretrained(export_dir, chunks_per_batch=1)(wav)
+    many = AudioJEPAEncoder.from_pretrained(export_dir, chunks_per_batch=16)(wav)
+    torch.testing.assert_close(one, many, atol=1e-4, rtol=1e-4)
+
+
+def test_xares_checker_accepts_the_export(export_dir, monkeypatch):
+    pytest.importorskip('xares')
+    from xares.audio_encoder_checker import check_audio_encoder
+    from xares.utils import attr_from_py_path
+    assert check_audio_encoder(AudioJEPAEncoder.from_pretrained(export_dir))
+    # how `python -m xares.run audiojepa/embed.py ...` finds and builds the encoder
+    monkeypatch.setenv(ENCODER_ENV, str(export_dir.parent))
+    encoder_class = attr_from_py_path('audiojepa/embed.py', endswith='Encoder')
+    assert encoder_class is AudioJEPAEncoder
+    encoder = encoder_class()
+    assert check_audio_encoder(encoder) and encoder.sampling_rate == 16000
+
+
+def test_not_an_export_is_a_clear_error(tmp_path):
+    (tmp_path / 'config.json').write_text('{"hello": 1}')
+    (tmp_path / 'model.safetensors').write_bytes(b'')
+    with pytest.raises(ValueError, match='not an audiojepa encoder config'): load_embedder(tmp_path)
+    with pytest.raises(ValueError, match='not an exported audiojepa encoder'): load_embedder(tmp_path.parent)
+
+
+def test_embed_cli_writes_clip_and_frame_embeddings(export_dir, labelled_folder, tmp_path, capsys):
+    out = tmp_path / 'emb.npz'
+    main(encoder=str(export_dir.parent), data=str(labelled_folder), out=str(out), pool='meanmax', frames=True)
+    emb = Embeddings.load(out)
+    assert len(emb.ids) == 6 and emb.clip.shape == (6, 256)
+    assert sorted(emb.classes) == ['high', 'low'] and emb.targets.shape == (6, 2) and (emb.targets.sum(1) == 1).all()
+    assert all(f.shape == (2, 128) for f in emb.frames)       # 0.5 s: two frames of 312.5 ms
+    assert [s[0] for s in emb.skipped] == ['low/empty.wav']
+    assert 'low/empty.wav' in capsys.readouterr().out
+    with np.load(out, allow_pickle=False) as z: assert z['ids'].dtype.kind == 'U'
+
+
+@pytest.mark.parametrize('args, message', [
+    (dict(encoder='nowhere', data='synthetic', out='x.npz'), 'does not exist'),
+    (dict(encoder='logmel', data='synthetic'), 'missing --out'),
+    (dict(encoder='logmel', data='synthetic', out='x.pkl'), 'must be an .npz file'),
+    (dict(encoder='logmel', data='no/such/folder', out='x.npz'), 'does not exist'),
+])
+def test_embed_cli_bad_input_is_one_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exit: main(**args)
+    assert exit.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_embed_command_line_prints_no_traceback(tmp_path):
+    res = subprocess.run([sys.executable, '-m', 'audiojepa.embed', '--encoder', str(tmp_path), '--data', 'synthetic',
+                          '--out', str(tmp_path / 'x.npz')], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and 'not an exported audiojepa encoder' in res.stderr and 'Traceback' not in res.stderr
