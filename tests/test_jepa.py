@@ -9,13 +9,7 @@ from audiojepa.jepa import AudioJEPA, JEPAConfig, effective_rank, ema_momentum
 from audiojepa.masking import MaskCollator, RandomPatchMask
 from audiojepa.models import EncoderConfig, PredictorConfig
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "One intra-op thread: these models are small, and spinning OpenMP threads on a shared 2-core box only waits."
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 ENC = dict(embed_dim=32, depth=2, num_heads=4, max_frames=64)

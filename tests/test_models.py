@@ -9,13 +9,7 @@ from audiojepa.audio import frontend_config
 from audiojepa.models import (PRESETS, EncoderConfig, PatchEmbed, Predictor, PredictorConfig, ViTEncoder, attention_mask,
                               load_encoder, preset, save_encoder, sincos_pos_embed_2d)
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "One intra-op thread: these models are small, and spinning OpenMP threads on a shared 2-core box only waits."
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 SMALL = dict(embed_dim=32, depth=2, num_heads=4, max_frames=64)
