@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['log', 'SYNTH_FAMILIES', 'AUDIO_EXTENSIONS', 'AUDIOSET_URLS', 'NoAudioError', 'skip_item', 'write_skipped_csv',
-           'SkipLog', 'ClipSource', 'MapSource', 'SyntheticSounds', 'FolderSource', 'read_manifest', 'ManifestSource',
-           'audioset_file', 'read_class_labels', 'read_audioset_segments', 'HDF5Source', 'AudioSetSource',
-           'distributed_rank', 'reader_slot', 'StreamSource', 'expand_urls', 'WebDatasetSource', 'HFSource',
-           'HFStreamSource', 'open_source', 'collate', 'Loader', 'make_loader', 'check_readable']
+           'SkipLog', 'ClipSource', 'MapSource', 'SyntheticSounds', 'find_audio_files', 'FolderSource', 'read_manifest',
+           'ManifestSource', 'audioset_file', 'read_class_labels', 'read_audioset_segments', 'HDF5Source',
+           'AudioSetSource', 'distributed_rank', 'reader_slot', 'StreamSource', 'expand_urls', 'WebDatasetSource',
+           'HFSource', 'HFStreamSource', 'open_source', 'collate', 'Loader', 'make_loader', 'check_readable']
 
 # %% ../nbs/01_data.ipynb #8172fd35
 import copy
@@ -310,6 +310,18 @@ class SyntheticSounds(ClipSource, Dataset):
 AUDIO_EXTENSIONS = ('.wav', '.wave', '.flac', '.ogg', '.oga', '.opus', '.mp3', '.aiff', '.aif', '.aifc', '.au', '.snd',
                     '.w64', '.rf64', '.caf', '.sph')
 
+def find_audio_files(root:str|Path, # the folder to search, recursively
+                     extensions:Sequence[str]=AUDIO_EXTENSIONS, # file suffixes to keep (case-insensitive)
+                    ) -> list[Path]:
+    "Sorted audio files under `root`, following linked folders (datasets are often assembled from links) but none twice."
+    exts, seen, found = {e.lower() for e in extensions}, set(), []
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen: subfolders[:] = []; continue   # a link back up the tree would loop forever
+        seen.add(real)
+        found += [Path(folder, name) for name in names if Path(name).suffix.lower() in exts]
+    return sorted(found)
+
 class FolderSource(MapSource):
     "Every audio file under `root`, recursively; with `labels='dirs'`, the first sub-folder below `root` is the class."
     def __init__(self,
@@ -322,10 +334,9 @@ class FolderSource(MapSource):
         self.root = Path(root)
         if not self.root.is_dir(): raise FileNotFoundError(f"audio folder {self.root} does not exist")
         if labels not in (None, 'dirs'): raise ValueError(f"labels must be 'dirs' or None, got {labels!r}")
-        exts = {e.lower() for e in extensions}
         # broken links and unreadable files are kept: they become logged skips rather than vanishing silently
-        rel = sorted(p.relative_to(self.root) for p in self.root.rglob('*') if p.suffix.lower() in exts and not p.is_dir())
-        if not rel: raise NoAudioError(f"no audio files under {self.root} (looked for {', '.join(sorted(exts))})")
+        rel = [p.relative_to(self.root) for p in find_audio_files(self.root, extensions)]
+        if not rel: raise NoAudioError(f"no audio files under {self.root} (looked for {', '.join(sorted({e.lower() for e in extensions}))})")
         self.ids = [p.as_posix() for p in rel]
         if labels is None:
             super().__init__(**kwargs)
@@ -535,8 +546,7 @@ class AudioSetSource(MapSource):
             self.file = _PannsHDF5(hdf5, file_sample_rate)
             where = _match_ytids([r[0] for r in rows], self.file.names)
         else:
-            exts = {e.lower() for e in extensions}
-            files = sorted(p for p in Path(audio_dir).rglob('*') if p.suffix.lower() in exts)
+            files = find_audio_files(audio_dir, extensions)
             where = _match_ytids([r[0] for r in rows], [p.name for p in files])
             self.paths = [files[where[r[0]]] for r in rows if r[0] in where]
         kept = [r for r in rows if r[0] in where]

@@ -324,3 +324,17 @@ def test_random_crops_change_with_the_epoch_but_not_with_the_reader(tmp_path):
     assert not torch.equal(first, second)
     loader.set_epoch(0)
     assert torch.equal(next(iter(loader))['audio'], first)
+
+
+def test_folder_follows_linked_folders_once_and_survives_a_link_loop(tmp_path):
+    "Datasets are often assembled from links: linked class folders are read, and a link back up the tree ends."
+    store, root = tmp_path / "store", tmp_path / "dataset"
+    for label in ("kick", "snare"):
+        (store / label).mkdir(parents=True)
+        for j in range(2): sf.write(store / label / f"{j}.wav", tone(j), SR)
+    root.mkdir()
+    for label in ("kick", "snare"): (root / label).symlink_to(store / label, target_is_directory=True)
+    (store / "kick" / "loop").symlink_to(root, target_is_directory=True)   # would recurse forever
+    src = FolderSource(root, labels="dirs", clip_seconds=0.5)
+    assert src.classes == ["kick", "snare"]
+    assert sorted(src.ids) == ["kick/0.wav", "kick/1.wav", "snare/0.wav", "snare/1.wav"]
