@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['log', 'SYNTH_FAMILIES', 'AUDIO_EXTENSIONS', 'AUDIOSET_URLS', 'NoAudioError', 'skip_item', 'write_skipped_csv',
-           'SkipLog', 'ClipSource', 'MapSource', 'SyntheticSounds', 'find_audio_files', 'FolderSource', 'read_manifest',
-           'ManifestSource', 'audioset_file', 'read_class_labels', 'read_audioset_segments', 'HDF5Source',
-           'AudioSetSource', 'distributed_rank', 'reader_slot', 'StreamSource', 'expand_urls', 'WebDatasetSource',
-           'HFSource', 'HFStreamSource', 'open_source', 'collate', 'Loader', 'make_loader', 'check_readable']
+           'SkipLog', 'mixed_seed', 'ClipSource', 'MapSource', 'SyntheticSounds', 'find_audio_files', 'FolderSource',
+           'read_manifest', 'ManifestSource', 'audioset_file', 'read_class_labels', 'read_audioset_segments',
+           'HDF5Source', 'AudioSetSource', 'distributed_rank', 'reader_slot', 'StreamSource', 'expand_urls',
+           'WebDatasetSource', 'HFSource', 'HFStreamSource', 'is_shard_spec', 'open_source', 'collate', 'Loader',
+           'make_loader', 'check_readable']
 
 # %% ../nbs/01_data.ipynb #8172fd35
 import copy
@@ -27,11 +28,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torchaudio
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, RandomSampler, SequentialSampler
 from torch.utils.data import get_worker_info
 
-from .audio import CROP_MODES, AudioDecodeError, crop_or_pad, load_audio
+from .audio import CROP_MODES, AudioDecodeError, crop_or_pad, finish_waveform, load_audio
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ class SkipLog:
     def write(self, path:str|Path) -> Path: return write_skipped_csv(path, self.rows)
 
 # %% ../nbs/01_data.ipynb #460b2fa6
-def _seed(*parts:int) -> int:
-    "One 63-bit seed from several integers (seed, epoch, item...), well mixed."
+def mixed_seed(*parts:int) -> int:
+    "One 63-bit seed from several integers (seed, epoch, item, step, process...), well mixed: nearby tuples give unrelated seeds."
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 def _sorted_labels(names:Iterable[str]) -> list[str]:
@@ -110,7 +110,7 @@ class ClipSource:
         "Crop or pad `wav` into an item; `labels` are class indices for the multi-hot target."
         generator = None
         if self.crop == 'random':
-            generator = torch.Generator().manual_seed(_seed(self.seed, self.epoch, zlib.crc32(id.encode())))
+            generator = torch.Generator().manual_seed(mixed_seed(self.seed, self.epoch, zlib.crc32(id.encode())))
         audio, mask = crop_or_pad(wav, self.num_samples, self.crop, generator=generator)
         item = {'audio': audio, 'padding_mask': mask, 'id': id}
         if labels is not None:
@@ -293,7 +293,7 @@ class SyntheticSounds(ClipSource, Dataset):
         seconds = self.clip_seconds if self.min_seconds is None else rng.uniform(self.min_seconds, self.clip_seconds)
         x = np.zeros(max(1, round(seconds * self.sample_rate)), np.float32)
         self._add_events(x, rng, self.classes[family], int(rng.integers(1, 4)), 1.0)
-        if rng.random() < self.distractor_prob:
+        if len(self.classes) > 1 and rng.random() < self.distractor_prob:   # a quieter event of another family
             other = (family + rng.integers(1, len(self.classes))) % len(self.classes)
             self._add_events(x, rng, self.classes[other], 1, 10 ** (rng.uniform(-20, -8) / 20))
         x += _noise(rng, len(x)) * np.float32(_rms(x) * 10 ** (-rng.uniform(*self.snr_db) / 20))
@@ -476,10 +476,7 @@ class _PannsHDF5:
     def read(self, row:int, sample_rate:int) -> torch.Tensor:
         x = self.file['waveform'][row]
         wav = torch.from_numpy(x.astype(np.float32) / 32768 if x.dtype == np.int16 else x.astype(np.float32))
-        name = f"{self.path.name}:{self.names[row]}"
-        if wav.numel() == 0: raise AudioDecodeError(name, 'zero-length audio (0 samples)')
-        if not torch.isfinite(wav).all(): raise AudioDecodeError(name, 'samples contain NaN or Inf')
-        return wav if self.sample_rate == sample_rate else torchaudio.functional.resample(wav, self.sample_rate, sample_rate)
+        return finish_waveform(wav, self.sample_rate, sample_rate, f"{self.path.name}:{self.names[row]}")
 
 class HDF5Source(MapSource):
     "The clips of a PANNs-style HDF5 file; labelled when it has a `target` dataset."
@@ -602,7 +599,7 @@ class StreamSource(ClipSource, IterableDataset):
     def _my_records(self) -> Iterator[dict]:
         slot, n_slots = reader_slot(self.rank, self.world_size)
         units = list(self.units())
-        if self.shuffle: random.Random(_seed(self.order_seed, self.epoch)).shuffle(units)
+        if self.shuffle: random.Random(mixed_seed(self.order_seed, self.epoch)).shuffle(units)
         if len(units) >= n_slots:
             for unit in units[slot::n_slots]: yield from self.records(unit)
         else:
@@ -613,7 +610,7 @@ class StreamSource(ClipSource, IterableDataset):
         records = self._my_records()
         if self.shuffle:
             slot, _ = reader_slot(self.rank, self.world_size)
-            records = _shuffle_buffer(records, self.shuffle_buffer, random.Random(_seed(self.order_seed, self.epoch, slot)))
+            records = _shuffle_buffer(records, self.shuffle_buffer, random.Random(mixed_seed(self.order_seed, self.epoch, slot)))
         for record in records:
             if 'error' in record:
                 yield skip_item(record['id'], record['error'])
@@ -759,10 +756,7 @@ class _HFColumns:
             if value.get('array') is not None:
                 wav = torch.as_tensor(np.asarray(value['array'], dtype=np.float32))
                 wav = wav.mean(0) if wav.ndim == 2 else wav
-                if not torch.isfinite(wav).all(): raise AudioDecodeError('array', 'samples contain NaN or Inf')
-                if wav.numel() == 0: raise AudioDecodeError('array', 'zero-length audio (0 samples)')
-                rate = int(value['sampling_rate'])
-                return wav if rate == self.sample_rate else torchaudio.functional.resample(wav, rate, self.sample_rate)
+                return finish_waveform(wav, int(value['sampling_rate']), self.sample_rate, 'array')
             if value.get('path'): return load_audio(value['path'], self.sample_rate)
             raise AudioDecodeError('row', 'no bytes, array or path in the audio column')
         return load_audio(value, self.sample_rate)
@@ -819,6 +813,10 @@ class HFStreamSource(_HFColumns, StreamSource):
             yield self._record({k: v[0] for k, v in batch.items()}, f"shard {shard} row {row_number}")
 
 # %% ../nbs/01_data.ipynb #9ecc43c5
+def is_shard_spec(spec:str) -> bool:
+    "Does `spec` name webdataset tar shards (a file, a glob or a brace pattern)?"
+    return '.tar' in spec or spec.endswith('.tgz')
+
 def open_source(spec:str|Path, # what to read, see above
                 **kwargs, # passed to the source (`clip_seconds`, `crop`, `labels`, `audio_dir`, `split`, `streaming`...)
                ) -> Dataset:
@@ -830,7 +828,7 @@ def open_source(spec:str|Path, # what to read, see above
     if spec.startswith('hf:'):
         streaming = kwargs.pop('streaming', False)
         return (HFStreamSource if streaming else HFSource)(spec[3:], **kwargs)
-    if '.tar' in spec or spec.endswith('.tgz'): return WebDatasetSource(spec, **kwargs)
+    if is_shard_spec(spec): return WebDatasetSource(spec, **kwargs)
     path = Path(spec)
     if not path.exists():
         raise FileNotFoundError(f"data source {spec!r} does not exist (expected 'synthetic', a folder, a .csv/.jsonl "

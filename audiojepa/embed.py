@@ -39,10 +39,7 @@ def load_export(path, # an export directory, or a run directory holding `encoder
     try: encoder, frontend = models.load_encoder(path)
     except (json.JSONDecodeError, SafetensorError, RuntimeError, TypeError) as err:   # a damaged or mismatched export
         raise ValueError(f"cannot load the encoder exported to {path}: {str(err).splitlines()[0]}") from None
-    if frontend is None:
-        log.warning(f"{path} records no front end; assuming the 'audiojepa' front end")
-        frontend = 'audiojepa'
-    return encoder, frontend_config(frontend)
+    return encoder, frontend
 
 # %% ../nbs/07_embed.ipynb #80998e03
 class FrameEmbedder(nn.Module):

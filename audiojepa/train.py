@@ -9,7 +9,6 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from itertools import count
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from accelerate import Accelerator
@@ -19,7 +18,8 @@ from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
 from .audio import FrontendConfig, LogMel, compute_norm_stats, frontend_config
-from .data import NoAudioError, SkipLog, check_readable, collate, make_loader, open_source
+from .data import (NoAudioError, SkipLog, check_readable, collate, is_shard_spec, make_loader, mixed_seed,
+                            open_source)
 from .jepa import AudioJEPA, JEPAConfig, ema_momentum
 from .masking import FreqStripMask, MultiBlockMask, RandomPatchMask, TimeStripMask
 from .models import preset, save_encoder
@@ -31,7 +31,7 @@ __all__ = ['logger', 'MASKS', 'METRICS', 'PRECISIONS', 'ConfigError', 'PretrainE
            'ModelSection', 'MaskingSection', 'ScheduleSection', 'OptimSection', 'RunSection', 'TrainConfig',
            'config_keys', 'config_from_dict', 'config_to_dict', 'apply_overrides', 'save_config', 'load_config',
            'lr_at', 'weight_decay_at', 'param_groups', 'set_schedules', 'build_frontend_config', 'preset_configs',
-           'build_model', 'build_mask_generator', 'step_seed', 'StepBatches', 'StepItems', 'StepMasks', 'StepCollator',
+           'build_model', 'build_mask_generator', 'StepBatches', 'StepItems', 'StepMasks', 'StepCollator',
            'stream_batches', 'MetricsLog', 'find_checkpoint', 'resume_checkpoint', 'run_dir_of', 'PretrainResult',
            'export_encoder', 'pretrain', 'resolve_config', 'pretrain_cli', 'main']
 
@@ -357,10 +357,6 @@ def build_mask_generator(cfg:MaskingSection):
     except (ValueError, TypeError) as e: raise ConfigError(f"masking.options: {e}") from None
 
 # %% ../nbs/05_train.ipynb #55529ef9
-def step_seed(*parts:int) -> int:
-    "A well-mixed 63-bit seed from integers such as (seed, purpose, step, process)."
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> np.uint64(1))
-
 class StepBatches(torch.utils.data.Sampler):
     "Endless micro-batches of `(micro_step, index)` keys; micro-batch `s` depends only on `s`, the seed and the process."
     def __init__(self, n_items:int, # items in the source
@@ -384,7 +380,7 @@ class StepBatches(torch.utils.data.Sampler):
     def order(self, epoch:int) -> torch.Tensor:
         "The shuffled item order of `epoch`."
         if epoch not in self._orders:
-            self._orders = {epoch: torch.randperm(self.n_items, generator=torch.Generator().manual_seed(step_seed(self.seed, epoch)))}
+            self._orders = {epoch: torch.randperm(self.n_items, generator=torch.Generator().manual_seed(mixed_seed(self.seed, epoch)))}
         return self._orders[epoch]
 
     def keys(self, micro_step:int) -> list[tuple[int, int]]:
@@ -416,7 +412,7 @@ class StepMasks:
         self.mask_gen, self.grid, self.seed, self.process_index = mask_gen, grid, seed, process_index
 
     def __call__(self, batch:dict, micro_step:int) -> dict:
-        g = torch.Generator().manual_seed(step_seed(self.seed, 1, micro_step, self.process_index))
+        g = torch.Generator().manual_seed(mixed_seed(self.seed, 1, micro_step, self.process_index))
         batch['context_idx'], batch['target_idx'] = self.mask_gen(len(batch['audio']), self.grid, g)
         batch['micro_step'] = micro_step
         return batch
@@ -535,8 +531,10 @@ class _StopSignals:
 def _open_data(cfg:TrainConfig, fc:FrontendConfig):
     "The run's source; a clear `PretrainError` when the spec names nothing usable."
     try:
+        # pretraining reads no labels: spare shard sources the pass over every shard that lists their classes
+        options = {'labels': False, **cfg.data.options} if is_shard_spec(str(cfg.data.spec)) else cfg.data.options
         return open_source(cfg.data.spec, sample_rate=fc.sample_rate, clip_seconds=cfg.data.clip_seconds,
-                           crop=cfg.data.crop, seed=cfg.run.seed, **cfg.data.options)
+                           crop=cfg.data.crop, seed=cfg.run.seed, **options)
     except NoAudioError: raise
     except (FileNotFoundError, ValueError) as e: raise PretrainError(str(e)) from None   # the message names the source
     except TypeError as e: raise PretrainError(f"data.options {cfg.data.options} do not fit {cfg.data.spec!r}: {e}") from None
@@ -566,8 +564,8 @@ def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `Trai
     for key in ('data.batch_size', 'schedule.max_steps', 'optim.grad_accum', 'run.log_every'):
         section, name = key.split('.')
         if getattr(getattr(cfg, section), name) < 1: raise ConfigError(f"{key} must be at least 1")
-    if checkpoint is None and find_checkpoint(out) is not None:
-        raise PretrainError(f"{out} already holds a run ({find_checkpoint(out).name}); continue it with --resume auto, "
+    if checkpoint is None and (existing := find_checkpoint(out)) is not None:
+        raise PretrainError(f"{out} already holds a run ({existing.name}); continue it with --resume auto, "
                             f"or choose another --out")
     fc, mask_gen = build_frontend_config(cfg), build_mask_generator(cfg.masking)
     # several processes and no GPU: Accelerate needs cpu=True to join them over gloo (else each trains alone)
@@ -657,7 +655,7 @@ def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `Trai
     with _StopSignals() as signals:
         while step < stop_step:
             lr, wd = set_schedules(optimizer, step, cfg.schedule)
-            torch.manual_seed(step_seed(seed, 2, step, rank))
+            torch.manual_seed(mixed_seed(seed, 2, step, rank))
             log_now = (step + 1) % cfg.run.log_every == 0 or step + 1 == stop_step
             for micro in range(accum):
                 position_next, batch = next(batches)

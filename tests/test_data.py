@@ -338,3 +338,9 @@ def test_folder_follows_linked_folders_once_and_survives_a_link_loop(tmp_path):
     src = FolderSource(root, labels="dirs", clip_seconds=0.5)
     assert src.classes == ["kick", "snare"]
     assert sorted(src.ids) == ["kick/0.wav", "kick/1.wav", "snare/0.wav", "snare/1.wav"]
+
+
+def test_synthetic_sounds_with_one_family_and_distractors_always_on():
+    "A distractor comes from another family; with a single family there is none to draw, and no crash."
+    src = SyntheticSounds(n_clips=3, families=["chirp"], distractor_prob=1.0, clip_seconds=0.5)
+    assert [src[i]["target"].tolist() for i in range(3)] == [[1.0]] * 3
