@@ -729,6 +729,9 @@ def resolve_config(config:str|None=None, # YAML file with the keys to change
         if not Path(config).is_file(): raise ConfigError(f"config file {config} does not exist")
         file_changes = yaml.safe_load(Path(config).read_text()) or {}
         if not isinstance(file_changes, dict): raise ConfigError(f"{config} must hold a mapping of config keys")
+        # the file's source options (audio_dir, ...) belong to its source: --data names another one
+        if (flags or {}).get('data.spec') is not None and isinstance(file_changes.get('data'), dict):
+            file_changes['data'].pop('options', None)
     flag_overrides = [f"{k}={v}" for k, v in (flags or {}).items() if v is not None]
     fresh = apply_overrides(config_from_dict(file_changes), flag_overrides + list(overrides or []))
     checkpoint = resume_checkpoint(resume, fresh.run.out)

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from audiojepa.data import SyntheticSounds
 from audiojepa.models import load_encoder
-from audiojepa.train import TrainConfig, apply_overrides, load_config, main, pretrain
+from audiojepa.train import TrainConfig, apply_overrides, load_config, main, pretrain, resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
 LMMS_SAMPLES = Path('/usr/share/lmms/samples')   # Debian package lmms-common: real instrument and drum recordings
@@ -191,3 +191,14 @@ def test_two_processes(tmp_path):
     assert '"num_processes": 2' in state
     encoder, _ = load_encoder(run / 'encoder')
     assert encoder(torch.zeros(1, 48, 96)).shape == (1, 18, 128)
+
+
+def test_data_flag_replaces_the_config_files_source_with_its_options():
+    "`--config base_audioset.yaml --data FOLDER`: the file's `audio_dir` belongs to its AudioSet source, not to FOLDER."
+    config = str(REPO / 'configs' / 'base_audioset.yaml')
+    cfg, _ = resolve_config(config, {'data.spec': 'synthetic'})
+    assert cfg.data.spec == 'synthetic' and cfg.data.options == {} and cfg.model.preset == 'base'
+    kept, _ = resolve_config(config, {})
+    assert kept.data.options == {'audio_dir': 'data/audioset/unbalanced'}
+    again, _ = resolve_config(config, {'data.spec': 'x.csv'}, ['data.options.audio_dir=clips'])
+    assert again.data.options == {'audio_dir': 'clips'}
