@@ -1,0 +1,746 @@
+"""Real-audio development corpora, built offline from Debian packages: an unlabelled pretraining pool and labelled dev tasks.
+
+    python benchmarks/corpora.py [--out benchmarks/results/corpora] [--tasks pool,music,drums,speech] [--pool_hours 10]
+
+Needs these Debian packages (`--pool-hours` works as well as `--pool_hours`):
+
+    apt-get install -y fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont-small \\
+        avldrums.lv2-soundfont hedgewars-data tuxpaint-stamps-default klettres-data ktuberling-data fillets-ng-data \\
+        fillets-ng-data-cs fillets-ng-data-nl colobot-common-sounds supertux-data lincity-ng-data minetest-data \\
+        warzone2100-data sonic-pi-samples
+
+A missing package is named in a warning (with this apt line) and whatever can be built without it is built. Every file
+written is a 32 kHz mono 16-bit WAV. Sources are decoded with `audiojepa.audio.load_audio`; anything unusable (empty,
+not audio, truncated, silent, too short) is listed in ROOT/skipped.csv (task, source, reason) and never stops the build.
+
+Layout (ROOT = --out; a task's folder is replaced whole when that task is rebuilt):
+- `pool/<source>/<name>_<k>.wav`: the unlabelled pretraining pool, about `--pool_hours` hours. Sources: the audio
+  files of tuxpaint-stamps-default, klettres-data, ktuberling-data, hedgewars-data, fillets-ng-data(-cs, -nl),
+  colobot-common-sounds, supertux-data, lincity-ng-data, minetest-data, warzone2100-data (the .ogg files inside
+  base.wz) and sonic-pi-samples, cut into 10 s pieces (piece k of recording <name>; a trailing piece under 1 s is
+  dropped, a recording shorter than 10 s is kept whole when it lasts at least 0.5 s, silent pieces are dropped, at
+  most 6 pieces per recording, spread over it, and a file whose bytes repeat an earlier one is used once). Each source
+  gets an equal share of 90% of the hours, a source with less audio gives all it has and the rest is shared among the
+  others (water-filling, smallest source first, so what one falls short by, short or silent or repeated files, goes to
+  the ones after it); within a source the recordings are taken in a fixed pseudo-random order (sha1 of the path).
+  The other 10% (`gm-renders/`) are 10 s pieces of random melodies, chords, bass lines and drum patterns rendered
+  with fluidsynth from the TRAINING SoundFonts only (FluidR3_GM, TimGM6mb and their drum kits).
+  The pool holds NO audio that a test split uses: no hedgewars voice of the speech test voices (their folders are left
+  out and so is any file with the same bytes as one of their files), no render of a test SoundFont (MuseScore General
+  Lite, the avldrums kits Black Pearl and Red Zeppelin), so no test drum kit either (but see the caveat under music:
+  MuseScore General shares recordings with FluidR3).
+- `music/{train,test}/<family>/`: 2 s notes of the 128 General MIDI programs, labelled by the 16 GM instrument
+  families (program // 8), 12 notes per program and SoundFont (pitches spread over the program's usual range,
+  seeded velocities and note lengths). Train: FluidR3_GM.sf2 + TimGM6mb.sf2; test: MuseScore_General_Lite.sf3
+  (musescore-general-soundfont-small). Silent renders (TimGM6mb's whistle above G#5, for one; FluidR3's contrabass,
+  silent above C3, is only played up to C3) are dropped, listed and counted. Caveat: MuseScore General descends from FluidR3 (Mono); many of its programs use the same recordings (same
+  sample names), so the test SoundFont is not fully independent of the training ones; corpora.json counts the test
+  programs that share sample names with a training SoundFont.
+- `drums/{train,test}/<group>/`: single drum hits, 5 groups (kick, snare, hihat, tom, cymbal) by GM note number.
+  Train: the GM drum kits (bank 128, programs < 48; the orchestra, marching and metronome kits use other note maps)
+  of FluidR3_GM, TimGM6mb and MuseScore_General_Lite; test: the two real acoustic kits of avldrums.lv2-soundfont
+  (Black_Pearl_4_LV2.sf2, Red_Zeppelin_4_LV2.sf2; their own note map, read from their sample names; they share some
+  hi-hat and splash samples with each other, so both are on the test side). The same number of hits per kit and
+  group (spread over the group's notes and over velocities); bit-identical renders are kept once per class.
+- `speech/{train,test}/<phrase>/<voice>.wav`: the hedgewars-data voice packs, one class per phrase that at least 12
+  of the 15 packs record (41 phrases); test voices British, Mobster, Pirate and Singer (never in train or the pool),
+  train the other 11 packs; a train file with the bytes of a test file would be dropped (the Classic, Default and
+  Default_uk packs share files, all three on the train side).
+- `env/{train,test}/<class>/` (optional): only when the 0ad-data package is installed (it is 1.4 GB and not installed
+  by default; the script never downloads it): 10 s pieces of its sound files, labelled by their folder, the 12
+  largest folders, one recording in four to test (by hash of its path). Untested on the real package.
+- `skipped.csv` and `corpora.json` (per task, split and class counts, pool hours per source, missing packages,
+  seconds taken).
+
+Deterministic: fixed seeds, sorted listings, no dither (fluidsynth renders float), so a rebuild writes identical files.
+"""
+import csv, hashlib, io, json, math, os, re, shutil, struct, subprocess, sys, tempfile, time, zipfile, zlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from fastcore.script import call_parse
+
+from audiojepa.audio import AudioDecodeError, load_audio
+
+ROOT = Path(__file__).resolve().parents[1]
+SR = 32000
+AUDIO_EXTS = ('.wav', '.ogg', '.flac', '.mp3', '.opus', '.aif', '.aiff')
+TASKS = ('pool', 'music', 'drums', 'speech', 'env')
+SILENCE_DB = -60.                  # a clip is silent when no 50 ms frame has an RMS above this (dBFS)
+
+POOL_PACKAGES = ('tuxpaint-stamps-default', 'klettres-data', 'ktuberling-data', 'hedgewars-data', 'fillets-ng-data',
+                 'fillets-ng-data-cs', 'fillets-ng-data-nl', 'colobot-common-sounds', 'supertux-data',
+                 'lincity-ng-data', 'minetest-data', 'warzone2100-data', 'sonic-pi-samples')
+SOUNDFONT_PACKAGES = {'FluidR3_GM': 'fluid-soundfont-gm', 'TimGM6mb': 'timgm6mb-soundfont',
+                      'MuseScore_General_Lite': 'musescore-general-soundfont-small',
+                      'Black_Pearl_4_LV2': 'avldrums.lv2-soundfont', 'Red_Zeppelin_4_LV2': 'avldrums.lv2-soundfont'}
+TRAIN_SOUNDFONTS = ('FluidR3_GM', 'TimGM6mb')            # music train, pool renders, drums train
+TEST_SOUNDFONTS = ('MuseScore_General_Lite',)            # music test
+DRUM_TRAIN_SOUNDFONTS = ('FluidR3_GM', 'TimGM6mb', 'MuseScore_General_Lite')
+DRUM_TEST_SOUNDFONTS = ('Black_Pearl_4_LV2', 'Red_Zeppelin_4_LV2')
+TASK_PACKAGES = {'pool': POOL_PACKAGES + ('fluidsynth', 'fluid-soundfont-gm', 'timgm6mb-soundfont'),
+                 'music': ('fluidsynth', 'fluid-soundfont-gm', 'timgm6mb-soundfont', 'musescore-general-soundfont-small'),
+                 'drums': ('fluidsynth', 'fluid-soundfont-gm', 'timgm6mb-soundfont', 'musescore-general-soundfont-small',
+                           'avldrums.lv2-soundfont'),
+                 'speech': ('hedgewars-data',), 'env': ('0ad-data',)}
+APT_PACKAGES = ('fluidsynth', 'fluid-soundfont-gm', 'timgm6mb-soundfont', 'musescore-general-soundfont-small',
+                'avldrums.lv2-soundfont', 'hedgewars-data') + tuple(p for p in POOL_PACKAGES if p != 'hedgewars-data')
+
+HEDGEWARS_VOICES = Path('/usr/share/games/hedgewars/Data/Sounds/voices')
+TEST_VOICES = ('British', 'Mobster', 'Pirate', 'Singer')
+MIN_VOICES = 12                    # a phrase is a class when at least this many voice packs record it
+
+FAMILIES = ('piano', 'chromatic_percussion', 'organ', 'guitar', 'bass', 'strings', 'ensemble', 'brass', 'reed', 'pipe',
+            'synth_lead', 'synth_pad', 'synth_effects', 'ethnic', 'percussive', 'sound_effects')
+FAMILY_RANGE = {0: (33, 96), 1: (60, 96), 2: (36, 84), 3: (40, 76), 4: (28, 55), 5: (36, 84), 6: (48, 79), 7: (45, 80),
+                8: (50, 84), 9: (60, 96), 10: (48, 84), 11: (48, 84), 12: (48, 84), 13: (48, 84), 14: (48, 79),
+                15: (48, 72)}
+PROGRAM_RANGE = {14: (60, 77), 15: (55, 84), 40: (55, 88), 41: (48, 76), 42: (36, 67), 43: (28, 48), 44: (40, 84),
+                 45: (36, 84), 46: (36, 89), 47: (40, 55), 55: (48, 72), 56: (55, 82), 57: (40, 72), 58: (28, 58),
+                 59: (55, 82), 60: (41, 77), 64: (56, 87), 65: (49, 81), 66: (44, 76), 67: (36, 69), 68: (58, 91),
+                 69: (52, 81), 70: (34, 72), 71: (50, 91), 72: (74, 102), 112: (72, 96), 114: (52, 76), 116: (36, 60),
+                 117: (40, 64), 118: (40, 64)}
+DRUM_GROUPS = ('kick', 'snare', 'hihat', 'tom', 'cymbal')
+GM_DRUM_NOTES = {'kick': (35, 36), 'snare': (38, 40), 'hihat': (42, 44, 46), 'tom': (41, 43, 45, 47, 48, 50),
+                 'cymbal': (49, 51, 52, 53, 55, 57, 59)}
+# avldrums 4-piece kits (sample names per key): 36 kick; 38/40 snare (centre/edge); 42/44/46/48 hi-hat (closed, pedal,
+# semi-open, swish); 41/43 floor tom, 45/47 rack tom (centre/edge); 49/51/53/55/57/59/60 crash, ride, bell, splash,
+# crash, ride, Paiste 22"; 50/52/58 are cymbal chokes (left out), 37/39/54/56/61 side stick, clap, tambourine, cowbell.
+AVL_DRUM_NOTES = {'kick': (36,), 'snare': (38, 40), 'hihat': (42, 44, 46, 48), 'tom': (41, 43, 45, 47),
+                  'cymbal': (49, 51, 53, 55, 57, 59, 60)}
+
+
+def log(*a): print('[corpora]', *a, flush=True)
+def _seed(*parts) -> int: return zlib.crc32('/'.join(map(str, parts)).encode())
+def _sha1(b:bytes) -> str: return hashlib.sha1(b).hexdigest()
+def slug(s:str) -> str: return re.sub(r'[^A-Za-z0-9]+', '-', s).strip('-') or 'x'
+
+
+# ---------------------------------------------------------------------------------------------------- common parts
+class SkipLog:
+    "Sources that were not used and why; written to ROOT/skipped.csv."
+    def __init__(self): self.rows = []
+    def add(self, task:str, source:str, reason:str):
+        self.rows.append((task, str(source), reason))
+        log(f'skipped ({task}) {source}: {reason}')
+    def count(self, task:str|None=None) -> int: return sum(task is None or r[0] == task for r in self.rows)
+    def write(self, path:Path, keep_other_tasks:bool=True, tasks:tuple=()):
+        "Write the rows; rows of tasks not in `tasks` that the file already has are kept."
+        rows = []
+        if keep_other_tasks and path.exists():
+            with open(path, newline='') as f: rows = [tuple(r.values()) for r in csv.DictReader(f) if r['task'] not in tasks]
+        with open(path, 'w', newline='') as f:
+            w = csv.writer(f); w.writerow(('task', 'source', 'reason')); w.writerows(rows + self.rows)
+
+
+def frame_peak_db(wav:np.ndarray, sample_rate:int=SR, frame:float=0.05) -> float:
+    "The loudest 50 ms frame's RMS in dBFS (-inf for digital silence)."
+    n = max(1, int(frame * sample_rate)); x = np.asarray(wav, dtype=np.float64)
+    if len(x) < n: x = np.pad(x, (0, n - len(x)))
+    m = len(x) // n
+    rms = np.sqrt((x[:m * n].reshape(m, n) ** 2).mean(1)).max()
+    return 20 * math.log10(rms) if rms > 0 else -math.inf
+
+def is_silent(wav, sample_rate:int=SR, threshold_db:float=SILENCE_DB) -> bool: return frame_peak_db(wav, sample_rate) < threshold_db
+
+def write_wav(path:Path, wav, sample_rate:int=SR):
+    "16-bit mono WAV; audio louder than full scale is scaled down to just under it."
+    x = np.asarray(wav, dtype=np.float32)
+    peak = float(np.abs(x).max()) if len(x) else 0.
+    if peak > 0.999: x = x * (0.999 / peak)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), x, sample_rate, subtype='PCM_16', format='WAV')
+
+
+@dataclass
+class Recording:
+    "One source recording: `src` is a path, or the encoded bytes (a member of an archive); `label` names it in logs."
+    label:str
+    name:str
+    src:object
+    def data(self) -> bytes: return self.src if isinstance(self.src, (bytes, bytearray)) else Path(self.src).read_bytes()
+    def duration(self) -> float:
+        "Seconds, from the header (0 when unreadable)."
+        try: return sf.info(io.BytesIO(self.src) if isinstance(self.src, (bytes, bytearray)) else str(self.src)).duration
+        except Exception: return 0.
+
+
+def recordings_from_paths(paths, base:Path|None=None) -> list:
+    "`Recording`s of audio files, named by their path relative to `base` (default: their common folder)."
+    paths = sorted(Path(p) for p in paths)
+    if not paths: return []
+    base = Path(base) if base else Path(os.path.commonpath([str(p.parent) for p in paths]))
+    out, names = [], set()
+    for p in paths:
+        rel = str(p.relative_to(base)) if p.is_relative_to(base) else p.name
+        name = slug(os.path.splitext(rel)[0])
+        if name in names: name = slug(rel)
+        names.add(name); out.append(Recording(str(p), name, p))
+    return out
+
+
+def cut_recordings(recordings, # paths or `Recording`s, processed in this order
+                   out_dir:Path, # pieces go to out_dir/<name>_<k>.wav
+                   piece_seconds:float=10., # length of a piece
+                   skip_log:SkipLog|None=None, # where unusable sources are listed
+                   task:str='pool', # the task named in the skip log
+                   max_seconds:float|None=None, # stop once this much audio is written
+                   max_pieces:int|None=None, # at most this many pieces of one recording, spread evenly over it
+                   min_tail:float=1., # a trailing piece shorter than this is dropped
+                   min_short:float=0.5, # a recording shorter than a piece is kept whole from this length
+                   seen:dict|None=None, # sha1 of file bytes -> first source: repeated files are used once
+                   exclude_hashes:set=frozenset(), # sha1s of files that must not be used (test files)
+                   sample_rate:int=SR,
+                  ) -> dict: # {'seconds', 'files', 'recordings', 'silent_pieces', 'duplicates', 'excluded'}
+    "Decode recordings, cut them into pieces, drop silent ones and write 16-bit WAVs; unusable files go to `skip_log`."
+    skip_log = skip_log if skip_log is not None else SkipLog()
+    seen = {} if seen is None else seen
+    out_dir = Path(out_dir); L = int(round(piece_seconds * sample_rate))
+    stats = dict(seconds=0., files=[], recordings=0, silent_pieces=0, duplicates=0, excluded=0)
+    for rec in recordings:
+        if max_seconds is not None and stats['seconds'] >= max_seconds: break
+        if not isinstance(rec, Recording): rec = recordings_from_paths([rec])[0]
+        try: data = rec.data()
+        except OSError as e:
+            skip_log.add(task, rec.label, f'unreadable: {e.strerror or e}'); continue
+        digest = _sha1(data)
+        if digest in exclude_hashes: stats['excluded'] += 1; continue
+        if digest in seen:
+            stats['duplicates'] += 1; skip_log.add(task, rec.label, f'duplicate: same bytes as {seen[digest]}'); continue
+        seen[digest] = rec.label
+        try: wav = load_audio(data, sample_rate).numpy()
+        except AudioDecodeError as e: skip_log.add(task, rec.label, e.reason); continue
+        except Exception as e: skip_log.add(task, rec.label, f'decode failed: {type(e).__name__}: {e}'); continue
+        n = len(wav)
+        if n < L:
+            if n < min_short * sample_rate:
+                skip_log.add(task, rec.label, f'too short ({n / sample_rate:.3f} s < {min_short} s)'); continue
+            pieces = [(0, wav)]
+        else:
+            pieces = [(k, wav[k * L:(k + 1) * L]) for k in range(n // L)]
+            if n % L >= min_tail * sample_rate: pieces.append((n // L, wav[(n // L) * L:]))
+        loud = [(k, p) for k, p in pieces if not is_silent(p, sample_rate)]
+        stats['silent_pieces'] += len(pieces) - len(loud)
+        if not loud: skip_log.add(task, rec.label, f'silent (no 50 ms frame above {SILENCE_DB:g} dBFS)'); continue
+        if max_pieces and len(loud) > max_pieces:
+            loud = [loud[i] for i in np.linspace(0, len(loud) - 1, max_pieces).round().astype(int)]
+        stats['recordings'] += 1
+        for k, p in loud:
+            if max_seconds is not None and stats['seconds'] >= max_seconds: break
+            path = out_dir / f'{rec.name}_{k}.wav'
+            write_wav(path, p, sample_rate)
+            stats['files'].append(path); stats['seconds'] += len(p) / sample_rate
+    return stats
+
+
+def share_hours(available:dict, # source -> hours it can give
+                total:float, # hours wanted in all
+               ) -> dict: # source -> hours to take
+    "Water-filling: equal shares; a source with less gives all it has and the rest is shared among the others."
+    quota, left, todo = {}, total, sorted(available, key=lambda s: (available[s], s))
+    while todo:
+        share = left / len(todo)
+        s = todo[0]
+        if available[s] <= share: quota[s] = available[s]; left -= available[s]; todo.pop(0)
+        else:
+            for s in todo: quota[s] = share
+            break
+    return {s: quota[s] for s in sorted(available)}
+
+
+# ---------------------------------------------------------------------------------------------------- packages
+def installed(pkg:str) -> bool:
+    try: r = subprocess.run(['dpkg-query', '-W', '-f=${Status}', pkg], capture_output=True, text=True)
+    except FileNotFoundError: return False
+    return r.returncode == 0 and 'install ok installed' in r.stdout
+
+def package_files(pkg:str) -> list:
+    "Regular files a Debian package installed (empty when it is not installed)."
+    if not installed(pkg): return []
+    r = subprocess.run(['dpkg', '-L', pkg], capture_output=True, text=True)
+    return sorted(Path(l) for l in r.stdout.splitlines() if l.strip() and Path(l).is_file())
+
+def package_recordings(pkg:str, exclude_dirs=()) -> list:
+    "The audio files of a package as `Recording`s; archives (.wz, .zip) are opened and their audio members listed."
+    files = package_files(pkg)
+    audio = [p for p in files if p.suffix.lower() in AUDIO_EXTS
+             and not any(p.is_relative_to(d) for d in exclude_dirs)]
+    recs = recordings_from_paths(audio)
+    for arc in (p for p in files if p.suffix.lower() in ('.wz', '.zip')):
+        try:
+            with zipfile.ZipFile(arc) as z:
+                for m in sorted(z.namelist()):
+                    if m.lower().endswith(AUDIO_EXTS):
+                        recs.append(Recording(f'{arc}:{m}', slug(arc.stem + '-' + os.path.splitext(m)[0]), z.read(m)))
+        except (zipfile.BadZipFile, OSError) as e: log(f'cannot open {arc}: {e}')
+    return recs
+
+def soundfont_path(name:str) -> Path|None:
+    "The file of a SoundFont (by stem), found through its package."
+    for p in sorted(package_files(SOUNDFONT_PACKAGES[name]), key=lambda p: ('/sounds/' not in str(p), str(p))):
+        if p.stem == name and p.suffix.lower() in ('.sf2', '.sf3'): return p
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- SoundFonts
+def _riff_chunks(b:bytes, off:int, end:int):
+    while off + 8 <= end:
+        cid, n = b[off:off + 4], struct.unpack('<I', b[off + 4:off + 8])[0]
+        yield cid, off + 8, n
+        nxt = off + 8 + n
+        if n & 1 and not b[nxt:nxt + 4].isalnum(): nxt += 1   # RIFF pads odd chunks; some sf3 writers do not
+        off = nxt
+
+def soundfont_presets(path) -> dict:
+    "{(bank, program): (preset name, {key: set of sample names})} read from a .sf2/.sf3 file's preset data."
+    b = Path(path).read_bytes()
+    if b[:4] != b'RIFF' or b[8:12] != b'sfbk': raise ValueError(f'{path}: not a SoundFont')
+    pd = {}
+    for cid, o, n in _riff_chunks(b, 12, len(b)):
+        if cid == b'LIST' and b[o:o + 4] == b'pdta':
+            for c2, o2, n2 in _riff_chunks(b, o + 4, o + n): pd[c2.decode()] = b[o2:o2 + n2]
+    recs = lambda key, size, fmt: [struct.unpack(fmt, pd[key][i:i + size]) for i in range(0, len(pd[key]) - size + 1, size)]
+    phdr, pbag, pgen = recs('phdr', 38, '<20sHHH12x'), recs('pbag', 4, '<HH'), recs('pgen', 4, '<HH')
+    inst, ibag, igen = recs('inst', 22, '<20sH'), recs('ibag', 4, '<HH'), recs('igen', 4, '<HH')
+    shdr = [s[0].split(b'\0')[0].decode('latin1') for s in recs('shdr', 46, '<20s26x')]
+    def zones(bags, gens, b0, b1):
+        for z in range(b0, b1): yield {gens[k][0]: gens[k][1] for k in range(bags[z][0], bags[z + 1][0])}
+    krange = lambda g: (g.get(43, 0x7F00) & 0xFF, g.get(43, 0x7F00) >> 8)   # generator 43: key range lo, hi
+    out = {}
+    for i, (name, prog, bank, bag) in enumerate(phdr[:-1]):
+        keys = defaultdict(set)
+        for pz in zones(pbag, pgen, bag, phdr[i + 1][3]):
+            if 41 not in pz: continue                                              # 41: instrument
+            plo, phi = krange(pz); ii = pz[41]
+            for iz in zones(ibag, igen, inst[ii][1], inst[ii + 1][1]):
+                if 53 not in iz: continue                                          # 53: sample
+                lo, hi = krange(iz)
+                for k in range(max(lo, plo), min(hi, phi) + 1): keys[k].add(shdr[iz[53]])
+        out[(bank, prog)] = (name.split(b'\0')[0].decode('latin1'), dict(keys))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- MIDI + fluidsynth
+TICKS_PER_SECOND = 2000            # division 1000 per quarter at 120 bpm (tempo 500000 us)
+
+def _vlq(n:int) -> bytes:
+    out = [n & 0x7F]; n >>= 7
+    while n: out.append(0x80 | (n & 0x7F)); n >>= 7
+    return bytes(reversed(out))
+
+def midi_file(events, # (seconds, status byte, data bytes...) tuples
+             ) -> bytes: # a format-0 Standard MIDI File
+    "A Standard MIDI File of timed channel messages; at equal times the messages keep their order."
+    track, last = bytearray(b'\x00\xff\x51\x03' + (500000).to_bytes(3, 'big')), 0
+    for t, *msg in sorted(events, key=lambda e: int(round(e[0] * TICKS_PER_SECOND))):
+        tick = int(round(t * TICKS_PER_SECOND))
+        track += _vlq(tick - last) + bytes(msg); last = tick
+    track += b'\x00\xff\x2f\x00'
+    return b'MThd' + struct.pack('>IHHH', 6, 0, 1, 1000) + b'MTrk' + struct.pack('>I', len(track)) + bytes(track)
+
+def fluidsynth_available() -> bool: return shutil.which('fluidsynth') is not None
+
+def render_midi(soundfont, # .sf2/.sf3 path
+                events, # see `midi_file`
+                sample_rate:int=SR,
+                gain:float=1.,
+               ) -> np.ndarray: # mono float32 samples
+    "Render MIDI events with the fluidsynth command line (reverb and chorus off, float output: no dither)."
+    with tempfile.TemporaryDirectory(prefix='corpora-') as tmp:
+        mid, wav = Path(tmp) / 'in.mid', Path(tmp) / 'out.wav'
+        mid.write_bytes(midi_file(events))
+        cmd = ['fluidsynth', '-ni', '-q', '-R', '0', '-C', '0', '-g', str(gain), '-r', str(sample_rate),
+               '-O', 'float', '-T', 'wav', '-F', str(wav), str(soundfont), str(mid)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0 or not wav.exists():
+            raise RuntimeError(f'fluidsynth failed ({r.returncode}): {r.stderr.strip()[-500:]}')
+        return load_audio(wav, sample_rate).numpy()
+
+
+@dataclass(frozen=True)
+class Note:
+    bank:int         # 128: a drum kit, played on MIDI channel 10
+    program:int
+    pitch:int
+    velocity:int
+    duration:float   # seconds from note-on to note-off
+
+def render_notes(soundfont, # .sf2/.sf3 path
+                 notes:list, # `Note`s, each rendered into its own clip
+                 clip_seconds:float=2., # clip length; every voice is cut off at its end
+                 gap:float=0.1, # silence between clips in the render
+                 batch:int=400, # notes per fluidsynth call
+                 sample_rate:int=SR,
+                 gain:float=1.,
+                ) -> list: # one float32 array of `clip_seconds` per note
+    "Render single notes, many per fluidsynth call (all sound off at each clip's end), and cut them apart."
+    step, L, out = clip_seconds + gap, int(round(clip_seconds * sample_rate)), []
+    for lo in range(0, len(notes), batch):
+        events, last = [], {}
+        for i, n in enumerate(notes[lo:lo + batch]):
+            t, ch = i * step, 9 if n.bank == 128 else 0
+            if last.get(ch) != (n.bank, n.program):
+                if ch == 0: events += [(t, 0xB0, 0, n.bank >> 7 & 0x7F), (t, 0xB0, 32, n.bank & 0x7F)]
+                events.append((t, 0xC0 | ch, n.program)); last[ch] = (n.bank, n.program)
+            events += [(t, 0x90 | ch, n.pitch, n.velocity), (t + min(n.duration, clip_seconds), 0x80 | ch, n.pitch, 0),
+                       (t + clip_seconds, 0xB0 | ch, 120, 0)]            # 120: all sound off (no release tail)
+        count = len(notes[lo:lo + batch])
+        events.append((count * step, 0xB0, 121, 0))                       # ends the file after the last gap
+        wav = render_midi(soundfont, events, sample_rate, gain)
+        for i in range(count):
+            start = int(round(i * step * sample_rate))
+            clip = wav[start:start + L]
+            out.append(np.pad(clip, (0, L - len(clip))) if len(clip) < L else clip)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- music
+def program_range(program:int) -> tuple: return PROGRAM_RANGE.get(program, FAMILY_RANGE[program // 8])
+
+def music_notes(soundfont_name:str, # seeds the choice, so each SoundFont gets its own notes
+                programs=range(128),
+                per_program:int=12,
+               ) -> list: # `Note`s
+    "Notes spread over each program's range, with seeded velocities and lengths."
+    notes = []
+    for prog in programs:
+        rng = np.random.default_rng(_seed('music', soundfont_name, prog))
+        lo, hi = program_range(prog)
+        pitches = np.linspace(lo, hi, per_program).round().astype(int)
+        for p in pitches:
+            notes.append(Note(0, prog, int(p), int(rng.choice([40, 64, 88, 112, 127])),
+                              float(rng.choice([0.3, 0.6, 1.0, 1.5]))))
+    return notes
+
+def _write_clips(clips, names, out_dir:Path, skip_log:SkipLog, task:str, sources, dedupe:bool=False) -> dict:
+    counts, silent, dups, seen = Counter(), Counter(), Counter(), set()
+    for clip, (label, fname), src in zip(clips, names, sources):
+        if is_silent(clip): silent[label] += 1; skip_log.add(task, src, 'silent render'); continue
+        if dedupe:
+            key = (label, _sha1((np.clip(clip, -1, 1) * 32767).round().astype(np.int16).tobytes()))
+            if key in seen: dups[label] += 1; continue
+            seen.add(key)
+        write_wav(out_dir / label / fname, clip); counts[label] += 1
+    return dict(counts=counts, silent=silent, duplicates=dups)
+
+def _merge(a:dict, b:dict) -> dict: return {k: a.get(k, Counter()) + b[k] for k in b}
+
+def build_music(out:Path, soundfonts:dict, skip_log:SkipLog, per_program:int=12) -> dict:
+    "ROOT/music/{train,test}/<family>/ from `soundfonts` = {'train': {name: path}, 'test': {name: path}}."
+    report = {'soundfonts': {s: sorted(v) for s, v in soundfonts.items()}, 'per_program': per_program}
+    train_samples = defaultdict(set)
+    for split in ('train', 'test'):
+        res = {}
+        for name, path in sorted(soundfonts[split].items()):
+            t0 = time.time()
+            presets = soundfont_presets(path)
+            programs = [p for p in range(128) if (0, p) in presets]
+            for p in sorted(set(range(128)) - set(programs)): skip_log.add('music', f'{path}:program {p}', 'no such preset')
+            if split == 'train':
+                for p in programs: train_samples[p] |= {s for v in presets[(0, p)][1].values() for s in v}
+            else:
+                shared = [p for p in programs if _shared_fraction(presets[(0, p)][1], train_samples[p]) > 0.5]
+                report['test_programs_sharing_samples_with_train'] = len(shared)
+            notes = music_notes(name, programs, per_program)
+            clips = render_notes(path, notes)
+            names = [(FAMILIES[n.program // 8], f'{name}_p{n.program:03d}_k{n.pitch:03d}_v{n.velocity:03d}_{i:02d}.wav')
+                     for i, n in enumerate(notes)]
+            srcs = [f'{Path(path).name}:program {n.program} key {n.pitch} velocity {n.velocity}' for n in notes]
+            r = _write_clips(clips, names, out / split, skip_log, 'music', srcs)
+            res = _merge(res, r) if res else r
+            log(f'music/{split}: {name} {sum(r["counts"].values())} clips, {sum(r["silent"].values())} silent '
+                f'({time.time() - t0:.0f} s)')
+        report[split] = dict(sorted(res['counts'].items()))
+        report[f'{split}_silent_dropped'] = dict(sorted(res['silent'].items()))
+    return report
+
+def _shared_fraction(keys:dict, names:set) -> float:
+    norm = lambda s: re.sub(r'\s*\((L|R)\)?$|\s*\((L|R)$', '', s).strip()
+    mine = {norm(s) for v in keys.values() for s in v}
+    return len(mine & {norm(s) for s in names}) / max(1, len(mine))
+
+
+# ---------------------------------------------------------------------------------------------------- drums
+def drum_kits(name:str, path) -> list:
+    "[(bank, program, kit name, note map)] of a SoundFont: GM kits (bank 128, program < 48) or the avldrums kit."
+    presets = soundfont_presets(path)
+    if name in DRUM_TEST_SOUNDFONTS or name.endswith('_LV2'):
+        return [(b, p, n, AVL_DRUM_NOTES) for (b, p), (n, _) in sorted(presets.items())]
+    return [(b, p, n, GM_DRUM_NOTES) for (b, p), (n, _) in sorted(presets.items()) if b == 128 and p < 48]
+
+def drum_notes(kit:tuple, keys:dict, per_group:int, seed) -> list:
+    "[(group, Note)]: `per_group` hits per group, cycling through the group's notes the kit has, over velocities."
+    bank, prog, _, notemap = kit
+    out = []
+    for g in DRUM_GROUPS:
+        notes = [k for k in notemap[g] if k in keys]
+        if not notes: continue
+        vels = np.linspace(30, 127, per_group).round().astype(int)
+        np.random.default_rng(_seed('drums', seed, g)).shuffle(vels)   # the same for every kit: equal kits, equal renders
+        out += [(g, Note(bank, prog, notes[j % len(notes)], int(vels[j]), 1.0)) for j in range(per_group)]
+    return out
+
+def build_drums(out:Path, soundfonts:dict, skip_log:SkipLog, per_group:dict|None=None) -> dict:
+    "ROOT/drums/{train,test}/<group>/ from `soundfonts` = {'train': {name: path}, 'test': {name: path}}."
+    per_group = per_group or {'train': 12, 'test': 24}
+    report = {'soundfonts': {s: sorted(v) for s, v in soundfonts.items()}, 'hits_per_kit_and_group': per_group,
+              'kits': {}}
+    for split in ('train', 'test'):
+        res, kits = {}, []
+        for name, path in sorted(soundfonts[split].items()):
+            t0 = time.time()
+            presets = soundfont_presets(path)
+            notes, labels = [], []
+            for kit in drum_kits(name, path):
+                kits.append(f'{name}:{kit[2]}')
+                for g, n in drum_notes(kit, presets[(kit[0], kit[1])][1], per_group[split], split):
+                    notes.append(n); labels.append((g, kit[2]))
+            clips = render_notes(path, notes)
+            names = [(g, f'{name}_{slug(kit)}_k{n.pitch:03d}_v{n.velocity:03d}_{i:03d}.wav')
+                     for i, ((g, kit), n) in enumerate(zip(labels, notes))]
+            srcs = [f'{Path(path).name}:{kit} key {n.pitch} velocity {n.velocity}' for (g, kit), n in zip(labels, notes)]
+            r = _write_clips(clips, names, out / split, skip_log, 'drums', srcs, dedupe=True)
+            res = _merge(res, r) if res else r
+            log(f'drums/{split}: {name} {sum(r["counts"].values())} hits, {sum(r["duplicates"].values())} duplicates, '
+                f'{sum(r["silent"].values())} silent ({time.time() - t0:.0f} s)')
+        report['kits'][split] = kits
+        report[split] = dict(sorted(res['counts'].items()))
+        report[f'{split}_duplicates_dropped'] = dict(sorted(res['duplicates'].items()))
+        report[f'{split}_silent_dropped'] = dict(sorted(res['silent'].items()))
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------- speech
+def speech_files(voices_dir:Path, min_voices:int=MIN_VOICES) -> tuple:
+    "({voice: {phrase: path}}, phrases that at least `min_voices` packs record)."
+    voices = {v.name: {f.stem: f for f in sorted(v.iterdir()) if f.suffix.lower() in AUDIO_EXTS}
+              for v in sorted(Path(voices_dir).iterdir()) if v.is_dir()}
+    counts = Counter(p for v in voices.values() for p in v)
+    return voices, sorted(p for p, c in counts.items() if c >= min_voices)
+
+def test_voice_hashes(voices_dir:Path=HEDGEWARS_VOICES, test_voices=TEST_VOICES) -> set:
+    "sha1 of every file of the test voices (kept out of train and the pool)."
+    return {_sha1(f.read_bytes()) for v in test_voices if (Path(voices_dir) / v).is_dir()
+            for f in sorted((Path(voices_dir) / v).iterdir()) if f.is_file()}
+
+def build_speech(out:Path, voices_dir:Path, skip_log:SkipLog, test_voices=TEST_VOICES, min_voices:int=MIN_VOICES) -> dict:
+    "ROOT/speech/{train,test}/<phrase>/<voice>.wav: one class per shared phrase, test on unseen voices."
+    voices, phrases = speech_files(voices_dir, min_voices)
+    missing = [v for v in test_voices if v not in voices]
+    if missing: raise ValueError(f'test voices {missing} not in {voices_dir}')
+    test_hashes = test_voice_hashes(voices_dir, test_voices)
+    report = {'phrases': len(phrases), 'test_voices': list(test_voices),
+              'train_voices': [v for v in voices if v not in test_voices], 'min_voices': min_voices}
+    for split in ('test', 'train'):
+        counts, dropped = Counter(), 0
+        for v in (v for v in voices if (v in test_voices) == (split == 'test')):
+            for p in phrases:
+                if p not in voices[v]: continue
+                f = voices[v][p]
+                if split == 'train' and _sha1(f.read_bytes()) in test_hashes:
+                    dropped += 1; skip_log.add('speech', f, 'same bytes as a test-voice file'); continue
+                try: wav = load_audio(f, SR).numpy()
+                except AudioDecodeError as e: skip_log.add('speech', f, e.reason); continue
+                if is_silent(wav): skip_log.add('speech', f, 'silent'); continue
+                write_wav(out / split / p / f'{v}.wav', wav); counts[p] += 1
+        report[split] = dict(sorted(counts.items()))
+        if split == 'train': report['train_dropped_as_test_copies'] = dropped
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------- pool
+def gm_piece_events(rng, t0:float, seconds:float, kits:list) -> list:
+    "Events of one random piece: a melody, chords and a bass line on random programs, and often a drum pattern."
+    ev, beat = [], 60. / rng.integers(70, 161)
+    key, minor = int(rng.integers(0, 12)), bool(rng.integers(0, 2))
+    scale = [0, 2, 3, 5, 7, 8, 10] if minor else [0, 2, 4, 5, 7, 9, 11]
+    deg = lambda d: 12 * (d // 7) + scale[d % 7] + key
+    progs = dict(melody=int(rng.integers(0, 128)), chords=int(rng.choice(list(range(0, 8)) + list(range(16, 24))
+                 + list(range(48, 56)) + list(range(88, 96)))), bass=int(rng.integers(32, 40)))
+    for ch, role in enumerate(('melody', 'chords', 'bass')):
+        ev += [(t0, 0xB0 | ch, 0, 0), (t0, 0xB0 | ch, 32, 0), (t0, 0xC0 | ch, progs[role])]
+    end = t0 + seconds - 0.05
+    t, d = t0, int(rng.integers(0, 7))
+    while t < end:                                    # melody: a random walk on the scale, around C5
+        dur = beat * float(rng.choice([0.5, 0.5, 1, 1, 1.5, 2]))
+        d = int(np.clip(d + rng.integers(-2, 3), -5, 12))
+        if rng.random() > 0.15:
+            p = 60 + deg(d); ev += [(t, 0x90, p, int(rng.integers(60, 120))), (min(t + dur * 0.9, end), 0x80, p, 0)]
+        t += dur
+    t = t0
+    while t < end:                                    # chords and bass: one triad per bar
+        root = int(rng.choice([0, 3, 4, 5]))
+        bar = min(4 * beat, end - t)
+        for i in (0, 2, 4):
+            p = 48 + deg(root + i); ev += [(t, 0x91, p, 70), (t + bar * 0.95, 0x81, p, 0)]
+        for b in range(4):
+            tb = t + b * beat
+            if tb >= end: break
+            p = 36 + deg(root + (4 if b == 2 else 0)); ev += [(tb, 0x92, p, 90), (min(tb + beat * 0.8, end), 0x82, p, 0)]
+        t += 4 * beat
+    if kits and rng.random() < 0.7:                   # drums on channel 10 with a random training kit
+        ev.append((t0, 0xC9, int(rng.choice(kits))))
+        t, i = t0, 0
+        while t < end:
+            hits = [42 if rng.random() < 0.8 else 46]
+            if i % 4 == 0: hits.append(36)
+            if i % 4 == 2: hits.append(38)
+            if rng.random() < 0.08: hits.append(int(rng.choice([41, 45, 48, 49, 51])))
+            for h in hits: ev += [(t, 0x99, h, int(rng.integers(60, 127))), (t + 0.1, 0x89, h, 0)]
+            t += beat / 2; i += 1
+    ev += [(t0 + seconds, 0xB0 | ch, 120, 0) for ch in (0, 1, 2, 9)]
+    return ev
+
+def render_gm_pieces(soundfont, name:str, count:int, out_dir:Path, skip_log:SkipLog, seconds:float=10., gap:float=0.1,
+                     batch:int=60) -> dict:
+    "`count` random 10 s pieces rendered with one SoundFont, written as out_dir/<name>_<k>.wav."
+    presets = soundfont_presets(soundfont)
+    kits = sorted(p for b, p in presets if b == 128 and p < 48)
+    stats = dict(seconds=0., files=[])
+    L = int(round(seconds * SR))
+    for lo in range(0, count, batch):
+        ev, n = [], min(batch, count - lo)
+        for i in range(n):
+            ev += gm_piece_events(np.random.default_rng(_seed('pool', name, lo + i)), i * (seconds + gap), seconds, kits)
+        ev.append((n * (seconds + gap), 0xB0, 121, 0))
+        wav = render_midi(soundfont, ev, gain=0.5)
+        for i in range(n):
+            s = int(round(i * (seconds + gap) * SR)); piece = wav[s:s + L]
+            if is_silent(piece): skip_log.add('pool', f'{Path(soundfont).name}:piece {lo + i}', 'silent render'); continue
+            path = out_dir / f'{name}_{lo + i}.wav'
+            write_wav(path, piece); stats['files'].append(path); stats['seconds'] += len(piece) / SR
+    return stats
+
+def build_pool(out:Path, sources:dict, skip_log:SkipLog, pool_hours:float=10., gm_soundfonts:dict|None=None,
+               gm_fraction:float=0.1, exclude_hashes:set=frozenset(), max_pieces:int=6) -> dict:
+    "ROOT/pool/<source>/: `sources` = {source: [Recording]} shared by water-filling, plus GM renders of `gm_soundfonts`."
+    gm_soundfonts = gm_soundfonts or {}
+    gm_hours = pool_hours * gm_fraction if gm_soundfonts else 0.
+    avail = {s: sum(min(r.duration(), max_pieces * 10.) for r in recs) / 3600 for s, recs in sources.items()}
+    quota = {}
+    report = {'hours': {}, 'files': {}, 'recordings': {}, 'silent_pieces': 0, 'duplicates': 0, 'excluded_test_copies': 0,
+              'quota_hours': quota,
+              'available_hours': {s: round(a, 3) for s, a in avail.items()}}
+    seen, left, todo = {}, pool_hours - gm_hours, sorted(sources, key=lambda s: (avail[s], s))
+    while todo:   # smallest first; what a source falls short of its quota (short, silent, repeated files) goes to the rest
+        q = share_hours({s: avail[s] for s in todo}, left)
+        s = todo.pop(0); quota[s] = q[s]
+        t0 = time.time()
+        order = sorted(sources[s], key=lambda r: _sha1(f'{s}/{r.label}'.encode()))
+        st = cut_recordings(order, out / s, 10., skip_log, 'pool', max_seconds=quota[s] * 3600, max_pieces=max_pieces,
+                            seen=seen, exclude_hashes=exclude_hashes)
+        left -= st['seconds'] / 3600
+        report['hours'][s], report['files'][s], report['recordings'][s] = st['seconds'] / 3600, len(st['files']), st['recordings']
+        for k in ('silent_pieces', 'duplicates'): report[k] += st[k]
+        report['excluded_test_copies'] += st['excluded']
+        log(f'pool/{s}: {st["seconds"] / 3600:.2f} h of {quota[s]:.2f} h, {len(st["files"])} pieces from '
+            f'{st["recordings"]} recordings ({time.time() - t0:.0f} s)')
+    if gm_soundfonts:
+        t0, n = time.time(), int(round(gm_hours * 360))
+        names = sorted(gm_soundfonts)
+        tot = dict(seconds=0., files=[])
+        for j, name in enumerate(names):
+            st = render_gm_pieces(gm_soundfonts[name], name, n // len(names) + (j < n % len(names)), out / 'gm-renders', skip_log)
+            tot['seconds'] += st['seconds']; tot['files'] += st['files']
+        report['hours']['gm-renders'], report['files']['gm-renders'] = tot['seconds'] / 3600, len(tot['files'])
+        report['gm_render_soundfonts'] = names
+        log(f'pool/gm-renders: {tot["seconds"] / 3600:.2f} h, {len(tot["files"])} pieces ({time.time() - t0:.0f} s)')
+    for k in ('files', 'recordings'): report[k] = dict(sorted(report[k].items()))
+    report['hours'] = {s: round(report['hours'][s], 3) for s in sorted(report['hours'], key=lambda s: (s == 'gm-renders', s))}
+    report['quota_hours'] = {s: round(q, 3) for s, q in sorted(quota.items())}
+    report['hours_total'] = round(sum(report['hours'].values()), 3)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------- env (optional)
+def build_env(out:Path, recordings:list, skip_log:SkipLog, classes:int=12, min_files:int=10) -> dict:
+    "ROOT/env/{train,test}/<folder>/: the `classes` largest parent folders, a recording in four to test (path hash)."
+    by = defaultdict(list)
+    for r in recordings: by[slug(Path(r.label.split(':')[-1]).parent.name).lower()].append(r)
+    keep = sorted((l for l in by if len(by[l]) >= min_files), key=lambda l: (-len(by[l]), l))[:classes]
+    report = {'classes': sorted(keep)}
+    for split in ('train', 'test'):
+        counts = {}
+        for l in sorted(keep):
+            recs = [r for r in by[l] if (int(_sha1(r.label.encode())[:8], 16) % 4 == 0) == (split == 'test')]
+            st = cut_recordings(recs, out / split / l, 10., skip_log, 'env', max_pieces=3)
+            counts[l] = len(st['files'])
+        report[split] = counts
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def _soundfonts(names) -> dict: return {n: p for n in names if (p := soundfont_path(n)) is not None}
+
+def build(out:Path, tasks, pool_hours:float=10.) -> dict:
+    "Build the chosen tasks into `out`; returns the run's report (also merged into out/corpora.json)."
+    out.mkdir(parents=True, exist_ok=True)
+    t_start, skip, report = time.time(), SkipLog(), {}
+    wanted = [t for t in tasks if t != 'env']
+    missing = sorted({p for t in wanted for p in TASK_PACKAGES[t] if not installed(p)})
+    if missing:
+        log(f'WARNING: missing packages {missing}; what needs them is not built. Install them with:\n'
+            f'    apt-get install -y {" ".join(APT_PACKAGES)}')
+    synth = fluidsynth_available()
+    if not synth: log('WARNING: no fluidsynth command: no music, drums or GM renders (apt-get install -y fluidsynth)')
+    seconds = {}
+    for task in tasks:
+        t0, dest = time.time(), out / task
+        if task == 'env' and not installed('0ad-data'):
+            log('env: skipped, 0ad-data is not installed (1.4 GB; apt-get install -y 0ad-data to build it)'); continue
+        if task in ('music', 'drums') and not synth: continue
+        if dest.exists(): shutil.rmtree(dest)
+        log(f'building {task} ...')
+        if task == 'pool':
+            exclude = [HEDGEWARS_VOICES / v for v in TEST_VOICES]
+            sources = {p: package_recordings(p, exclude_dirs=exclude) for p in POOL_PACKAGES if installed(p)}
+            report['pool'] = build_pool(dest, sources, skip, pool_hours, _soundfonts(TRAIN_SOUNDFONTS) if synth else {},
+                                        exclude_hashes=test_voice_hashes())
+            report['pool']['excluded'] = (f'hedgewars voices {", ".join(TEST_VOICES)} (speech test); renders of '
+                                          f'{", ".join(TEST_SOUNDFONTS + DRUM_TEST_SOUNDFONTS)} (music and drums test)')
+        elif task == 'music':
+            sfs = {'train': _soundfonts(TRAIN_SOUNDFONTS), 'test': _soundfonts(TEST_SOUNDFONTS)}
+            if not sfs['train'] or not sfs['test']: log('music: skipped, needs a train and a test SoundFont'); continue
+            report['music'] = build_music(dest, sfs, skip)
+        elif task == 'drums':
+            sfs = {'train': _soundfonts(DRUM_TRAIN_SOUNDFONTS), 'test': _soundfonts(DRUM_TEST_SOUNDFONTS)}
+            if not sfs['train'] or not sfs['test']: log('drums: skipped, needs train and test kits'); continue
+            report['drums'] = build_drums(dest, sfs, skip)
+        elif task == 'speech':
+            if not HEDGEWARS_VOICES.is_dir(): log('speech: skipped, hedgewars-data is not installed'); continue
+            report['speech'] = build_speech(dest, HEDGEWARS_VOICES, skip)
+        elif task == 'env':
+            report['env'] = build_env(dest, package_recordings('0ad-data'), skip)
+        seconds[task] = round(time.time() - t0, 1)
+        report[task]['seconds'] = seconds[task]
+        report[task]['skipped'] = skip.count(task)
+        log(f'{task} done in {seconds[task]:.0f} s')
+    skip.write(out / 'skipped.csv', tasks=tuple(tasks))
+    meta_path = out / 'corpora.json'
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta.update(report)
+    meta.update(sample_rate=SR, missing_packages=missing, last_build={'tasks': list(tasks), 'pool_hours': pool_hours,
+                'seconds': round(time.time() - t_start, 1), 'per_task_seconds': seconds},
+                install=f'apt-get install -y {" ".join(APT_PACKAGES)}')
+    meta_path.write_text(json.dumps(meta, indent=1, default=str))
+    log(f'done in {time.time() - t_start:.0f} s: {out}; {skip.count()} skipped (skipped.csv)')
+    return meta
+
+
+if __name__ == '__main__':   # --pool-hours and --pool_hours are the same option
+    sys.argv = [re.sub(r'^(--[^=]*)', lambda m: m.group(1).replace('-', '_').replace('__', '--', 1), a)
+                if a.startswith('--') else a for a in sys.argv]
+
+@call_parse
+def main(out:str=str(ROOT / 'benchmarks' / 'results' / 'corpora'), # ROOT of the corpora
+         tasks:str='pool,music,drums,speech', # comma-separated: pool, music, drums, speech, env (env needs 0ad-data)
+         pool_hours:float=10., # hours of audio in the pretraining pool
+        ):
+    "Build real-audio development corpora (a pretraining pool and labelled dev tasks) from Debian packages, offline."
+    chosen = [t.strip() for t in tasks.split(',') if t.strip()]
+    bad = [t for t in chosen if t not in TASKS]
+    if bad: sys.exit(f'corpora.py: unknown tasks {bad}; choose from {",".join(TASKS)}')
+    build(Path(out), chosen, pool_hours)
