@@ -4,8 +4,8 @@
 
 # %% ../nbs/07_embed.ipynb #8e6caae1
 from __future__ import annotations
-import json, logging, math, os, sys
-from dataclasses import dataclass
+import functools, inspect, json, logging, math, os, sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,33 +13,48 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 from torch import nn
-from fastcore.script import call_parse, store_true
+from fastcore.script import anno_parser, store_true
 from safetensors import SafetensorError
 from tqdm import tqdm
 
 from .audio import FrontendConfig, LogMel, frontend_config
 from . import models
-from .data import AUDIO_EXTENSIONS, NoAudioError, make_loader, open_source
+from .data import AUDIO_EXTENSIONS, NoAudioError, make_loader, mixed_seed, open_source
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ENCODER_ENV', 'POOLS', 'load_export', 'FrameEmbedder', 'LogMelBaseline', 'AudioJEPAEncoder', 'load_embedder',
-           'pool_frames', 'Embeddings', 'open_for_embedding', 'embed_source', 'fail', 'main']
+__all__ = ['log', 'ENCODER_ENV', 'RANDOM_INIT_STREAM', 'POOLS', 'export_path', 'load_export', 'export_training', 'FrameEmbedder',
+           'LogMelBaseline', 'AudioJEPAEncoder', 'random_init_seed', 'random_encoder', 'random_like', 'load_embedder',
+           'pool_frames', 'Embeddings', 'open_for_embedding', 'DecodedClips', 'decode_source', 'embed_source', 'fail',
+           'dashed_flags', 'dashed_call_parse', 'main']
 
 # %% ../nbs/07_embed.ipynb #8802fc95
 ENCODER_ENV = 'AUDIOJEPA_ENCODER'  # the export `AudioJEPAEncoder()` loads when X-ARES builds it without arguments
 
-def load_export(path, # an export directory, or a run directory holding `encoder/`
-               ) -> tuple: # (`ViTEncoder` in eval mode, `FrontendConfig`)
-    "The encoder and front end of an export; a readable error for anything else."
+def export_path(path, # an export directory, or a run directory holding `encoder/`
+              ) -> Path:
+    "The export directory `path` names: itself, or the `encoder/` of a run directory."
     path = Path(path)
     if not path.is_dir(): raise ValueError(f"encoder directory {path} does not exist")
     if not (path / 'config.json').exists() and (path / 'encoder' / 'config.json').exists(): path = path / 'encoder'
+    return path
+
+def load_export(path, # an export directory, or a run directory holding `encoder/`
+               ) -> tuple: # (`ViTEncoder` in eval mode, `FrontendConfig`)
+    "The encoder and front end of an export; a readable error for anything else."
+    path = export_path(path)
     try: encoder, frontend = models.load_encoder(path)
     except (json.JSONDecodeError, SafetensorError, RuntimeError, TypeError) as err:   # a damaged or mismatched export
         raise ValueError(f"cannot load the encoder exported to {path}: {str(err).splitlines()[0]}") from None
     return encoder, frontend
+
+def export_training(path, # an export directory, or a run directory holding `encoder/`
+                   ) -> dict: # e.g. {'network': 'target', 'step': 300, 'seed': 0, 'preset': 'tiny'}; {} when not recorded
+    "How an export was made, as pretraining records it in `config.json` under `'training'` (older exports: `{}`)."
+    try: training = json.loads((export_path(path) / 'config.json').read_text()).get('training')
+    except (OSError, ValueError, AttributeError): return {}
+    return dict(training) if isinstance(training, dict) else {}
 
 # %% ../nbs/07_embed.ipynb #80998e03
 class FrameEmbedder(nn.Module):
@@ -173,19 +188,42 @@ class AudioJEPAEncoder(FrameEmbedder):
         return frames, frame_mask.view(len(mel), n_t, self.patch_frames).all(-1)
 
 # %% ../nbs/07_embed.ipynb #2db363d3
-def load_embedder(spec:str, # an export directory, `random:PRESET` or `logmel`
+RANDOM_INIT_STREAM = 0x52414E44  # 'RAND': tags the seed stream of random baselines, apart from every run seed
+
+def random_init_seed(seed:int, # a random baseline's seed (the probe's seed, seed + 1, ...)
+                    ) -> int: # the torch seed its weights are drawn with
+    "The torch seed of random baseline `seed`: `seed` mixed with a constant tag, so never a pretraining seed."
+    return mixed_seed(seed, RANDOM_INIT_STREAM)
+
+def random_encoder(config:models.EncoderConfig, # the architecture
+                   seed:int=0, # the baseline's seed (see `random_init_seed`)
+                  ) -> models.ViTEncoder: # in eval mode
+    "A `ViTEncoder` with random weights from the baseline stream; the caller's random state is left as it was."
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(random_init_seed(seed))
+        return models.ViTEncoder(replace(config)).eval()
+
+def random_like(embedder:AudioJEPAEncoder, # e.g. `AudioJEPAEncoder.from_pretrained(DIR)`
+                seed:int=0, # the baseline's seed (see `random_init_seed`)
+               ) -> AudioJEPAEncoder:
+    "The architecture, front end and input rate of `embedder` with random weights: its untrained baseline."
+    return AudioJEPAEncoder(random_encoder(embedder.encoder.config, seed), embedder.logmel.config,
+                            sampling_rate=embedder.sampling_rate, chunks_per_batch=embedder.chunks_per_batch).to(embedder.device)
+
+def load_embedder(spec:str, # an export directory, `random:PRESET`, `random:DIR` or `logmel`
                   sampling_rate:int|None=None, # input rate; None: the front end's rate
-                  seed:int=0, # initialisation of `random:PRESET`
+                  seed:int=0, # the seed of random weights (`random:...`; see `random_init_seed`)
                  ) -> FrameEmbedder:
     "The embedding model `spec` names."
     spec = str(spec)
     if spec == 'logmel': return LogMelBaseline(sampling_rate=sampling_rate)
     if spec.startswith('random:'):
-        cfg = models.preset(spec.split(':', 1)[1])['encoder']
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            encoder = models.ViTEncoder(cfg).eval()
-        return AudioJEPAEncoder(encoder, 'audiojepa', sampling_rate=sampling_rate)
+        name = spec.split(':', 1)[1]
+        if name in models.PRESETS or not Path(name).is_dir():
+            try: cfg = models.preset(name)['encoder']
+            except ValueError as e: raise ValueError(f"{e}, or an export directory (random:DIR)") from None
+            return AudioJEPAEncoder(random_encoder(cfg, seed), 'audiojepa', sampling_rate=sampling_rate)
+        return random_like(AudioJEPAEncoder.from_pretrained(name, sampling_rate=sampling_rate), seed)
     return AudioJEPAEncoder.from_pretrained(spec, sampling_rate=sampling_rate)
 
 # %% ../nbs/07_embed.ipynb #8c3a3481
@@ -255,23 +293,56 @@ def open_for_embedding(spec, # an `open_source` spec: folder, manifest, 'synthet
     labelled_dirs = path.is_dir() and not any(p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS for p in path.iterdir())
     return open_source(str(spec), sample_rate=sample_rate, crop='full', **({'labels': 'dirs'} if labelled_dirs else {}))
 
+@dataclass
+class DecodedClips:
+    "Every readable clip of a source, decoded once and kept in memory, for `embed_source` to embed with several embedders."
+    batches: list # loader batches: 'audio' [B, T], 'padding_mask' [B, T], 'id' and, for a labelled source, 'target' [B, C]
+    sample_rate: int # rate of the waveforms
+    classes: list|None = None # class names of the target columns
+    skipped: list|None = None # (id, reason) of every file that could not be read
+
+    def __len__(self): return sum(len(b['id']) for b in self.batches)
+
+def _source_at(source, sample_rate:int):
+    "`source` (opened from a spec if needed), checked to yield `sample_rate` audio."
+    if isinstance(source, (str, Path)): source = open_for_embedding(source, sample_rate)
+    rate = getattr(source, 'sample_rate', sample_rate)
+    if rate != sample_rate: raise ValueError(f"the source yields {rate} Hz audio but the embedder expects {sample_rate} Hz")
+    return source
+
+def _loader(source, batch_size, num_workers):
+    return make_loader(source, batch_size=batch_size, shuffle=False, num_workers=num_workers, rank=0, world_size=1)
+
+def decode_source(source, # an `audiojepa.data` source, or a spec for `open_for_embedding`
+                  sample_rate:int, # the input rate of the embedders that will embed it
+                  batch_size:int=8, # clips per batch
+                  num_workers:int=0, # loader processes
+                  progress:bool=True, # show a progress bar
+                 ) -> DecodedClips:
+    "Decode every readable clip of `source` once; unreadable files are logged and listed in `skipped`."
+    source = _source_at(source, sample_rate)
+    loader = _loader(source, batch_size, num_workers)
+    keys = ('audio', 'padding_mask', 'id', 'target')
+    batches = [{k: batch[k] for k in keys if k in batch} for batch in tqdm(loader, desc='decoding', disable=not progress)]
+    labelled = any('target' in b for b in batches)
+    return DecodedClips(batches, sample_rate, classes=list(source.classes) if labelled and getattr(source, 'classes', None) else None,
+                        skipped=list(loader.skip_log.rows.items()))
+
 def embed_source(embedder:FrameEmbedder, # from `load_embedder` / `AudioJEPAEncoder.from_pretrained`
-                 source, # an `audiojepa.data` source, or a spec for `open_for_embedding`
+                 source, # an `audiojepa.data` source, a spec for `open_for_embedding`, or `DecodedClips`
                  pool:str|None=None, # clip pooling (see `pool_frames`); None: the embedder's `default_pool`
-                 batch_size:int=8, # clips per batch
+                 batch_size:int=8, # clips per batch (`DecodedClips` keep the batches they were decoded in)
                  keep_frames:bool=False, # also return the frame embeddings
                  num_workers:int=0, # loader processes
                  progress:bool=True, # show a progress bar
                 ) -> Embeddings:
     "Embed every readable clip of `source`; unreadable files are logged and listed in `skipped`."
-    if isinstance(source, (str, Path)): source = open_for_embedding(source, embedder.sampling_rate)
-    rate = getattr(source, 'sample_rate', embedder.sampling_rate)
-    if rate != embedder.sampling_rate:
-        raise ValueError(f"the source yields {rate} Hz audio but the embedder expects {embedder.sampling_rate} Hz")
+    source = _source_at(source, embedder.sampling_rate)
     pool = pool or embedder.default_pool
+    decoded = isinstance(source, DecodedClips)
+    batches = source.batches if decoded else _loader(source, batch_size, num_workers)
     ids, clips, targets, frames = [], [], [], []
-    loader = make_loader(source, batch_size=batch_size, shuffle=False, num_workers=num_workers, rank=0, world_size=1)
-    for batch in tqdm(loader, desc='embedding', disable=not progress):
+    for batch in tqdm(batches, desc='embedding', disable=not progress):
         f, m = embedder.encode(batch['audio'], batch['padding_mask'])
         ids.extend(batch['id'])
         clips.append(pool_frames(f, m, pool).cpu())
@@ -279,7 +350,8 @@ def embed_source(embedder:FrameEmbedder, # from `load_embedder` / `AudioJEPAEnco
         if keep_frames: frames.extend(fi[~mi].cpu().numpy() for fi, mi in zip(f, m))
     return Embeddings(ids=ids, clip=torch.cat(clips).numpy(), targets=torch.cat(targets).numpy() if targets else None,
                       classes=list(source.classes) if targets and getattr(source, 'classes', None) else None,
-                      frames=frames if keep_frames else None, skipped=list(loader.skip_log.rows.items()),
+                      frames=frames if keep_frames else None,
+                      skipped=list(source.skipped or []) if decoded else list(batches.skip_log.rows.items()),
                       hop_size_in_ms=embedder.hop_size_in_ms)
 
 # %% ../nbs/07_embed.ipynb #2c71ba5f
@@ -288,8 +360,31 @@ def fail(prog:str, message:str):
     print(f"{prog}: error: {message}", file=sys.stderr)
     sys.exit(2)
 
-@call_parse
-def main(encoder:str=None, # export directory (or run directory), `random:PRESET` or `logmel`
+def dashed_flags(argv:list, # command-line arguments (without the program name)
+                ) -> list:
+    "`argv` with every flag's name spelled with underscores (`--batch-size=8` → `--batch_size=8`), values untouched."
+    def fix(a):
+        if not a.startswith('--') or a == '--': return a
+        name, eq, value = a[2:].partition('=')
+        return f"--{name.replace('-', '_')}{eq}{value}"
+    return [fix(a) for a in argv]
+
+def dashed_call_parse(func):
+    "`fastcore.script.call_parse` whose command line also accepts `--some-flag` for `--some_flag`."
+    @functools.wraps(func)
+    def command(*args, **kwargs):
+        if args or kwargs: return func(*args, **kwargs)    # called from Python: no command line to read
+        parser = anno_parser(func)
+        parser.epilog = 'Flags may also be spelled with dashes: --batch-size for --batch_size.'
+        parsed = vars(parser.parse_args(dashed_flags(sys.argv[1:])))
+        for hidden in ('pdb', 'xtra'): parsed.pop(hidden, None)
+        return func(**parsed)
+    # like `call_parse`: run at once when the defining module is the program (`python -m audiojepa.embed`)
+    if getattr(inspect.getmodule(inspect.currentframe().f_back), '__name__', '') == '__main__': return command()
+    return command
+
+@dashed_call_parse
+def main(encoder:str=None, # export directory (or run directory), `random:PRESET`, `random:DIR` or `logmel`
          data:str=None, # an `audiojepa.data` source: folder, manifest (.csv/.jsonl), .h5, 'synthetic', ...
          out:str=None, # the .npz file to write
          pool:str=None, # clip pooling: mean, meanmax or meanstd (default: mean; meanstd for logmel)
@@ -297,6 +392,7 @@ def main(encoder:str=None, # export directory (or run directory), `random:PRESET
          batch_size:int=8, # clips per batch
          device:str='cpu', # torch device, e.g. cuda
          num_workers:int=0, # loader processes
+         seed:int=0, # the seed of random weights (random:...)
         ):
     "Embed every clip of a source with a pretrained encoder; save clip (and frame) embeddings with ids and labels."
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
@@ -304,7 +400,7 @@ def main(encoder:str=None, # export directory (or run directory), `random:PRESET
     if missing: fail('audiojepa-embed', f"missing {', '.join(missing)}")
     try:
         if Path(out).suffix != '.npz': raise ValueError(f"--out must be an .npz file, got {out}")
-        embedder = load_embedder(encoder).to(device)
+        embedder = load_embedder(encoder, seed=seed).to(device)
         emb = embed_source(embedder, data, pool=pool, batch_size=batch_size, keep_frames=frames, num_workers=num_workers)
         emb.save(out)
     except (ValueError, OSError, NoAudioError) as e: fail('audiojepa-embed', e)

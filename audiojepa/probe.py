@@ -13,17 +13,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from fastcore.script import call_parse
+from fastcore.script import store_true
 
 from .data import FolderSource, NoAudioError, open_source
-from .embed import Embeddings, FrameEmbedder, embed_source, fail, load_embedder
+from .embed import (AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, dashed_call_parse, decode_source,
+                             embed_source, export_training, fail, load_embedder, random_init_seed, random_like)
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'METRICS', 'metric_path', 'load_metric', 'score_predictions', 'standardise', 'holdout_split', 'linear_probe',
-           'knn_probe', 'check_class_counts', 'assign_folds', 'is_multilabel', 'detect_layout', 'align_targets',
-           'probe_embeddings', 'labelled_source', 'run_probe', 'format_report', 'json_safe', 'main']
+__all__ = ['log', 'METRICS', 'PROBES', 'RANDOM_SEEDS', 'metric_path', 'load_metric', 'score_predictions', 'standardise',
+           'holdout_split', 'linear_probe', 'knn_probe', 'check_class_counts', 'assign_folds', 'is_multilabel',
+           'detect_layout', 'align_targets', 'probe_embeddings', 'main_metric', 'summarise_seeds',
+           'compare_with_random', 'labelled_source', 'run_probe', 'format_report', 'json_safe', 'main']
 
 # %% ../nbs/08_probe.ipynb #77a891d1
 METRICS = ('accuracy', 'macro_f1', 'mean_average_precision', 'd_prime')
@@ -266,6 +268,35 @@ def probe_embeddings(train:Embeddings, # labelled embeddings (all clips, for fol
     report['skipped'] = [{'id': i, 'reason': r} for e in (train, test) if e is not None for i, r in (e.skipped or [])]
     return report
 
+# %% ../nbs/08_probe.ipynb #5a7b0001
+PROBES = ('linear', 'knn')
+RANDOM_SEEDS = 3  # random initialisations a random baseline is averaged over, by default
+
+def main_metric(task:str, # 'single-label' or 'multi-label' (a report's `task`)
+               ) -> str:
+    "The metric a report's gaps are read on: accuracy for single-label data, mAP for multi-label data."
+    return 'mAP' if task == 'multi-label' else 'accuracy'
+
+def summarise_seeds(reports:list, # `probe_embeddings` reports, one per random initialisation
+                    seeds:list, # the baseline seed of each (see `audiojepa.embed.random_init_seed`)
+                   ) -> dict:
+    "Probe metrics over random seeds: mean (`linear`, `knn`), sample standard deviation (`sd`), `best` and `per_seed`."
+    values = {p: {m: np.array([r[p][m] for r in reports], dtype=float) for m in reports[0][p]} for p in PROBES}
+    with np.errstate(invalid='ignore'):                  # an infinite d-prime has no finite mean or sd
+        stat = lambda f: {p: {m: float(f(v)) for m, v in values[p].items()} for p in PROBES}
+        out = {'seeds': list(seeds), 'init_seeds': [random_init_seed(s) for s in seeds], **stat(np.mean),
+               'sd': stat(lambda v: v.std(ddof=1) if len(v) > 1 else math.nan), 'best': stat(np.max)}
+    out['per_seed'] = [{'seed': s, 'init_seed': random_init_seed(s), **{k: r[k] for k in (*PROBES, 'per_fold', 'confusion') if k in r}}
+                       for s, r in zip(seeds, reports)]
+    return out
+
+def compare_with_random(pretrained:dict, # a report with `linear` and `knn` metric dicts
+                        random:dict, # `summarise_seeds` of random encoders of the same architecture
+                       ) -> dict: # {'gap': {probe: {metric: ...}}, 'beats_best_random': {probe: {metric: bool}}}
+    "Pretrained − random (the mean over seeds), and whether the pretrained encoder beats the best random seed."
+    return {'gap': {p: {m: v - random[p][m] for m, v in pretrained[p].items()} for p in PROBES},
+            'beats_best_random': {p: {m: bool(v > random['best'][p][m]) for m, v in pretrained[p].items()} for p in PROBES}}
+
 # %% ../nbs/08_probe.ipynb #20779d13
 def labelled_source(spec, # a folder (labelled by its sub-folders), an `open_source` spec, or a source
                     sample_rate:int, # the rate the embedder expects
@@ -284,43 +315,104 @@ def _check_listed_counts(source, folds:int):
     if labels is None or any(len(l) != 1 for l in labels): return
     check_class_counts(np.bincount([l[0] for l in labels], minlength=len(source.classes)), folds, source.classes)
 
-def run_probe(encoder:str|FrameEmbedder, # an export directory, `random:PRESET`, `logmel`, or an embedder
+def run_probe(encoder:str|FrameEmbedder, # an export directory, `random:PRESET`, `random:DIR`, `logmel`, or an embedder
               data, # ROOT/<label>/<files>, ROOT/{train,test}/<label>/<files>, or a labelled source (or spec)
               test=None, # a separate labelled test set (folder, spec or source); default: from the layout of `data`
               folds:int=5, # folds when there is no test set
               k:int=10, # neighbours of the kNN probe
-              pool:str|None=None, # clip pooling; None: the embedder's default (mean; meanstd for logmel)
-              batch_size:int=8, # clips per embedding batch
-              seed:int=0, # folds, probe initialisation and `random:PRESET` weights
-              device:str='cpu', # where the encoder runs
-              progress:bool=False, # progress bars while embedding
+              pool:str|None=None, # clip pooling; None: each embedder's default (mean; meanstd for logmel)
+              batch_size:int=8, # clips per decoding and embedding batch
+              seed:int=0, # folds, probe initialisation, and the first random seed (then seed + 1, ...)
+              device:str='cpu', # where the encoders run
+              progress:bool=False, # progress bars while decoding and embedding
+              random_seeds:int=RANDOM_SEEDS, # random inits of the encoder's architecture to compare with (of `random:...`: to average); 0: none
+              logmel:bool=False, # also probe the log-mel baseline on the encoder's front end
              ) -> dict: # the report
-    "Embed a labelled set with an encoder and report linear and kNN probe metrics."
+    "Decode a labelled set once, embed it with an encoder and its baselines, and report linear and kNN probe metrics."
     report = {'encoder': str(encoder) if isinstance(encoder, (str, Path)) else type(encoder).__name__,
               'data': str(data) if isinstance(data, (str, Path)) else type(data).__name__}
     if test is None and isinstance(data, (str, Path)) and Path(data).is_dir():
         layout = detect_layout(data)
         data, test = layout['train'], layout.get('test')
-    embedder = (load_embedder(encoder, seed=seed) if isinstance(encoder, (str, Path)) else encoder).to(device)
-    train_source = labelled_source(data, embedder.sampling_rate)
-    test_source = None if test is None else labelled_source(test, embedder.sampling_rate, train_source.classes)
+    spec = str(encoder) if isinstance(encoder, (str, Path)) else None
+    if spec is not None and spec.startswith('random:'):        # random weights are what is measured
+        model, seeds = None, list(range(seed, seed + max(random_seeds, 1)))
+        make_random = lambda s: load_embedder(spec, seed=s)
+    else:
+        model = load_embedder(spec) if spec is not None else encoder
+        seeds = list(range(seed, seed + random_seeds)) if isinstance(model, AudioJEPAEncoder) else []
+        make_random = lambda s: random_like(model, s)
+        if spec is not None and spec != 'logmel':
+            training = export_training(spec)
+            report.update(network=training.get('network', 'unknown'), training=training)
+    reference = model if model is not None else make_random(seeds[0])
+    rate = reference.sampling_rate                              # every embedder reads the decoded clips at this rate
+    train_source = labelled_source(data, rate)
+    test_source = None if test is None else labelled_source(test, rate, train_source.classes)
     if test_source is None: _check_listed_counts(train_source, folds)
-    embed = lambda source: embed_source(embedder, source, pool=pool, batch_size=batch_size, progress=progress)
-    train_emb = embed(train_source)
-    test_emb = None if test_source is None else embed(test_source)
-    report['pool'] = pool or embedder.default_pool
-    return {**report, **probe_embeddings(train_emb, test_emb, folds=folds, k=k, seed=seed)}
+    decode = lambda source: decode_source(source, rate, batch_size=batch_size, progress=progress)
+    train_clips, test_clips = decode(train_source), None if test_source is None else decode(test_source)
+
+    def probe(embedder):
+        embedder = embedder.to(device)
+        embed = lambda clips: embed_source(embedder, clips, pool=pool, progress=progress)
+        return probe_embeddings(embed(train_clips), None if test_clips is None else embed(test_clips), folds=folds, k=k, seed=seed)
+
+    report['pool'] = pool or reference.default_pool
+    first = probe(reference)
+    randoms = [first if model is None and i == 0 else probe(make_random(s)) for i, s in enumerate(seeds)]
+    report['main_metric'] = main_metric(first['task'])
+    if model is None:       # `random:...`: the mean over the seeds, each seed's report in `per_seed`
+        report.update({key: v for key, v in first.items() if key not in (*PROBES, 'per_fold', 'confusion', 'skipped')})
+        report.update(summarise_seeds(randoms, seeds), skipped=first['skipped'])
+    else:
+        report.update(first)
+        if randoms:
+            report['random'] = {'encoder': f"random:{spec}" if spec else f"random {report['encoder']}", **summarise_seeds(randoms, seeds)}
+            report.update(compare_with_random(first, report['random']))
+    if logmel and not isinstance(reference, LogMelBaseline):
+        rows = probe(LogMelBaseline(reference.logmel.config, sampling_rate=rate))
+        report['logmel'] = {'pool': pool or LogMelBaseline.default_pool, **{key: rows[key] for key in (*PROBES, 'confusion') if key in rows}}
+    return report
 
 # %% ../nbs/08_probe.ipynb #c9cd9ab3
+def _cell(value, sd=None, signed=False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)): return 'n/a'
+    text = f"{value:+.3f}" if signed else f"{value:.3f}"
+    return text if sd is None or not math.isfinite(sd) else f"{text}±{sd:.3f}"
+
+def _network_line(report:dict) -> str:
+    training = report.get('training') or {}
+    details = ', '.join(f"{key} {training[key]}" for key in ('step', 'seed', 'preset') if key in training)
+    if not training: details = "the export's config.json records no training information"
+    return f"exported network: {report['network']}" + (f" ({details})" if details else '')
+
 def format_report(report:dict) -> str:
-    "The report as a short text table."
+    "The report as a short text table: the encoder, its baselines (random: mean ± sd over seeds), and the gap."
     metrics = list(report['linear'])
     lines = [f"{report['encoder']} on {report['data']}: "
              + (f"{report['folds']}-fold, " if report['layout'] == 'folds' else 'fixed split, ')
              + f"{report['n_test']} test clips, {len(report['classes'])} classes, {report['task']}, "
-             + f"{len(report['skipped'])} skipped",
-             f"{'probe':8}" + ''.join(f"{m:>10}" for m in metrics)]
-    lines += [f"{name:8}" + ''.join(f"{report[name][m]:>10.3f}" for m in metrics) for name in ('linear', 'knn')]
+             + f"{len(report['skipped'])} skipped"]
+    if 'network' in report: lines.append(_network_line(report))
+    rows = []      # (model, probe, values, sd, signed)
+    if 'per_seed' in report:
+        rows += [(f"random ×{len(report['seeds'])}", p, report[p], report['sd'][p], False) for p in PROBES]
+    else:
+        rows += [('logmel' if report['encoder'] == 'logmel' else 'pretrained', p, report[p], None, False) for p in PROBES]
+    if 'random' in report:
+        rows += [(f"random ×{len(report['random']['seeds'])}", p, report['random'][p], report['random']['sd'][p], False) for p in PROBES]
+    if 'logmel' in report: rows += [('logmel', p, report['logmel'][p], None, False) for p in PROBES]
+    if 'gap' in report: rows += [('pretrained − random', p, report['gap'][p], None, True) for p in PROBES]
+    lines.append(f"{'':20}{'probe':8}" + ''.join(f"{m:>14}" for m in metrics))
+    lines += [f"{model if p == PROBES[0] else '':20}{p:8}" + ''.join(f"{_cell(values.get(m), (sd or {}).get(m), signed):>14}" for m in metrics)
+              for model, p, values, sd, signed in rows]
+    if 'per_seed' in report:
+        lines.append(f"random: mean ± sd over the seeds {', '.join(map(str, report['seeds']))}")
+    if 'beats_best_random' in report:
+        m, beats = report['main_metric'], report['beats_best_random']
+        lines.append(f"random: mean ± sd over the seeds {', '.join(map(str, report['random']['seeds']))}; "
+                     f"pretrained beats the best seed on {m}: " + ', '.join(f"{p} {'yes' if beats[p][m] else 'no'}" for p in PROBES))
     lines += [f"skipped {s['id']}: {s['reason']}" for s in report['skipped']]
     return '\n'.join(lines)
 
@@ -332,25 +424,28 @@ def json_safe(obj):
     return obj
 
 # %% ../nbs/08_probe.ipynb #c33b7c9e
-@call_parse
-def main(encoder:str=None, # export directory (or run directory), `random:PRESET` or `logmel`
+@dashed_call_parse
+def main(encoder:str=None, # export directory (or run directory), `random:PRESET`, `random:DIR` or `logmel`
          data:str=None, # ROOT/<label>/<files>, ROOT/{train,test}/<label>/<files>, or a labelled source spec
          out:str=None, # write the report here as JSON
          test:str=None, # a separate labelled test set (folder or source spec)
          folds:int=5, # cross-validation folds when there is no test set
          k:int=10, # neighbours of the kNN probe
          pool:str=None, # clip pooling: mean, meanmax or meanstd (default: mean; meanstd for logmel)
-         batch_size:int=8, # clips per embedding batch
-         seed:int=0, # folds, probe initialisation and random:PRESET weights
+         batch_size:int=8, # clips per decoding and embedding batch
+         seed:int=0, # folds, probe initialisation, and the first random seed (then seed+1, ...)
          device:str='cpu', # torch device, e.g. cuda
+         random_seeds:int=RANDOM_SEEDS, # random inits of the export's architecture to compare with (random:PRESET: to average); 0: none
+         logmel:store_true=False, # also probe the log-mel baseline
         ):
-    "Measure an encoder on labelled audio with linear and kNN probes; print a table and optionally write a JSON report."
+    "Measure an encoder on labelled audio with linear and kNN probes against its baselines; print a table, optionally write JSON."
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     missing = [f"--{n}" for n, v in (('encoder', encoder), ('data', data)) if not v]
     if missing: fail('audiojepa-probe', f"missing {', '.join(missing)}")
     try:
+        if random_seeds < 0: raise ValueError(f"--random_seeds must be 0 or more, got {random_seeds}")
         report = run_probe(encoder, data, test=test, folds=folds, k=k, pool=pool, batch_size=batch_size, seed=seed,
-                           device=device, progress=True)
+                           device=device, progress=True, random_seeds=random_seeds, logmel=logmel)
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
             Path(out).write_text(json.dumps(json_safe(report), indent=2))

@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 
 from audiojepa.audio import FrontendConfig
-from audiojepa.embed import AudioJEPAEncoder, ENCODER_ENV, Embeddings, load_embedder, main
+from audiojepa.embed import AudioJEPAEncoder, ENCODER_ENV, Embeddings, export_training, load_embedder, main
 from audiojepa.models import ViTEncoder, preset, save_encoder
 
 torch.set_num_threads(1)
@@ -95,6 +95,26 @@ def test_embed_cli_writes_clip_and_frame_embeddings(export_dir, labelled_folder,
     assert [s[0] for s in emb.skipped] == ['low/empty.wav']
     assert 'low/empty.wav' in capsys.readouterr().out
     with np.load(out, allow_pickle=False) as z: assert z['ids'].dtype.kind == 'U'
+
+
+def test_embed_cli_accepts_dashed_flags(labelled_folder, tmp_path, monkeypatch, capsys):
+    "The `audiojepa-embed` entry point reads `--batch-size` as `--batch_size`, and random weights take `--seed`."
+    outs = [tmp_path / 'a.npz', tmp_path / 'b.npz']
+    for out, seed in zip(outs, ('1', '2')):
+        monkeypatch.setattr(sys, 'argv', ['audiojepa-embed', '--encoder', 'random:tiny', '--data', str(labelled_folder),
+                                          '--out', str(out), '--batch-size', '2', '--num-workers=0', '--frames', '--seed', seed])
+        main()
+    a, b = Embeddings.load(outs[0]), Embeddings.load(outs[1])
+    assert a.clip.shape == (6, 128) and a.frames is not None and not np.allclose(a.clip, b.clip)
+    assert '6 clips' in capsys.readouterr().out
+
+
+def test_random_weights_of_an_export(export_dir):
+    "`random:DIR`: the export's architecture and front end, random weights from the baseline stream; its training record."
+    untrained, trained = load_embedder(f'random:{export_dir.parent}', seed=0), AudioJEPAEncoder.from_pretrained(export_dir)
+    assert untrained.encoder.config == trained.encoder.config and untrained.logmel.config == trained.logmel.config
+    assert not torch.equal(untrained.encoder.patch_embed.proj.weight, trained.encoder.patch_embed.proj.weight)
+    assert export_training(export_dir) == {}
 
 
 @pytest.mark.parametrize('args, message', [

@@ -1,5 +1,6 @@
-"Integration tests of audiojepa.probe: offline metrics, both folder layouts, the three kinds of encoder, bad input."
+"Integration tests of audiojepa.probe: offline metrics, both folder layouts, the kinds of encoder, baselines, bad input."
 import json, os, subprocess, sys, textwrap
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -7,6 +8,9 @@ import soundfile as sf
 import torch
 
 from audiojepa.audio import FrontendConfig
+import audiojepa.embed
+import audiojepa.probe
+from audiojepa.embed import load_embedder
 from audiojepa.models import ViTEncoder, preset, save_encoder
 from audiojepa.probe import METRICS, main, metric_path
 
@@ -92,6 +96,101 @@ def test_folds_layout_with_each_kind_of_encoder(encoder, folds_root, export_dir,
     if encoder == 'logmel': assert report['linear']['accuracy'] >= 0.8 and report['knn']['accuracy'] >= 0.8
     printed = capsys.readouterr().out
     assert 'linear' in printed and 'knn' in printed and 'low/empty.wav' in printed
+    if encoder == 'export':      # an export written without a training record; three random baselines by default
+        assert report['network'] == 'unknown' and report['training'] == {} and 'exported network: unknown' in printed
+        assert report['random']['seeds'] == [0, 1, 2] and 'pretrained − random' in printed
+    if encoder == 'random:tiny':   # the mean over three seeds, with their sd and each seed's metrics
+        assert report['seeds'] == [0, 1, 2] and len(report['per_seed']) == 3 and 'random ×3' in printed
+        for p in ('linear', 'knn'):
+            per_seed = [r[p]['accuracy'] for r in report['per_seed']]
+            assert report[p]['accuracy'] == pytest.approx(np.mean(per_seed))
+            assert report['sd'][p]['accuracy'] == pytest.approx(np.std(per_seed, ddof=1))
+
+
+def parameters(module):
+    return {n: p.detach() for n, p in module.named_parameters()}
+
+
+def test_random_baselines_never_start_where_pretraining_starts():
+    "For run seeds and probe seeds 0..3, no randomly drawn tensor of a baseline equals the pretraining init's."
+    from audiojepa.train import TrainConfig, build_frontend_config, build_model
+    baselines = [parameters(load_embedder('random:tiny', seed=s).encoder) for s in range(4)]
+    for run_seed in range(4):
+        cfg = TrainConfig()
+        cfg = replace(cfg, run=replace(cfg.run, seed=run_seed))
+        model = build_model(cfg, build_frontend_config(cfg))
+        for network in (model.encoder, model.target_encoder):
+            init = parameters(network)
+            drawn = [n for n, p in init.items() if p.numel() > 1 and p.std() > 0]   # not the constant LayerNorm weights
+            assert len(drawn) > 10
+            for seed, baseline in enumerate(baselines):
+                assert all(baseline[n].shape == init[n].shape for n in drawn)      # the same architecture: comparable
+                same = [n for n in drawn if torch.equal(baseline[n], init[n])]
+                assert not same, f"probe seed {seed} repeats tensors of the run seeded {run_seed}: {same[:3]}"
+
+
+@pytest.fixture(scope='module')
+def small_export(tmp_path_factory):
+    "An export of a non-preset architecture and front end, with the training record pretraining writes."
+    path = tmp_path_factory.mktemp('small') / 'encoder'
+    torch.manual_seed(0)
+    encoder = ViTEncoder(replace(preset('tiny')['encoder'], n_mels=64, embed_dim=64, depth=2))
+    return save_encoder(path, encoder, FrontendConfig(n_mels=64, num_frames=96, clip_seconds=1.875),
+                        training={'network': 'context', 'step': 12, 'seed': 3, 'preset': 'tiny'})
+
+
+def test_export_is_compared_with_random_encoders_of_its_architecture(small_export, folds_root, tmp_path, capsys, monkeypatch):
+    dims, loaders = [], []
+    probe_embeddings, make_loader = audiojepa.probe.probe_embeddings, audiojepa.embed.make_loader
+    monkeypatch.setattr(audiojepa.probe, 'probe_embeddings', lambda train, *a, **kw: dims.append(train.clip.shape[1]) or probe_embeddings(train, *a, **kw))
+    monkeypatch.setattr(audiojepa.embed, 'make_loader', lambda *a, **kw: loaders.append(1) or make_loader(*a, **kw))
+    report = probe(tmp_path, encoder=str(small_export), data=str(folds_root), logmel=True)
+    assert len(loaders) == 1                                  # the audio is decoded once for the five models
+    assert dims == [64, 64, 64, 64, 128]                      # pretrained, 3 random of its architecture, log-mel (mean, std)
+    assert report['network'] == 'context' and report['training']['step'] == 12
+    rand = report['random']
+    assert rand['seeds'] == [0, 1, 2] and len(rand['per_seed']) == 3 and rand['encoder'] == f'random:{small_export}'
+    for p in ('linear', 'knn'):
+        per_seed = np.array([r[p]['accuracy'] for r in rand['per_seed']])
+        assert rand[p]['accuracy'] == pytest.approx(per_seed.mean()) and rand['sd'][p]['accuracy'] == pytest.approx(per_seed.std(ddof=1))
+        assert report['gap'][p]['accuracy'] == pytest.approx(report[p]['accuracy'] - per_seed.mean())
+        assert report['beats_best_random'][p]['accuracy'] == bool(report[p]['accuracy'] > per_seed.max())
+    assert report['main_metric'] == 'accuracy' and set(report['logmel']) >= {'linear', 'knn'}
+    printed = capsys.readouterr().out
+    assert 'exported network: context (step 12, seed 3, preset tiny)' in printed
+    assert 'random ×3' in printed and 'pretrained − random' in printed and 'best seed on accuracy' in printed
+
+
+def test_random_seeds_zero_probes_the_export_alone(export_dir, folds_root, tmp_path):
+    report = probe(tmp_path, encoder=str(export_dir), data=str(folds_root), random_seeds=0)
+    assert not {'random', 'gap', 'beats_best_random', 'logmel'} & set(report) and report['linear']['accuracy'] >= 0
+
+
+def test_multilabel_gap_is_read_on_map(export_dir, tmp_path, capsys):
+    rows = ['path,labels']
+    for i in range(9):
+        labels = [['low'], ['high'], ['low', 'high']][i % 3]
+        sf.write(tmp_path / f'{i}.wav', tone([{'low': 220, 'high': 1760}[l] for l in labels], seed=i), RATE)
+        rows.append(f'{i}.wav,"{",".join(labels)}"')
+    (tmp_path / 'clips.csv').write_text('\n'.join(rows) + '\n')
+    report = probe(tmp_path, encoder=str(export_dir), data=str(tmp_path / 'clips.csv'), folds=3, random_seeds=2)
+    assert report['main_metric'] == 'mAP' and report['random']['seeds'] == [0, 1]
+    mean = np.mean([r['knn']['mAP'] for r in report['random']['per_seed']])
+    assert report['gap']['knn']['mAP'] == pytest.approx(report['knn']['mAP'] - mean)
+    assert 'best seed on mAP' in capsys.readouterr().out
+
+
+def test_command_line_accepts_dashed_flags(folds_root, tmp_path, monkeypatch, capsys):
+    "`python -m audiojepa.probe` and the `audiojepa-probe` entry point read `--random-seeds` as `--random_seeds`."
+    out = tmp_path / 'cli.json'
+    res = subprocess.run([sys.executable, '-m', 'audiojepa.probe', '--encoder', 'random:tiny', '--data', str(folds_root),
+                          '--random-seeds', '2', '--batch-size=4', '--out', str(out)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(out.read_text())['seeds'] == [0, 1] and 'random ×2' in res.stdout
+    monkeypatch.setattr(sys, 'argv', ['audiojepa-probe', '--encoder', 'random:tiny', '--data', str(folds_root),
+                                      '--random_seeds', '1', '--seed=5', '--batch-size', '16', '--out', str(out)])
+    main()
+    assert json.loads(out.read_text())['seeds'] == [5] and 'random ×1' in capsys.readouterr().out
 
 
 def test_split_layout(tmp_path):
