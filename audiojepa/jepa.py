@@ -16,28 +16,33 @@ from .models import (EncoderConfig, PredictorConfig, Predictor, ViTEncoder, gath
                                patch_padding_mask, preset)
 
 # %% auto #0
-__all__ = ['LOSSES', 'TARGET_NORMS', 'JEPAConfig', 'ema_momentum', 'effective_rank', 'embedding_std', 'AudioJEPA']
+__all__ = ['LOSSES', 'TARGET_NORMS', 'JEPAConfig', 'ema_momentum', 'effective_rank', 'embedding_std', 'linear_cka',
+           'drift_from_init', 'instance_norm', 'variance_covariance', 'oracle_losses', 'AudioJEPA']
 
 # %% ../nbs/04_jepa.ipynb #7165769c
 LOSSES = ('mse', 'smooth_l1', 'cosine')
-TARGET_NORMS = ('layernorm', 'none')
+TARGET_NORMS = ('layernorm', 'instance', 'none')
 
 @dataclass
 class JEPAConfig:
     "Options of the JEPA objective."
     loss: str = 'mse'                # 'mse' | 'smooth_l1' | 'cosine' (MSE between L2-normalised vectors)
-    target_norm: str = 'layernorm'   # 'layernorm' (parameter-free, per token) | 'none'
+    target_norm: str = 'layernorm'   # 'layernorm' (per token) | 'instance' (per clip and channel, data2vec 2.0) | 'none'
     average_last_k: int = 1          # >1: targets are the mean of the last k target-encoder blocks (data2vec)
     ema_start: float = 0.996         # EMA momentum at step 0
     ema_end: float = 1.0             # EMA momentum at the last step
+    masks_per_clip: int = 1          # context views per clip that share one target pass (data2vec 2.0, EAT)
+    var_cov_weight: float = 1.0      # >0: add this times VICReg's variance + covariance terms of the clips' mean context tokens
 
     def __post_init__(self):
         if self.loss not in LOSSES: raise ValueError(f"unknown loss {self.loss!r}; expected one of {LOSSES}")
         if self.target_norm not in TARGET_NORMS:
             raise ValueError(f"unknown target_norm {self.target_norm!r}; expected one of {TARGET_NORMS}")
         if self.average_last_k < 1: raise ValueError(f"average_last_k must be >= 1, got {self.average_last_k}")
+        if self.masks_per_clip < 1: raise ValueError(f"masks_per_clip must be >= 1, got {self.masks_per_clip}")
         if not 0 <= self.ema_start <= self.ema_end <= 1:
             raise ValueError(f"expected 0 <= ema_start <= ema_end <= 1, got {self.ema_start}, {self.ema_end}")
+
 
 # %% ../nbs/04_jepa.ipynb #2817aa78
 def ema_momentum(step:int, # current optimiser step
@@ -65,6 +70,80 @@ def embedding_std(z:Tensor) -> Tensor:
     "Standard deviation of each dimension over all tokens, averaged over dimensions."
     return z.detach().reshape(-1, z.shape[-1]).float().std(0).mean()
 
+
+# %% ../nbs/04_jepa.ipynb #f44a8e04
+def linear_cka(x:Tensor, # features [M, D1]
+               y:Tensor, # features of the same M items [M, D2]
+              ) -> Tensor: # scalar in [0, 1]
+    "Linear centred kernel alignment (Kornblith et al. 2019): 1 when `y` is an orthogonal transform of `x`, up to scale."
+    x, y = x.float() - x.float().mean(0), y.float() - y.float().mean(0)
+    cross = (x.T @ y).square().sum()
+    return cross / ((x.T @ x).square().sum().sqrt() * (y.T @ y).square().sum().sqrt()).clamp_min(1e-12)
+
+@torch.no_grad()
+def drift_from_init(encoder:nn.Module, # the encoder being trained (or its EMA)
+                    init:nn.Module, # a frozen copy of it at initialisation
+                    mel:Tensor, # a batch of log-mel [B, N, F]
+                    padding_mask:Tensor|None=None, # bool [B, N] frames, True = padded
+                    max_rows:int=2048, # tokens used at most for the CKA
+                   ) -> dict: # {'dist_init', 'cka_init'} scalar tensors
+    "How far training has moved an encoder: relative weight distance and token-level linear CKA to its init."
+    now, then = list(encoder.parameters()), list(init.parameters())
+    dist = torch.stack([(a.float() - b.float()).square().sum() for a, b in zip(now, then)]).sum().sqrt()
+    norm = torch.stack([b.float().square().sum() for b in then]).sum().sqrt()
+    was = encoder.training
+    encoder.eval()
+    a, b = encoder(mel, padding_mask=padding_mask), init(mel, padding_mask=padding_mask)
+    encoder.train(was)
+    a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    stride = max(1, a.shape[0] // max_rows)
+    return {'dist_init': dist / norm.clamp_min(1e-12), 'cka_init': linear_cka(a[::stride], b[::stride])}
+
+# %% ../nbs/04_jepa.ipynb #5a2cb700
+def instance_norm(x:Tensor, # tokens [B, P, D]
+                  padding_mask:Tensor|None=None, # bool [B, P], True = padded (left out of the statistics)
+                  eps:float=1e-6,
+                 ) -> Tensor: # [B, P, D]
+    "Standardise each channel over the tokens of each clip: what is constant within a clip is removed."
+    w = torch.ones_like(x[..., :1]) if padding_mask is None else (~padding_mask)[..., None].to(x.dtype)
+    n = w.sum(1, keepdim=True).clamp_min(1)
+    mean = (x * w).sum(1, keepdim=True) / n
+    var = ((x - mean).square() * w).sum(1, keepdim=True) / n
+    return (x - mean) * torch.rsqrt(var + eps)
+
+def variance_covariance(z:Tensor, # embeddings [M, D]
+                       ) -> Tensor: # scalar
+    "VICReg's anti-collapse terms: hinge on each dimension's std (target 1) plus the squared off-diagonal covariances / D."
+    z = z.float() - z.float().mean(0)
+    std = (z.var(0) + 1e-4).sqrt()
+    cov = z.T @ z / max(len(z) - 1, 1)
+    off = cov - torch.diag(cov.diagonal())
+    return F.relu(1 - std).mean() + off.square().sum() / z.shape[1]
+
+# %% ../nbs/04_jepa.ipynb #f284173a
+def oracle_losses(target:Tensor, # target representations of every patch [B, P, D]
+                  context_idx:Tensor, # long [V, Kc], V = B * views
+                  target_idx:Tensor, # long [V, Kt]
+                  loss_fn, # (pred [V, Kt, D], target [V, Kt, D]) -> per-token loss [V, Kt]
+                  padding_mask:Tensor|None=None, # bool [B, P] patch-level, True = padded (left out everywhere)
+                 ) -> dict: # scalar tensors
+    "Loss of three predictors that know no audio: the batch mean, the mean of the clip's visible targets, and that plus a per-position offset."
+    B, views = target.shape[0], context_idx.shape[0] // target.shape[0]
+    real = torch.ones(target.shape[:2], device=target.device) if padding_mask is None else (~padding_mask).float()
+    mean = lambda x, w, dims: (x * w[..., None]).sum(dims) / w[..., None].sum(dims).clamp_min(1)
+    target = target.float()
+    clip_mean = mean(target, real, 1)                                     # [B, D]
+    offset = mean(target - clip_mean[:, None], real, 0)                   # [P, D] the average shape of a clip
+    rows = lambda x: x.repeat_interleave(views, 0)
+    full, real_v = rows(target), rows(real)
+    wanted, w = gather_tokens(full, target_idx), real_v.gather(1, target_idx)
+    seen = real_v.gather(1, context_idx)
+    visible = mean(gather_tokens(full, context_idx), seen, 1)[:, None]   # what the context says of the clip's level
+    level = visible - mean(offset[context_idx], seen, 1)[:, None]         # ... once the visible positions' shape is taken out
+    score = lambda pred: (loss_fn(pred.expand_as(wanted), wanted) * w).sum() / w.sum().clamp_min(1)
+    return {'oracle_global': score(mean(target, real, (0, 1))), 'oracle_clip': score(visible),
+            'oracle_clip_pos': score(level + offset[target_idx])}
+
 # %% ../nbs/04_jepa.ipynb #5dfbcd50
 class AudioJEPA(nn.Module):
     "Context encoder + EMA target encoder + predictor + loss."
@@ -91,16 +170,16 @@ class AudioJEPA(nn.Module):
 
     @torch.no_grad()
     def targets(self, mel:Tensor, # [B, N, F]
-                target_idx:Tensor, # long [B, Kt]
-                padding_mask:Tensor|None=None, # bool, frame- or patch-level
-               ) -> Tensor: # [B, Kt, D]
-        "Target representations at `target_idx`, from the EMA encoder over the full spectrogram."
-        k, D = self.config.average_last_k, self.encoder.embed_dim
-        if k == 1: h = gather_tokens(self.target_encoder(mel, padding_mask=padding_mask), target_idx)
+                padding_mask:Tensor|None=None, # bool [B, P], patch-level
+               ) -> Tensor: # [B, P, D]
+        "Target representations of every patch, from the EMA encoder over the full spectrogram."
+        k, norm, D = self.config.average_last_k, self.config.target_norm, self.encoder.embed_dim
+        if k == 1 and norm != 'instance': h = self.target_encoder(mel, padding_mask=padding_mask)
         else:
             layers = self.target_encoder(mel, padding_mask=padding_mask, return_layers=range(-k, 0))
-            h = torch.stack([F.layer_norm(gather_tokens(l, target_idx), (D,)) for l in layers]).mean(0)
-        return F.layer_norm(h, (D,)) if self.config.target_norm == 'layernorm' else h
+            each = (lambda l: instance_norm(l, padding_mask)) if norm == 'instance' else (lambda l: F.layer_norm(l, (D,)))
+            h = torch.stack([each(l) for l in layers]).mean(0)
+        return F.layer_norm(h, (D,)) if norm == 'layernorm' else h
 
     def loss_per_token(self, pred:Tensor, target:Tensor) -> Tensor: # [B, Kt]
         "The configured loss, averaged over channels."
@@ -110,24 +189,40 @@ class AudioJEPA(nn.Module):
         return (pred - target).pow(2).mean(-1)
 
     def forward(self, mel:Tensor, # log-mel [B, N, F]
-                context_idx:Tensor, # long [B, Kc] visible patches
-                target_idx:Tensor, # long [B, Kt] patches to predict
+                context_idx:Tensor, # long [V, Kc] visible patches, V = B * views (views of a clip are adjacent rows)
+                target_idx:Tensor, # long [V, Kt] patches to predict
                 padding_mask:Tensor|None=None, # bool [B, N] frames or [B, P] patches, True = padded
-                diagnostics:bool=True, # also compute std / effective rank (one small SVD each)
+                diagnostics:bool=True, # also compute std, effective rank and the oracle losses
                ) -> tuple: # (loss, dict of detached scalar tensors)
+        B, V = mel.shape[0], context_idx.shape[0]
+        if V % B or target_idx.shape[0] != V:
+            raise ValueError(f"context_idx and target_idx need the same number of rows, a multiple of the batch size {B}; "
+                             f"got {V} and {target_idx.shape[0]}")
         grid = self.encoder.grid(mel.shape[1])
         if padding_mask is not None: padding_mask = patch_padding_mask(padding_mask, self.encoder.config.patch_size, grid)
-        target = self.targets(mel, target_idx, padding_mask)
-        ctx = self.encoder(mel, keep_idx=context_idx, padding_mask=padding_mask)
-        pred = self.predictor(ctx, context_idx, target_idx, grid, padding_mask=padding_mask)
+        full_target = self.targets(mel, padding_mask)
+        # every view of a clip reads the same spectrogram and is scored against the same targets
+        rows = (lambda x: x) if V == B else (lambda x: x.repeat_interleave(V // B, 0))
+        pad = None if padding_mask is None else rows(padding_mask)
+        target = gather_tokens(rows(full_target), target_idx)
+        ctx = self.encoder(rows(mel), keep_idx=context_idx, padding_mask=pad)
+        pred = self.predictor(ctx, context_idx, target_idx, grid, padding_mask=pad)
         per_token = self.loss_per_token(pred, target)
-        if padding_mask is None: loss = per_token.mean()
+        if pad is None: loss = per_token.mean()
         else:
-            valid = (~padding_mask.gather(1, target_idx)).to(per_token.dtype)
+            valid = (~pad.gather(1, target_idx)).to(per_token.dtype)
             loss = (per_token * valid).sum() / valid.sum().clamp_min(1)
+        extra = {'pred_loss': loss.detach()}
+        if self.config.var_cov_weight > 0:
+            seen = torch.ones_like(context_idx, dtype=ctx.dtype) if pad is None else (~pad.gather(1, context_idx)).to(ctx.dtype)
+            clips = (ctx * seen[..., None]).sum(1) / seen.sum(1, keepdim=True).clamp_min(1)   # what a mean-pooling probe reads
+            extra['var_cov'] = variance_covariance(clips)
+            loss = loss + self.config.var_cov_weight * extra['var_cov']
         if not diagnostics: return loss, {}
-        return loss, {'target_std': embedding_std(target), 'pred_std': embedding_std(pred),
-                      'target_rank': effective_rank(target), 'pred_rank': effective_rank(pred)}
+        with torch.no_grad():
+            return loss, {**{k: v.detach() for k, v in extra.items()}, 'target_std': embedding_std(target), 'pred_std': embedding_std(pred),
+                          'target_rank': effective_rank(target), 'pred_rank': effective_rank(pred),
+                          **oracle_losses(full_target, context_idx, target_idx, self.loss_per_token, padding_mask)}
 
     @torch.no_grad()
     def update_target(self, momentum:float, # m in target ← m · target + (1 − m) · encoder
@@ -135,3 +230,4 @@ class AudioJEPA(nn.Module):
         "EMA update of the target encoder from the context encoder."
         tgt, src = list(self.target_encoder.parameters()), list(self.encoder.parameters())
         torch._foreach_lerp_(tgt, src, 1.0 - momentum)
+

@@ -301,6 +301,7 @@ EXPORT_FORMAT = 'audiojepa-encoder'
 def save_encoder(path, # directory to write (created if needed)
                  encoder:ViTEncoder,
                  frontend_config:str|dict|FrontendConfig='audiojepa', # the front end the encoder was trained with
+                 training:dict|None=None, # how it was made (e.g. network, step, seed), kept in config.json as 'training'
                 ) -> Path:
     "Write `model.safetensors` + `config.json` for `encoder` into `path`."
     front = audio.frontend_config(frontend_config)
@@ -310,6 +311,7 @@ def save_encoder(path, # directory to write (created if needed)
     state = {k: v.detach().contiguous().cpu() for k, v in encoder.state_dict().items()}
     save_file(state, str(path / 'model.safetensors'), metadata={'format': EXPORT_FORMAT})
     config = {'format': EXPORT_FORMAT, 'version': 1, 'encoder': asdict(encoder.config), 'frontend': asdict(front)}
+    if training: config['training'] = training
     (path / 'config.json').write_text(json.dumps(config, indent=2))
     return path
 

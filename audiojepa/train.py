@@ -5,6 +5,7 @@
 # %% ../nbs/05_train.ipynb #39423f21
 from __future__ import annotations
 import contextlib, csv, dataclasses, difflib, inspect, json, logging, math, os, re, shutil, signal, sys, threading, time, types, typing
+from copy import deepcopy
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from itertools import count
 from pathlib import Path
@@ -20,7 +21,7 @@ from tqdm import tqdm
 from .audio import FrontendConfig, LogMel, compute_norm_stats, frontend_config
 from .data import (NoAudioError, SkipLog, check_readable, collate, is_shard_spec, make_loader, mixed_seed,
                             open_source)
-from .jepa import AudioJEPA, JEPAConfig, ema_momentum
+from .jepa import AudioJEPA, JEPAConfig, drift_from_init, ema_momentum
 from .masking import FreqStripMask, MultiBlockMask, RandomPatchMask, TimeStripMask
 from .models import preset, save_encoder
 
@@ -57,7 +58,7 @@ class FrontendSection:
     "The log-mel front end: a setting of `audiojepa.audio.FRONTENDS`, with changed fields."
     name:str='audiojepa' # a key of `audiojepa.audio.FRONTENDS`
     options:dict=field(default_factory=dict) # `FrontendConfig` fields to change, e.g. {n_mels: 128}
-    norm_clips:int=0 # >0: estimate the log-mel mean and std from this many clips first (stored in options)
+    norm_clips:int=256 # >0: estimate the log-mel mean and std from this many clips first (stored in options); 0: raw log-mel
 
 @dataclass
 class ModelSection:
@@ -103,7 +104,7 @@ class RunSection:
     mixed_precision:str='auto' # 'no', 'bf16', 'fp16', or 'auto' = what `accelerate config`/`launch` chose
     threads:int=0 # CPU threads per process; 0 = OMP_NUM_THREADS if set, else the cores per process minus the data workers
     trackers:list[str]=field(default_factory=lambda: ['tensorboard']) # Accelerate trackers: tensorboard, wandb, ...; [] for none
-    export:str='target' # encoder to export: the EMA 'target' encoder (I-JEPA's choice) or the 'context' encoder
+    export:str='context' # encoder to export: the 'context' encoder (learns faster in short runs) or the EMA 'target' encoder (I-JEPA's choice)
     progress:bool=True # show a tqdm progress bar
 
 @dataclass
@@ -408,12 +409,13 @@ class StepItems(torch.utils.data.Dataset):
 
 class StepMasks:
     "Attach the masks of a micro-step to a batch: a generator seeded by (seed, micro_step, process) draws them."
-    def __init__(self, mask_gen, grid:tuple[int, int], seed:int=0, process_index:int=0):
-        self.mask_gen, self.grid, self.seed, self.process_index = mask_gen, grid, seed, process_index
+    def __init__(self, mask_gen, grid:tuple[int, int], seed:int=0, process_index:int=0,
+                 views:int=1): # masks per clip (`JEPAConfig.masks_per_clip`); the rows of a clip are adjacent
+        self.mask_gen, self.grid, self.seed, self.process_index, self.views = mask_gen, grid, seed, process_index, views
 
     def __call__(self, batch:dict, micro_step:int) -> dict:
         g = torch.Generator().manual_seed(mixed_seed(self.seed, 1, micro_step, self.process_index))
-        batch['context_idx'], batch['target_idx'] = self.mask_gen(len(batch['audio']), self.grid, g)
+        batch['context_idx'], batch['target_idx'] = self.mask_gen(len(batch['audio']) * self.views, self.grid, g)
         batch['micro_step'] = micro_step
         return batch
 
@@ -439,7 +441,8 @@ def stream_batches(loader, # an `audiojepa.data.Loader` over a stream source
 
 # %% ../nbs/05_train.ipynb #2fc3a8a0
 METRICS = ('step', 'epoch', 'loss', 'lr', 'weight_decay', 'ema', 'grad_norm', 'clips_per_s',
-           'target_std', 'pred_std', 'target_rank', 'pred_rank', 'seconds')
+           'target_std', 'pred_std', 'target_rank', 'pred_rank', 'pred_loss', 'oracle_global', 'oracle_clip',
+           'oracle_clip_pos', 'var_cov', 'dist_init', 'cka_init', 'seconds')
 
 class MetricsLog:
     "metrics.csv of a run, one row per logged step; rows after `resume_step` from an earlier invocation are dropped."
@@ -539,12 +542,15 @@ def _open_data(cfg:TrainConfig, fc:FrontendConfig):
     except (FileNotFoundError, ValueError) as e: raise PretrainError(str(e)) from None   # the message names the source
     except TypeError as e: raise PretrainError(f"data.options {cfg.data.options} do not fit {cfg.data.spec!r}: {e}") from None
 
-def export_encoder(model:AudioJEPA, fc:FrontendConfig, path, which:str='target') -> Path:
+def export_encoder(model:AudioJEPA, fc:FrontendConfig, path,
+                   which:str='target', # 'target' (the EMA encoder) or 'context'
+                   training:dict|None=None, # what the run was (step, seed, preset...), stored in config.json with `which`
+                  ) -> Path:
     "Write the `which` ('target' or 'context') encoder of `model` with its front end to `path` (replaced whole)."
     path = Path(path)
     tmp = path.with_name(path.name + '.tmp')
     shutil.rmtree(tmp, ignore_errors=True)
-    save_encoder(tmp, model.target_encoder if which == 'target' else model.encoder, fc)
+    save_encoder(tmp, model.target_encoder if which == 'target' else model.encoder, fc, {'network': which, **(training or {})})
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
     return path
@@ -581,13 +587,17 @@ def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `Trai
     stream = isinstance(source, IterableDataset)
     if not stream: check_readable(source)
     if cfg.frontend.norm_clips and not {'mean', 'std'} <= set(cfg.frontend.options):
-        clips = iter(source) if stream else (source[i] for i in range(len(source)))
+        # spread over the whole source: a folder's first files are often one recording session or one class
+        spread = torch.linspace(0, len(source) - 1, min(len(source), cfg.frontend.norm_clips)).round().long().unique()
+        clips = iter(source) if stream else (source[int(i)] for i in spread)
         stats = [compute_norm_stats(clips, fc, max_items=cfg.frontend.norm_clips) if is_main else None]
         broadcast_object_list(stats)   # the main process measures, every process normalises with its numbers
         cfg = replace(cfg, frontend=replace(cfg.frontend, options={**cfg.frontend.options, 'mean': stats[0].mean, 'std': stats[0].std}))
         fc = build_frontend_config(cfg)
 
     model = build_model(cfg, fc)
+    # what drift_from_init compares with (a resumed run rebuilds the same initialisation from the seed)
+    init_encoder = deepcopy(model.encoder).requires_grad_(False).eval().to(accelerator.device)
     grid = model.encoder.grid(fc.num_frames)
     # the fused kernel: on CPU the default (foreach) AdamW step costs about as much as the forward-backward of `small`
     optimizer = torch.optim.AdamW(param_groups(model), lr=cfg.schedule.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
@@ -603,7 +613,7 @@ def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `Trai
                            state['num_processes'], world)
     step0, accum, bs = state['step'], cfg.optim.grad_accum, cfg.data.batch_size
     skips = SkipLog(); skips.update(state['skipped'])
-    masks = StepMasks(mask_gen, grid, cfg.run.seed, rank)
+    masks = StepMasks(mask_gen, grid, cfg.run.seed, rank, views=cfg.model.jepa.masks_per_clip)
     position, per_epoch = (0, 0), None
     if stream:
         if state['positions'] and len(state['positions']) == world: position = tuple(state['positions'][rank])
@@ -624,6 +634,9 @@ def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `Trai
         metrics = MetricsLog(out / 'metrics.csv', resume_step=step0 if checkpoint is not None else None)
     if cfg.run.trackers: accelerator.init_trackers('audiojepa')   # the config is in config.yaml
 
+    training = lambda step: {'step': step, 'max_steps': cfg.schedule.max_steps, 'seed': cfg.run.seed, 'preset': cfg.model.preset}
+    exported = lambda: core.target_encoder if cfg.run.export == 'target' else core.encoder
+
     def save(step):
         final = out / 'checkpoints' / f'step_{step:06d}'
         tmp = final.with_name(final.name + '.tmp')
@@ -641,7 +654,7 @@ def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `Trai
             tmp.rename(final)
             done = sorted((p for p in final.parent.glob('step_*') if re.fullmatch(r'step_\d+', p.name)), key=lambda p: p.name)
             for old in done[:-cfg.run.keep_checkpoints] if cfg.run.keep_checkpoints else []: shutil.rmtree(old)
-            export_encoder(core, fc, out / 'encoder', cfg.run.export)
+            export_encoder(core, fc, out / 'encoder', cfg.run.export, training(step))
             skips.write(out / 'skipped.csv')
         accelerator.wait_for_everyone()
 
@@ -681,6 +694,7 @@ def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `Trai
             step += 1; interval_steps += 1
             bar.update(1)
             if log_now:
+                diag.update(drift_from_init(exported(), init_encoder, mel, frame_mask))
                 values = torch.stack([interval_loss / interval_steps, torch.tensor(float(interval_clips), device=accelerator.device),
                                       *(v.float() for v in diag.values())])
                 values = accelerator.reduce(values, 'sum') if world > 1 else values
@@ -705,7 +719,7 @@ def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `Trai
                 stopped_by = signal.Signals(signals.signum).name if signals.signum else 'a signal on another process'
                 break
     bar.close()
-    if step == step0 and is_main: export_encoder(core, fc, out / 'encoder', cfg.run.export)   # nothing left to train
+    if step == step0 and is_main: export_encoder(core, fc, out / 'encoder', cfg.run.export, training(step))   # nothing left to train
     accelerator.end_training()
     return PretrainResult(out, out / 'encoder', step, max_steps, state['first_loss'], state['last_loss'],
                           clips_done, time.time() - t_start, stopped_by)
@@ -744,14 +758,17 @@ def resolve_config(config:str|None=None, # YAML file with the keys to change
     else: out = str(run_dir_of(checkpoint)) if cfg.run.out == saved.run.out else cfg.run.out
     return replace(cfg, run=replace(cfg.run, out=out)), checkpoint
 
-def _cli_argv(argv:list[str]) -> list[str]:
+def _cli_argv(argv:list[str], # the command line after the program name
+              switches:tuple=(), # flags that take no value (underscored names); every other flag takes one
+             ) -> list[str]:
     "`argv` as `pretrain_cli` parses it: `--max-steps` spelled `--max_steps`, and the KEY=VALUE overrides moved last."
     flags, overrides, args = [], [], iter(argv)
     for a in args:
         if not a.startswith('--'): overrides.append(a); continue
         name, eq, value = a[2:].partition('=')
-        flags.append(f"--{name.replace('-', '_')}{eq}{value}")
-        if not eq and name != 'help': flags += [v for v in [next(args, None)] if v is not None]   # every flag takes a value
+        name = name.replace('-', '_')
+        flags.append(f"--{name}{eq}{value}")
+        if not eq and name not in ('help', *switches): flags += [v for v in [next(args, None)] if v is not None]
     return flags + overrides
 
 # `python -m audiojepa.train` runs the command as soon as `call_parse` defines it, so its arguments are fixed here first

@@ -1,5 +1,5 @@
 "Integration tests of `audiojepa.train`: the pretraining command line, checkpoints, exact resume, preemption, two processes."
-import csv, os, shutil, signal, subprocess, sys, time
+import csv, json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +44,11 @@ def same_state(a:Path, b:Path):
 def test_config_files():
     "configs/tiny_cpu.yaml is the defaults written out; the other configs load."
     assert load_config(REPO / 'configs/tiny_cpu.yaml') == TrainConfig()
-    base = load_config(REPO / 'configs/base_audioset.yaml')
+    base = load_config(REPO / 'configs/paper.yaml')
     assert (base.model.preset, base.data.clip_seconds, base.run.mixed_precision) == ('base', 10.0, 'bf16')
+    # the paper's recipe stays as published whatever the defaults become
+    assert (base.frontend.norm_clips, base.model.jepa.var_cov_weight, base.run.export) == (0, 0.0, 'target')
+    assert (base.model.jepa.target_norm, base.model.jepa.average_last_k, base.model.jepa.masks_per_clip) == ('layernorm', 1, 1)
     for path in (REPO / 'configs').glob('*.yaml'): load_config(path)
 
 def test_cli_synthetic(tmp_path):
@@ -60,14 +63,21 @@ def test_cli_synthetic(tmp_path):
     assert sorted(p.name for p in (run / 'checkpoints').iterdir()) == ['step_000003', 'step_000006']
     metrics = rows(run)
     assert [int(r['step']) for r in metrics] == [2, 4, 6]
-    assert {'loss', 'lr', 'clips_per_s', 'target_std', 'pred_rank'} <= set(metrics[0])
+    assert {'loss', 'lr', 'clips_per_s', 'target_std', 'pred_rank', 'pred_loss', 'oracle_clip_pos', 'var_cov',
+            'dist_init', 'cka_init'} <= set(metrics[0])
     assert all(float(r['clips_per_s']) > 0 for r in metrics)
+    # the exported (context) encoder moves away from its initialisation, and the oracles are real numbers
+    assert 0 < float(metrics[0]['dist_init']) < float(metrics[-1]['dist_init'])
+    assert all(0 < float(r['oracle_clip_pos']) < float(r['oracle_global']) for r in metrics)
     cfg = load_config(run / 'config.yaml')
     assert (cfg.schedule.max_steps, cfg.data.batch_size, cfg.run.seed) == (6, 4, 3)
     assert list((run / 'audiojepa').rglob('events.out.tfevents.*'))
     assert (run / 'skipped.csv').read_text().splitlines() == ['id,reason']
     encoder, frontend = load_encoder(run / 'encoder')
     assert frontend.clip_seconds == 1.0 and encoder.config.embed_dim == 128
+    assert frontend.std != 1.0                                             # standardised with the data's statistics
+    training = json.loads((run / 'encoder' / 'config.json').read_text())['training']
+    assert training == {'network': 'context', 'step': 6, 'max_steps': 6, 'seed': 3, 'preset': 'tiny'}
 
 @pytest.mark.skipif(not LMMS_SAMPLES.is_dir(), reason='needs the lmms-common package (apt-get install lmms-common)')
 def test_cli_real_recordings(tmp_path):
@@ -194,8 +204,8 @@ def test_two_processes(tmp_path):
 
 
 def test_data_flag_replaces_the_config_files_source_with_its_options():
-    "`--config base_audioset.yaml --data FOLDER`: the file's `audio_dir` belongs to its AudioSet source, not to FOLDER."
-    config = str(REPO / 'configs' / 'base_audioset.yaml')
+    "`--config paper.yaml --data FOLDER`: the file's `audio_dir` belongs to its AudioSet source, not to FOLDER."
+    config = str(REPO / 'configs' / 'paper.yaml')
     cfg, _ = resolve_config(config, {'data.spec': 'synthetic'})
     assert cfg.data.spec == 'synthetic' and cfg.data.options == {} and cfg.model.preset == 'base'
     kept, _ = resolve_config(config, {})
