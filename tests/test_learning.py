@@ -1,0 +1,101 @@
+"Cheap checks of benchmarks/learning.py: budget -> steps, the probe schedule, the verdict and the printed table (the benchmark itself is not a test)."
+import importlib.util, math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location('learning', REPO / 'benchmarks' / 'learning.py')
+learning = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(learning)
+
+
+def test_budget_to_steps():
+    "The largest step count whose steps and per-invocation costs fit the budget."
+    assert learning.budget_to_steps(60, rate=4.0, overhead_s=0) == 240
+    # 8 segments of 2 s each leave 44 s of steps
+    assert learning.budget_to_steps(60, rate=4.0, overhead_s=2.0) == 176
+    # with a fixed probe interval the number of segments follows the steps: 10 s per segment of 20 steps
+    steps = learning.budget_to_steps(60, rate=4.0, overhead_s=5.0, probe_every=20)
+    assert steps / 4 + 5 * math.ceil(steps / 20) <= 60 < (steps + 1) / 4 + 5 * math.ceil((steps + 1) / 20)
+    assert learning.budget_to_steps(10, rate=1.0, overhead_s=5.0) == 0   # the overheads alone exceed the budget
+
+
+def test_steady_rate_leaves_out_startup():
+    rows = [{'step': 5, 'seconds': 10.0}, {'step': 15, 'seconds': 12.5}, {'step': 25, 'seconds': 15.0}]
+    assert learning.steady_rate(rows) == pytest.approx(4.0)
+    with pytest.raises(ValueError): learning.steady_rate(rows[:1])
+
+
+def test_probe_schedule():
+    assert learning.probe_schedule(60, 20) == [0, 20, 40, 60]
+    assert learning.probe_schedule(50, 20) == [0, 20, 40, 50]      # the last step is always a point
+    assert learning.probe_schedule(232, None) == [0, 29, 58, 87, 116, 145, 174, 203, 232]
+    assert learning.probe_schedule(3, None) == [0, 1, 2, 3]
+
+
+def test_spearman():
+    assert learning.spearman([0, 1, 2, 3], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(1.0)
+    assert learning.spearman([0, 1, 2, 3], [0.4, 0.3, 0.2, 0.1]) == pytest.approx(-1.0)
+    assert learning.spearman([0, 1, 2], [0.5, 0.5, 0.6]) == pytest.approx(np.corrcoef([0, 1, 2], [0.5, 0.5, 2])[0, 1])
+    assert math.isnan(learning.spearman([0, 1, 2], [0.3, 0.3, 0.3]))
+
+
+def random_baseline(linear, knn):
+    points = [{'seed': s, 'linear': l, 'knn': k} for s, (l, k) in enumerate(zip(linear, knn))]
+    return learning.summarise_random(points)
+
+
+def curve(linear, knn, every=10):
+    return [{'step': i * every, 'linear': l, 'knn': k} for i, (l, k) in enumerate(zip(linear, knn))]
+
+
+def test_summarise_random():
+    r = random_baseline([0.6, 0.66, 0.63], [0.5, 0.58, 0.55])
+    assert r['linear']['best'] == 0.66 and r['linear']['best_seed'] == 1 and r['knn']['best'] == 0.58
+    assert r['linear']['mean'] == pytest.approx(0.63) and r['linear']['sd'] == pytest.approx(0.03)
+
+
+def test_verdict_pass_and_fail():
+    rnd = random_baseline([0.6, 0.66, 0.63], [0.5, 0.58, 0.55])
+    good = learning.task_verdict(curve([0.62, 0.68, 0.72, 0.75], [0.55, 0.6, 0.62, 0.64]), rnd, n_test=400)
+    assert good['pass'] and good['rises'] and good['beats_random']
+    assert good['linear']['final_minus_best_random'] == pytest.approx(0.09)
+    assert good['accuracy_se']['linear'] == pytest.approx(math.sqrt(0.75 * 0.25 / 400))
+    # the drums numbers: pretraining made the encoder worse than its random init
+    worse = learning.task_verdict(curve([0.658, 0.6, 0.55, 0.535], [0.58, 0.52, 0.5, 0.486]), rnd)
+    assert not worse['pass'] and not worse['rises'] and not worse['beats_random']
+    # rising, but kNN ends only 4 points above the best random init
+    close = learning.task_verdict(curve([0.6, 0.7, 0.75], [0.5, 0.55, 0.62]), rnd)
+    assert close['rises'] and not close['beats_random'] and not close['pass']
+    # far above random but falling along the run: the curve must rise too
+    falling = learning.task_verdict(curve([0.9, 0.85, 0.8], [0.8, 0.75, 0.7]), rnd)
+    assert falling['beats_random'] and not falling['rises'] and not falling['pass']
+
+
+def test_summary_table():
+    rnd = random_baseline([0.6, 0.66, 0.63], [0.5, 0.58, 0.55])
+    points = curve([0.62, 0.75], [0.55, 0.64])
+    points[1]['diagnostics'] = {'loss': 0.3, 'target_rank': 40.0, 'pred_rank': 5.0}
+    task = {'curve': points, 'baselines': {'random': rnd, 'logmel': {'linear': 0.7, 'knn': 0.6}}}
+    task['verdict'] = learning.task_verdict(points, rnd)
+    result = {'tasks': {'drums': task}}
+    table = learning.format_summary(result)
+    assert 'drums' in table and 'PASS' in table and '+9.0' in table
+    assert '0.3000' in learning.format_curves(result)
+
+
+def test_argv_moves_overrides_last():
+    "The benchmark reads its command line as audiojepa-pretrain does, with --probe-context a switch."
+    argv = ['model.preset=small', '--max-steps', '60', '--probe-context', 'schedule.lr=5e-4', '--out=x']
+    assert learning._cli_argv(argv, switches=('probe_context',)) == \
+        ['--max_steps', '60', '--probe_context', '--out=x', 'model.preset=small', 'schedule.lr=5e-4']
+
+
+def test_compact_is_exact():
+    import torch
+    pcm = torch.randint(-32768, 32767, (1000,)).float() / 32768            # what a 16-bit WAV decodes to
+    assert learning.compact(pcm).dtype == torch.int16 and torch.equal(learning.as_float(learning.compact(pcm)), pcm)
+    other = torch.rand(1000) - 0.5                                          # not on the 16-bit grid: kept as is
+    assert learning.compact(other) is other and learning.as_float(other) is other
