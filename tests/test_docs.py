@@ -2,7 +2,7 @@
 
 Both checks run on a copy of the repository so that the working tree is never rewritten by a test.
 """
-import shutil, subprocess, sys
+import json, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,8 @@ def repo_copy(tmp_path_factory):
     dst = tmp_path_factory.mktemp("repo") / "audiojepa"
     # Notebooks read the AudioSet metadata from ../shared, as they do in a checkout.
     if (ROOT.parent / "shared").exists(): (dst.parent / "shared").symlink_to(ROOT.parent / "shared")
-    ignore = shutil.ignore_patterns(".git", ".venv", "venv", "_proc", "_docs", "__pycache__", "*.egg-info", "runs")
+    # benchmarks/results holds the (git-ignored, gigabytes) corpora and benchmark outputs where they were built
+    ignore = shutil.ignore_patterns(".git", ".venv", "venv", "_proc", "_docs", "__pycache__", "*.egg-info", "runs", "results")
     shutil.copytree(ROOT, dst, ignore=ignore, symlinks=True)
     return dst
 
@@ -24,6 +25,13 @@ def _run(args, cwd):
     res = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
     assert res.returncode == 0, f"{args} failed:\n{res.stdout}\n{res.stderr}"
     return res
+
+
+def test_notebooks_name_their_kernel():
+    "JupyterLab opens every chapter without asking for a kernel: each notebook names the python3 kernelspec."
+    for nb in sorted((ROOT / "nbs").glob("*.ipynb")):
+        kernel = json.loads(nb.read_text())["metadata"].get("kernelspec", {})
+        assert kernel.get("name") == "python3" and kernel.get("language") == "python", nb.name
 
 
 def test_export_matches_notebooks(repo_copy):
