@@ -216,7 +216,8 @@ class AudioJEPA(nn.Module):
         if self.config.var_cov_weight > 0:
             seen = torch.ones_like(context_idx, dtype=ctx.dtype) if pad is None else (~pad.gather(1, context_idx)).to(ctx.dtype)
             clips = (ctx * seen[..., None]).sum(1) / seen.sum(1, keepdim=True).clamp_min(1)   # what a mean-pooling probe reads
-            extra['var_cov'] = variance_covariance(clips)
+            clips = clips[seen.sum(1) > 0]              # a clip whose visible patches are all padding says nothing
+            extra['var_cov'] = variance_covariance(clips) if len(clips) > 1 else loss.new_zeros(())   # spread needs two
             loss = loss + self.config.var_cov_weight * extra['var_cov']
         if not diagnostics: return loss, {}
         with torch.no_grad():

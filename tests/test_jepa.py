@@ -122,7 +122,8 @@ def test_diagnostics_show_collapse():
     m = small_model()
     ctx, tgt = masks()
     _, diag = m(torch.randn(2, 64, 96), ctx, tgt)
-    assert set(diag) == {'target_std', 'pred_std', 'target_rank', 'pred_rank', 'oracle_global', 'oracle_clip', 'oracle_clip_pos'}
+    assert set(diag) == {'pred_loss', 'var_cov', 'target_std', 'pred_std', 'target_rank', 'pred_rank',
+                         'oracle_global', 'oracle_clip', 'oracle_clip_pos'}
     assert all(v.ndim == 0 and not v.requires_grad for v in diag.values())
     assert 1 <= diag['target_rank'] <= 32 and diag['target_std'] > 0.1
     assert m(torch.randn(2, 64, 96), ctx, tgt, diagnostics=False)[1] == {}
