@@ -166,13 +166,18 @@ def test_random_seeds_zero_probes_the_export_alone(export_dir, folds_root, tmp_p
     assert not {'random', 'gap', 'beats_best_random', 'logmel'} & set(report) and report['linear']['accuracy'] >= 0
 
 
-def test_multilabel_gap_is_read_on_map(export_dir, tmp_path, capsys):
+def write_multilabel_manifest(root, n):
+    "`root/clips.csv` over n tones labelled low, high, or both (in turn)."
     rows = ['path,labels']
-    for i in range(9):
+    for i in range(n):
         labels = [['low'], ['high'], ['low', 'high']][i % 3]
-        sf.write(tmp_path / f'{i}.wav', tone([{'low': 220, 'high': 1760}[l] for l in labels], seed=i), RATE)
+        sf.write(root / f'{i}.wav', tone([{'low': 220, 'high': 1760}[l] for l in labels], seed=i), RATE)
         rows.append(f'{i}.wav,"{",".join(labels)}"')
-    (tmp_path / 'clips.csv').write_text('\n'.join(rows) + '\n')
+    (root / 'clips.csv').write_text('\n'.join(rows) + '\n')
+
+
+def test_multilabel_gap_is_read_on_map(export_dir, tmp_path, capsys):
+    write_multilabel_manifest(tmp_path, 9)
     report = probe(tmp_path, encoder=str(export_dir), data=str(tmp_path / 'clips.csv'), folds=3, random_seeds=2)
     assert report['main_metric'] == 'mAP' and report['random']['seeds'] == [0, 1]
     mean = np.mean([r['knn']['mAP'] for r in report['random']['per_seed']])
@@ -202,12 +207,7 @@ def test_split_layout(tmp_path):
 
 
 def test_multilabel_manifest_reports_map_and_d_prime(tmp_path):
-    rows = ['path,labels']
-    for i in range(12):
-        labels = [['low'], ['high'], ['low', 'high']][i % 3]
-        sf.write(tmp_path / f'{i}.wav', tone([{'low': 220, 'high': 1760}[l] for l in labels], seed=i), RATE)
-        rows.append(f'{i}.wav,"{",".join(labels)}"')
-    (tmp_path / 'clips.csv').write_text('\n'.join(rows) + '\n')
+    write_multilabel_manifest(tmp_path, 12)
     report = probe(tmp_path, encoder='logmel', data=str(tmp_path / 'clips.csv'), folds=3)
     assert report['task'] == 'multi-label' and report['n_test'] == 12
     assert set(report['linear']) == {'mAP', 'd_prime', 'auc'} and report['knn']['mAP'] > 0.5
