@@ -465,5 +465,6 @@ d = { 'settings': { 'branch': 'main',
                                  'audiojepa.train.run_dir_of': ('train.html#run_dir_of', 'audiojepa/train.py'),
                                  'audiojepa.train.save_config': ('train.html#save_config', 'audiojepa/train.py'),
                                  'audiojepa.train.set_schedules': ('train.html#set_schedules', 'audiojepa/train.py'),
+                                 'audiojepa.train.source_norm_stats': ('train.html#source_norm_stats', 'audiojepa/train.py'),
                                  'audiojepa.train.stream_batches': ('train.html#stream_batches', 'audiojepa/train.py'),
                                  'audiojepa.train.weight_decay_at': ('train.html#weight_decay_at', 'audiojepa/train.py')}}}

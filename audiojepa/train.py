@@ -34,7 +34,7 @@ __all__ = ['logger', 'MASKS', 'METRICS', 'PRECISIONS', 'ConfigError', 'PretrainE
            'lr_at', 'weight_decay_at', 'param_groups', 'set_schedules', 'build_frontend_config', 'preset_configs',
            'build_model', 'build_mask_generator', 'StepBatches', 'StepItems', 'StepMasks', 'StepCollator',
            'stream_batches', 'MetricsLog', 'find_checkpoint', 'resume_checkpoint', 'run_dir_of', 'PretrainResult',
-           'export_encoder', 'pretrain', 'resolve_config', 'pretrain_cli', 'main']
+           'source_norm_stats', 'export_encoder', 'pretrain', 'resolve_config', 'pretrain_cli', 'main']
 
 # %% ../nbs/05_train.ipynb #6f23bdd3
 class ConfigError(ValueError):
@@ -542,6 +542,17 @@ def _open_data(cfg:TrainConfig, fc:FrontendConfig):
     except (FileNotFoundError, ValueError) as e: raise PretrainError(str(e)) from None   # the message names the source
     except TypeError as e: raise PretrainError(f"data.options {cfg.data.options} do not fit {cfg.data.spec!r}: {e}") from None
 
+def source_norm_stats(source, # a map-style or streaming source of the run
+                      fc:FrontendConfig, # the run's front end
+                      n_clips:int, # clips to measure
+                     ) -> FrontendConfig: # `fc` with the log-mel `mean` and `std` of the source
+    "Log-mel statistics of `n_clips` clips spread over `source` (the first ones of a stream)."
+    if isinstance(source, IterableDataset): clips = iter(source)
+    else:   # spread over the whole source: a folder's first files are often one recording session or one class
+        spread = torch.linspace(0, len(source) - 1, min(len(source), n_clips)).round().long().unique()
+        clips = (source[int(i)] for i in spread)
+    return compute_norm_stats(clips, fc, max_items=n_clips)
+
 def export_encoder(model:AudioJEPA, fc:FrontendConfig, path,
                    which:str='target', # 'target' (the EMA encoder) or 'context'
                    training:dict|None=None, # what the run was (step, seed, preset...), stored in config.json with `which`
@@ -587,10 +598,7 @@ def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `Trai
     stream = isinstance(source, IterableDataset)
     if not stream: check_readable(source)
     if cfg.frontend.norm_clips and not {'mean', 'std'} <= set(cfg.frontend.options):
-        # spread over the whole source: a folder's first files are often one recording session or one class
-        spread = torch.linspace(0, len(source) - 1, min(len(source), cfg.frontend.norm_clips)).round().long().unique()
-        clips = iter(source) if stream else (source[int(i)] for i in spread)
-        stats = [compute_norm_stats(clips, fc, max_items=cfg.frontend.norm_clips) if is_main else None]
+        stats = [source_norm_stats(source, fc, cfg.frontend.norm_clips) if is_main else None]
         broadcast_object_list(stats)   # the main process measures, every process normalises with its numbers
         cfg = replace(cfg, frontend=replace(cfg.frontend, options={**cfg.frontend.options, 'mean': stats[0].mean, 'std': stats[0].std}))
         fc = build_frontend_config(cfg)

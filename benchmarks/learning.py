@@ -44,14 +44,14 @@ import torch
 from fastcore.script import Param, call_parse, store_true
 from safetensors.torch import load_file
 
-from audiojepa.audio import compute_norm_stats
 from audiojepa.data import FolderSource, NoAudioError
 from audiojepa.embed import AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, pool_frames
 from audiojepa.probe import json_safe, probe_embeddings
 try: from audiojepa.embed import random_encoder    # the library's random baselines: a seed stream apart from run seeds
 except ImportError: random_encoder = None
 from audiojepa.train import (ConfigError, PretrainError, TrainConfig, _cli_argv, build_frontend_config, build_model,
-                             config_to_dict, find_checkpoint, pretrain, resolve_config)
+                             config_to_dict, find_checkpoint, pretrain, resolve_config,
+                             source_norm_stats)
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ('music', 'drums', 'speech', 'env')   # the dev tasks benchmarks/corpora.py builds (env is optional)
@@ -168,9 +168,7 @@ def resolve_norm_stats(cfg:TrainConfig) -> TrainConfig:
     if not cfg.frontend.norm_clips or {'mean', 'std'} <= set(cfg.frontend.options): return cfg
     from audiojepa.train import _open_data
     fc = build_frontend_config(cfg)
-    source = _open_data(cfg, fc)
-    clips = iter(source) if isinstance(source, torch.utils.data.IterableDataset) else (source[i] for i in range(len(source)))
-    stats = compute_norm_stats(clips, fc, max_items=cfg.frontend.norm_clips)
+    stats = source_norm_stats(_open_data(cfg, fc), fc, cfg.frontend.norm_clips)   # the clips pretrain measures
     return replace(cfg, frontend=replace(cfg.frontend, options={**cfg.frontend.options, 'mean': stats.mean, 'std': stats.std}))
 
 
