@@ -1,6 +1,6 @@
 """Real-audio development corpora, built offline from Debian packages: an unlabelled pretraining pool and labelled dev tasks.
 
-    python benchmarks/corpora.py [--out benchmarks/results/corpora] [--tasks pool,music,drums,speech] [--pool_hours 10]
+    python benchmarks/corpora.py [--out benchmarks/results/corpora] [--tasks pool,music,drums,speech,language] [--pool_hours 10]
 
 Needs these Debian packages (`--pool-hours` works as well as `--pool_hours`):
 
@@ -26,7 +26,8 @@ Layout (ROOT = --out; a task's folder is replaced whole when that task is rebuil
   The other 10% (`gm-renders/`) are 10 s pieces of random melodies, chords, bass lines and drum patterns rendered
   with fluidsynth from the TRAINING SoundFonts only (FluidR3_GM, TimGM6mb and their drum kits).
   The pool holds NO audio that a test split uses: no hedgewars voice of the speech test voices (their folders are left
-  out and so is any file with the same bytes as one of their files), no render of a test SoundFont (MuseScore General
+  out and so is any file with the same bytes as one of their files), no ktuberling word of the language test split
+  (by bytes), no render of a test SoundFont (MuseScore General
   Lite, the avldrums kits Black Pearl and Red Zeppelin), so no test drum kit either (but see the caveat under music:
   MuseScore General shares recordings with FluidR3).
 - `music/{train,test}/<family>/`: 2 s notes of the 128 General MIDI programs, labelled by the 16 GM instrument
@@ -46,6 +47,12 @@ Layout (ROOT = --out; a task's folder is replaced whole when that task is rebuil
   of the 15 packs record (41 phrases); test voices British, Mobster, Pirate and Singer (never in train or the pool),
   train the other 11 packs; a train file with the bytes of a test file would be dropped (the Classic, Default and
   Default_uk packs share files, all three on the train side).
+- `language/{train,test}/<language>/<word>.wav`: spoken-language identification, the ktuberling-data prompts (one
+  speaker per language reads the names of the game's objects) of 5 languages with about 70 words each (de, el, en,
+  gl, sl), the words they all record, split by word (crc32 of the word: 4 in 10 to test), so a test clip is a word
+  never heard in training. Like the speech task this is speech, but a speaker/language-level task rather than a
+  word-level one: random encoders and log-mel statistics score well above chance on it, and so it shows whether
+  pretraining keeps or loses what they keep.
 - `env/{train,test}/<class>/` (optional): only when the 0ad-data package is installed (it is 1.4 GB and not installed
   by default; the script never downloads it): 10 s pieces of its sound files, labelled by their folder, the 12
   largest folders, one recording in four to test (by hash of its path). Untested on the real package.
@@ -68,7 +75,7 @@ from audiojepa.audio import AudioDecodeError, load_audio
 ROOT = Path(__file__).resolve().parents[1]
 SR = 32000
 AUDIO_EXTS = ('.wav', '.ogg', '.flac', '.mp3', '.opus', '.aif', '.aiff')
-TASKS = ('pool', 'music', 'drums', 'speech', 'env')
+TASKS = ('pool', 'music', 'drums', 'speech', 'language', 'env')
 SILENCE_DB = -60.                  # a clip is silent when no 50 ms frame has an RMS above this (dBFS)
 
 POOL_PACKAGES = ('tuxpaint-stamps-default', 'klettres-data', 'ktuberling-data', 'hedgewars-data', 'fillets-ng-data',
@@ -85,13 +92,16 @@ TASK_PACKAGES = {'pool': POOL_PACKAGES + ('fluidsynth', 'fluid-soundfont-gm', 't
                  'music': ('fluidsynth', 'fluid-soundfont-gm', 'timgm6mb-soundfont', 'musescore-general-soundfont-small'),
                  'drums': ('fluidsynth', 'fluid-soundfont-gm', 'timgm6mb-soundfont', 'musescore-general-soundfont-small',
                            'avldrums.lv2-soundfont'),
-                 'speech': ('hedgewars-data',), 'env': ('0ad-data',)}
+                 'speech': ('hedgewars-data',), 'language': ('ktuberling-data',), 'env': ('0ad-data',)}
 APT_PACKAGES = ('fluidsynth', 'fluid-soundfont-gm', 'timgm6mb-soundfont', 'musescore-general-soundfont-small',
                 'avldrums.lv2-soundfont', 'hedgewars-data') + tuple(p for p in POOL_PACKAGES if p != 'hedgewars-data')
 
 HEDGEWARS_VOICES = Path('/usr/share/games/hedgewars/Data/Sounds/voices')
 TEST_VOICES = ('British', 'Mobster', 'Pirate', 'Singer')
 MIN_VOICES = 12                    # a phrase is a class when at least this many voice packs record it
+KTUBERLING_SOUNDS = Path('/usr/share/ktuberling/sounds')
+LANGUAGES = ('de', 'el', 'en', 'gl', 'sl')   # the ktuberling languages with about 70 words (the others: ~13 or ~170+)
+LANGUAGE_TEST_IN_10 = 4                      # words with crc32 % 10 below this are test words
 
 FAMILIES = ('piano', 'chromatic_percussion', 'organ', 'guitar', 'bass', 'strings', 'ensemble', 'brass', 'reed', 'pipe',
             'synth_lead', 'synth_pad', 'synth_effects', 'ethnic', 'percussive', 'sound_effects')
@@ -551,6 +561,41 @@ def build_speech(out:Path, voices_dir:Path, skip_log:SkipLog, test_voices=TEST_V
     return report
 
 
+# ---------------------------------------------------------------------------------------------------- language
+def language_split(word:str) -> str: return 'test' if zlib.crc32(word.encode()) % 10 < LANGUAGE_TEST_IN_10 else 'train'
+
+def language_files(sounds_dir:Path=KTUBERLING_SOUNDS, languages=LANGUAGES) -> dict:
+    "{word: {language: path}} for the words every language records."
+    per = {l: {f.stem: f for f in sorted((Path(sounds_dir) / l).iterdir()) if f.suffix.lower() in AUDIO_EXTS}
+           for l in languages if (Path(sounds_dir) / l).is_dir()}
+    missing = [l for l in languages if l not in per]
+    if missing: raise ValueError(f'languages {missing} not in {sounds_dir}')
+    common = set.intersection(*(set(w) for w in per.values()))
+    return {w: {l: per[l][w] for l in languages} for w in sorted(common)}
+
+def language_test_hashes(sounds_dir:Path=KTUBERLING_SOUNDS, languages=LANGUAGES) -> set:
+    "sha1 of every test-split file (kept out of the pool)."
+    if not all((Path(sounds_dir) / l).is_dir() for l in languages): return set()
+    return {_sha1(f.read_bytes()) for w, fs in language_files(sounds_dir, languages).items() if language_split(w) == 'test'
+            for f in fs.values()}
+
+def build_language(out:Path, sounds_dir:Path, skip_log:SkipLog, languages=LANGUAGES) -> dict:
+    "ROOT/language/{train,test}/<language>/<word>.wav: spoken-language identification, test on unseen words."
+    words = language_files(sounds_dir, languages)
+    report = {'languages': list(languages), 'words': len(words),
+              'test_words': sorted(w for w in words if language_split(w) == 'test')}
+    counts = {'train': Counter(), 'test': Counter()}
+    for w, files in words.items():
+        split = language_split(w)
+        for l, f in files.items():
+            try: wav = load_audio(f, SR).numpy()
+            except AudioDecodeError as e: skip_log.add('language', f, e.reason); continue
+            if is_silent(wav): skip_log.add('language', f, 'silent'); continue
+            write_wav(out / split / l / f'{w}.wav', wav); counts[split][l] += 1
+    report.update({s: dict(sorted(c.items())) for s, c in counts.items()})
+    return report
+
+
 # ---------------------------------------------------------------------------------------------------- pool
 def gm_piece_events(rng, t0:float, seconds:float, kits:list) -> list:
     "Events of one random piece: a melody, chords and a bass line on random programs, and often a drum pattern."
@@ -698,8 +743,9 @@ def build(out:Path, tasks, pool_hours:float=10.) -> dict:
             exclude = [HEDGEWARS_VOICES / v for v in TEST_VOICES]
             sources = {p: package_recordings(p, exclude_dirs=exclude) for p in POOL_PACKAGES if installed(p)}
             report['pool'] = build_pool(dest, sources, skip, pool_hours, _soundfonts(TRAIN_SOUNDFONTS) if synth else {},
-                                        exclude_hashes=test_voice_hashes())
-            report['pool']['excluded'] = (f'hedgewars voices {", ".join(TEST_VOICES)} (speech test); renders of '
+                                        exclude_hashes=test_voice_hashes() | language_test_hashes())
+            report['pool']['excluded'] = (f'hedgewars voices {", ".join(TEST_VOICES)} (speech test); ktuberling '
+                                          f'words of the language test split; renders of '
                                           f'{", ".join(TEST_SOUNDFONTS + DRUM_TEST_SOUNDFONTS)} (music and drums test)')
         elif task == 'music':
             sfs = {'train': _soundfonts(TRAIN_SOUNDFONTS), 'test': _soundfonts(TEST_SOUNDFONTS)}
@@ -712,6 +758,9 @@ def build(out:Path, tasks, pool_hours:float=10.) -> dict:
         elif task == 'speech':
             if not HEDGEWARS_VOICES.is_dir(): log('speech: skipped, hedgewars-data is not installed'); continue
             report['speech'] = build_speech(dest, HEDGEWARS_VOICES, skip)
+        elif task == 'language':
+            if not KTUBERLING_SOUNDS.is_dir(): log('language: skipped, ktuberling-data is not installed'); continue
+            report['language'] = build_language(dest, KTUBERLING_SOUNDS, skip)
         elif task == 'env':
             report['env'] = build_env(dest, package_recordings('0ad-data'), skip)
         seconds[task] = round(time.time() - t0, 1)
@@ -736,7 +785,7 @@ if __name__ == '__main__':   # --pool-hours and --pool_hours are the same option
 
 @call_parse
 def main(out:str=str(ROOT / 'benchmarks' / 'results' / 'corpora'), # ROOT of the corpora
-         tasks:str='pool,music,drums,speech', # comma-separated: pool, music, drums, speech, env (env needs 0ad-data)
+         tasks:str='pool,music,drums,speech,language', # comma-separated: pool, music, drums, speech, language, env (env needs 0ad-data)
          pool_hours:float=10., # hours of audio in the pretraining pool
         ):
     "Build real-audio development corpora (a pretraining pool and labelled dev tasks) from Debian packages, offline."

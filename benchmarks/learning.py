@@ -54,7 +54,7 @@ from audiojepa.train import (ConfigError, PretrainError, TrainConfig, _cli_argv,
                              source_norm_stats)
 
 ROOT = Path(__file__).resolve().parents[1]
-TASKS = ('music', 'drums', 'speech', 'env')   # the dev tasks benchmarks/corpora.py builds (env is optional)
+TASKS = ('music', 'drums', 'speech', 'language', 'env')   # the dev tasks benchmarks/corpora.py builds (env is optional)
 PROBES = ('linear', 'knn')
 RANDOM_SEED_BASE = 1000                       # without `audiojepa.embed.random_encoder`: baselines are runs of seed 1000, ...
 log = logging.getLogger('learning')
@@ -387,7 +387,7 @@ def clear_dir(path:Path):
 
 @call_parse
 def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpora.py builds: pool/ and one folder per task
-         tasks:str=None, # comma-separated task folders to probe; default: those of music,drums,speech,env present
+         tasks:str=None, # comma-separated task folders to probe; default: those of music,drums,speech,language,env present
          budget_minutes:float=15, # wall-clock minutes of pretraining (probing not counted) turned into schedule.max_steps
          max_steps:int=None, # use this schedule.max_steps instead of calibrating the budget
          probe_every:int=None, # steps between probe points; default: max_steps / 8 (8 points after step 0)

@@ -132,3 +132,26 @@ def test_render_notes_with_fluidsynth():
     assert np.array_equal(clips[0], corpora.render_notes(FLUIDR3, notes[:1], clip_seconds=1.)[0])
     presets = corpora.soundfont_presets(FLUIDR3)
     assert presets[(128, 0)][0] == 'Standard' and 36 in presets[(128, 0)][1]
+
+
+def test_language_task_splits_by_word_and_keeps_test_words_out_of_the_pool(tmp_path):
+    sounds = tmp_path / 'ktuberling'
+    words = ['ball', 'coat', 'eye', 'hat', 'nose', 'shoe', 'tie', 'umbrella']
+    for i, lang in enumerate(('aa', 'bb', 'cc')):
+        (sounds / lang).mkdir(parents=True)
+        for j, w in enumerate(words + ([f'only_{lang}'] if lang != 'cc' else [])):   # a word one language lacks
+            sf.write(sounds / lang / f'{w}.ogg', noise(0.8, seed=10 * i + j), RATE)
+    (sounds / 'bb' / 'hat.ogg').write_bytes(b'')                                       # a broken file: skipped, listed
+    skip = corpora.SkipLog()
+    rep = corpora.build_language(tmp_path / 'out', sounds, skip, languages=('aa', 'bb', 'cc'))
+    test_words = {w for w in words if corpora.language_split(w) == 'test'}
+    assert 0 < len(test_words) < len(words) and rep['words'] == len(words) and set(rep['test_words']) == test_words
+    for split in ('train', 'test'):
+        for lang in ('aa', 'bb', 'cc'):
+            got = {p.stem for p in (tmp_path / 'out' / split / lang).glob('*.wav')}
+            want = {w for w in words if (w in test_words) == (split == 'test')} - ({'hat'} if lang == 'bb' else set())
+            assert got == want, (split, lang)                                          # one class per language, no word on both sides
+    assert [(r[1].split('/')[-1], r[0]) for r in skip.rows] == [('hat.ogg', 'language')]
+    hashes = corpora.language_test_hashes(sounds, ('aa', 'bb', 'cc'))
+    assert len(hashes) == 3 * len(test_words)                                          # pool exclusion: every test file
+    with pytest.raises(ValueError, match='dd'): corpora.build_language(tmp_path / 'x', sounds, skip, languages=('aa', 'dd'))
