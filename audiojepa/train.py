@@ -4,17 +4,19 @@
 
 # %% ../nbs/05_train.ipynb #39423f21
 from __future__ import annotations
-import contextlib, csv, dataclasses, difflib, inspect, json, logging, math, os, re, shutil, signal, sys, threading, time, types, typing
+import contextlib, csv, dataclasses, difflib, errno, inspect, json, logging, math, os, random, re, shutil, signal, sys, threading, time, types, typing
 from copy import deepcopy
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from itertools import count
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, gather_object
 from fastcore.script import call_parse, Param
+from safetensors import safe_open
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
@@ -28,13 +30,14 @@ from .models import preset, save_encoder
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'MASKS', 'METRICS', 'PRECISIONS', 'ConfigError', 'PretrainError', 'DataSection', 'FrontendSection',
+__all__ = ['logger', 'MASKS', 'METRICS', 'MARKER', 'PRECISIONS', 'ConfigError', 'PretrainError', 'DataSection', 'FrontendSection',
            'ModelSection', 'MaskingSection', 'ScheduleSection', 'OptimSection', 'RunSection', 'TrainConfig',
            'config_keys', 'config_from_dict', 'config_to_dict', 'apply_overrides', 'save_config', 'load_config',
            'lr_at', 'weight_decay_at', 'param_groups', 'set_schedules', 'build_frontend_config', 'preset_configs',
            'build_model', 'build_mask_generator', 'StepBatches', 'StepItems', 'StepMasks', 'StepCollator',
-           'stream_batches', 'MetricsLog', 'find_checkpoint', 'resume_checkpoint', 'run_dir_of', 'PretrainResult',
-           'source_norm_stats', 'export_encoder', 'pretrain', 'resolve_config', 'pretrain_cli', 'main']
+           'stream_batches', 'MetricsLog', 'seal_dir', 'state_bytes', 'prepare_tmp', 'disk_errors', 'find_checkpoint',
+           'checkpoint_problem', 'resume_checkpoint', 'run_dir_of', 'PretrainResult', 'source_norm_stats',
+           'export_encoder', 'pretrain', 'resolve_config', 'pretrain_cli', 'main']
 
 # %% ../nbs/05_train.ipynb #6f23bdd3
 class ConfigError(ValueError):
@@ -451,9 +454,11 @@ class MetricsLog:
         kept = []
         if resume_step is not None and self.path.is_file():
             with open(self.path, newline='') as f: kept = [r for r in csv.DictReader(f) if int(r['step']) <= resume_step]
-        with open(self.path, 'w', newline='') as f:
+        tmp = self.path.with_name(self.path.name + '.tmp')   # a run killed while rewriting keeps the old file
+        with open(tmp, 'w', newline='') as f:
             writer = csv.DictWriter(f, METRICS)
             writer.writeheader(); writer.writerows(kept)
+        os.replace(tmp, self.path)
 
     def write(self, row:dict):
         with open(self.path, 'a', newline='') as f: csv.DictWriter(f, METRICS, extrasaction='ignore').writerow(row)
@@ -463,28 +468,151 @@ class MetricsLog:
         with open(self.path, newline='') as f: return [{k: float(v) for k, v in r.items() if v != ''} for r in csv.DictReader(f)]
 
 # %% ../nbs/05_train.ipynb #ea34e09a
+MARKER = 'complete.json'
+
+def _fsync(path:Path):
+    "Flush a file, or a folder's list of entries, to the disk (Windows cannot open folders: their entries are left to it)."
+    if os.name == 'nt' and path.is_dir(): return
+    fd = os.open(path, os.O_RDONLY)
+    try: os.fsync(fd)
+    finally: os.close(fd)
+
+def seal_dir(tmp, # a finished temporary folder, e.g. `step_000100.tmp`
+             final, # the name it takes; a folder already there is replaced
+             info:dict|None=None, # kept in the marker next to the list of files, e.g. {'step': 100}
+            ) -> Path:
+    "Mark `tmp` complete (`complete.json`: its files and their sizes, and `info`), flush it to the disk, rename it `final`."
+    tmp, final = Path(tmp), Path(final)
+    files = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob('*')) if p.is_file()}
+    (tmp / MARKER).write_text(json.dumps({**(info or {}), 'files': files}, indent=1))
+    for p in [*tmp.rglob('*'), tmp]: _fsync(p)
+    old = final.with_name(final.name + '.old')
+    if final.exists():    # a folder cannot be renamed onto another: move the old one aside, delete it once replaced
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    _fsync(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+# %% ../nbs/05_train.ipynb #3551060a
+def state_bytes(*states) -> int:
+    "Bytes of the tensors in nested dicts, lists and tuples (state dicts): about what saving them writes."
+    total = 0
+    for s in states:
+        if isinstance(s, torch.Tensor): total += s.numel() * s.element_size()
+        elif isinstance(s, dict): total += state_bytes(*s.values())
+        elif isinstance(s, (list, tuple)): total += state_bytes(*s)
+    return total
+
+def _free_bytes(path:Path) -> int:
+    "Free bytes on the file system that holds `path` (or would hold it: its nearest existing parent)."
+    path = Path(path).absolute()
+    while not path.exists(): path = path.parent
+    return shutil.disk_usage(path).free
+
+def _tree_bytes(path:Path) -> int: return sum(p.stat().st_size for p in Path(path).rglob('*') if p.is_file())
+
+def _no_space(final:Path, needed:int, cause:Exception|None=None) -> PretrainError:
+    said = f" (the writer said: {type(cause).__name__}: {cause})" if cause is not None else ''
+    return PretrainError(f"not enough disk space to write {final}: it needs about {needed / 1e6:.1f} MB and "
+                         f"{_free_bytes(final) / 1e6:.1f} MB are free{said}. What was written before is intact: "
+                         f"free some space (or keep fewer checkpoints, run.keep_checkpoints) and continue with --resume auto")
+
+def prepare_tmp(final, # the folder about to be written, e.g. `checkpoints/step_000100`
+                needed:int, # about how many bytes it takes
+               ) -> Path: # its temporary folder, `final.tmp` (not created)
+    "Remove what killed writes of `final`'s kind left (`*.tmp`, `*.old`); a `PretrainError` if the disk has less than `needed` free."
+    final = Path(final)
+    kind = final.name.rstrip('0123456789')   # step_000100 -> step_: a killed save may have been of another step
+    for p in [*final.parent.glob(kind + '*.tmp'), *final.parent.glob(kind + '*.old')]: shutil.rmtree(p, ignore_errors=True)
+    if _free_bytes(final) < needed: raise _no_space(final, needed)
+    return final.with_name(final.name + '.tmp')
+
+@contextlib.contextmanager
+def disk_errors(tmp, # the temporary folder being written
+                final, # the folder it becomes, named in the error
+                needed:int, # about how many bytes the whole write takes
+               ):
+    "Remove `tmp` if the block fails; a failure on a full disk becomes a `PretrainError` naming `final` and `needed`."
+    tmp, final = Path(tmp), Path(final)
+    try: yield
+    except Exception as err:
+        full = getattr(err, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or (
+            tmp.exists() and _free_bytes(tmp) < needed - _tree_bytes(tmp))
+        shutil.rmtree(tmp, ignore_errors=True)
+        if full: raise _no_space(final, needed, err) from None
+        raise
+
+# %% ../nbs/05_train.ipynb #f1317af5
+def _step_of(path:Path) -> int|None:
+    "N of a `step_N` folder; None for any other name."
+    m = re.fullmatch(r'step_(\d+)', path.name)
+    return int(m[1]) if m else None
+
+def _step_dirs(folder) -> list[Path]:
+    "The `step_N` folders of a checkpoints folder, newest first."
+    return sorted((p for p in Path(folder).glob('step_*') if p.is_dir() and _step_of(p) is not None), key=_step_of, reverse=True)
+
 def find_checkpoint(path) -> Path|None:
-    "The newest complete checkpoint of a run directory (or `path` itself if it is a checkpoint); None if there is none."
+    "The newest complete checkpoint (its marker written) of a run directory, or `path` itself if it is one; None if there is none."
     path = Path(path)
-    if (path / 'trainer_state.json').is_file(): return path
-    found = [p for p in (path / 'checkpoints').glob('step_*') if re.fullmatch(r'step_\d+', p.name)
-             and (p / 'trainer_state.json').is_file()]
-    return max(found, key=lambda p: int(p.name[5:]), default=None)
+    if (path / 'trainer_state.json').is_file(): return path if (path / MARKER).is_file() else None
+    return next((c for c in _step_dirs(path / 'checkpoints') if (c / MARKER).is_file()), None)
+
+def checkpoint_problem(path) -> str|None:
+    "What makes checkpoint `path` unusable (incomplete, a file missing, cut short or unreadable, steps that disagree), or None."
+    path = Path(path)
+    try: marker = json.loads((path / MARKER).read_text())
+    except FileNotFoundError: return f"no {MARKER}: nothing says it was written whole"
+    except (OSError, ValueError) as e: return f"{MARKER} is unreadable ({e})"
+    for name, size in marker.get('files', {}).items():
+        if not (path / name).is_file(): return f"{name} is missing"
+        if (found := (path / name).stat().st_size) != size: return f"{name} has {found} bytes, {size} were written"
+    try: state = json.loads((path / 'trainer_state.json').read_text())
+    except (OSError, ValueError) as e: return f"trainer_state.json is unreadable ({e})"
+    steps = {'trainer_state.json': state.get('step'), MARKER: marker.get('step')}
+    if _step_of(path) is not None: steps['the folder name'] = _step_of(path)
+    if len(set(steps.values())) > 1: return "the steps disagree: " + ', '.join(f"{k} says {v}" for k, v in steps.items())
+    for f in sorted(path.rglob('*')):
+        try:
+            if f.suffix == '.safetensors':
+                with safe_open(str(f), 'pt') as st:
+                    for key in st.keys(): st.get_tensor(key)
+            elif f.suffix in ('.bin', '.pkl', '.pt'): torch.load(f, map_location='cpu', weights_only=False)   # what load_state reads
+        except Exception as e: return f"{f.relative_to(path)} does not load ({type(e).__name__}: {e})"
+    return None
+
+def _newest_usable(run:Path) -> Path|None:
+    "The newest checkpoint of run directory `run` without a `checkpoint_problem`, warning about each newer one passed over."
+    damaged = []
+    for c in _step_dirs(run / 'checkpoints'):
+        if (problem := checkpoint_problem(c)) is None: return c
+        logger.warning("checkpoint %s is unusable, %s: trying the one before", c, problem)
+        damaged.append(c.name)
+    if damaged:
+        raise PretrainError(f"no usable checkpoint in {run}: {', '.join(damaged)} are damaged (see the warnings); "
+                            f"move them away to start the run again")
+    return None
 
 def resume_checkpoint(resume:str|None, # None, 'auto' or a run / checkpoint directory
                       out, # the run directory, searched by 'auto'
                      ) -> Path|None:
-    "The checkpoint `--resume` asks for: None to start fresh (also 'auto' in a run directory without checkpoints)."
+    "The checkpoint `--resume` asks for, checked: None to start fresh (also 'auto' in a run directory without checkpoints)."
     if resume is None: return None
     if resume == 'auto':
-        found = find_checkpoint(out)
+        found = _newest_usable(Path(out))
         if found is None: logger.info("--resume auto: no checkpoint in %s, starting a new run", out)
         return found
-    if not Path(resume).is_dir(): raise PretrainError(f"--resume {resume}: no such directory")
-    found = find_checkpoint(resume)
+    path = Path(resume)
+    if not path.is_dir(): raise PretrainError(f"--resume {resume}: no such directory")
+    if _step_of(path) is not None or (path / 'trainer_state.json').exists() or (path / MARKER).exists():
+        if (problem := checkpoint_problem(path)) is not None: raise PretrainError(f"--resume {resume}: unusable checkpoint, {problem}")
+        return path
+    found = _newest_usable(path)
     if found is None:
         raise PretrainError(f"--resume {resume}: no checkpoint there (expected a run directory with "
-                            f"checkpoints/step_N/trainer_state.json, or such a step_N directory)")
+                            f"checkpoints/step_N/{MARKER}, or such a step_N directory)")
     return found
 
 def run_dir_of(checkpoint) -> Path:
@@ -531,6 +659,14 @@ class _StopSignals:
     def __exit__(self, *exc):
         for sig, handler in self._old.items(): signal.signal(sig, handler)
 
+@contextlib.contextmanager
+def _own_failures(is_main:bool, rank:int, world:int):
+    "Log a process's own `PretrainError` or `NoAudioError` there: the command line prints only the main process's (which all share)."
+    try: yield
+    except (PretrainError, NoAudioError) as e:
+        if not is_main: logger.error("process %d of %d: %s", rank, world, e)
+        raise
+
 def _open_data(cfg:TrainConfig, fc:FrontendConfig):
     "The run's source; a clear `PretrainError` when the spec names nothing usable."
     try:
@@ -557,13 +693,13 @@ def export_encoder(model:AudioJEPA, fc:FrontendConfig, path,
                    which:str='target', # 'target' (the EMA encoder) or 'context'
                    training:dict|None=None, # what the run was (step, seed, preset...), stored in config.json with `which`
                   ) -> Path:
-    "Write the `which` ('target' or 'context') encoder of `model` with its front end to `path` (replaced whole)."
-    path = Path(path)
-    tmp = path.with_name(path.name + '.tmp')
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_encoder(tmp, model.target_encoder if which == 'target' else model.encoder, fc, {'network': which, **(training or {})})
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
+    "Write the `which` ('target' or 'context') encoder of `model` with its front end to `path`, replaced whole at once (`seal_dir`)."
+    path, encoder = Path(path), model.target_encoder if which == 'target' else model.encoder
+    needed = state_bytes(encoder.state_dict()) + 2**20   # + config.json
+    tmp = prepare_tmp(path, needed)
+    with disk_errors(tmp, path, needed):
+        save_encoder(tmp, encoder, fc, {'network': which, **(training or {})})
+        seal_dir(tmp, path)
     return path
 
 # %% ../nbs/05_train.ipynb #4b54b7a3
@@ -590,6 +726,9 @@ def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `Trai
     accelerator = Accelerator(mixed_precision=None if cfg.run.mixed_precision == 'auto' else cfg.run.mixed_precision,
                               log_with=cfg.run.trackers or None, project_dir=str(out), cpu=cpu_group)
     is_main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    # nothing here draws from Python's or NumPy's global generators, but checkpoints save them: seeded, they are the
+    # same in every run of a config, however often it was stopped and resumed
+    random.seed(mixed_seed(cfg.run.seed, 3, rank)); np.random.seed(mixed_seed(cfg.run.seed, 3, rank) % 2**32)
     threads = cfg.run.threads or (0 if 'OMP_NUM_THREADS' in os.environ else
                                   (os.cpu_count() or 1) // int(os.environ.get('LOCAL_WORLD_SIZE', 1)) - cfg.data.num_workers)
     # more threads than free cores makes every op wait for a descheduled thread (10x slower on a busy 2-core machine)
@@ -648,22 +787,25 @@ def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `Trai
     def save(step):
         final = out / 'checkpoints' / f'step_{step:06d}'
         tmp = final.with_name(final.name + '.tmp')
-        if is_main: shutil.rmtree(tmp, ignore_errors=True)
+        # model with its EMA target, optimiser moments, and the export next to them; 1 MB for configs and RNG states
+        needed = state_bytes(core.state_dict(), optimizer.state_dict(), exported().state_dict()) + 2**20
+        if is_main: prepare_tmp(final, needed)   # a full disk fails here, before anything is written
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))
+        with disk_errors(tmp, final, needed): accelerator.save_state(str(tmp))
         positions = gather_object([list(position)]) if stream else None
         skipped = gather_object(list(skips.rows.items()))
         if is_main:
             skips.update(skipped)
             state.update(step=step, positions=positions, skipped=list(skips.rows.items()), num_processes=world)
-            save_config(cfg, tmp / 'config.yaml')
-            (tmp / 'trainer_state.json').write_text(json.dumps(state, indent=1))
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)
-            done = sorted((p for p in final.parent.glob('step_*') if re.fullmatch(r'step_\d+', p.name)), key=lambda p: p.name)
-            for old in done[:-cfg.run.keep_checkpoints] if cfg.run.keep_checkpoints else []: shutil.rmtree(old)
+            with disk_errors(tmp, final, needed):
+                save_config(cfg, tmp / 'config.yaml')
+                (tmp / 'trainer_state.json').write_text(json.dumps(state, indent=1))
+                seal_dir(tmp, final, {'step': step})
+            # older checkpoints go only now that the new one is complete (folders without a marker are left alone)
+            older = [c for c in _step_dirs(final.parent) if (c / MARKER).is_file() and _step_of(c) < step]
+            for old in older[cfg.run.keep_checkpoints - 1:] if cfg.run.keep_checkpoints else []: shutil.rmtree(old)
             export_encoder(core, fc, out / 'encoder', cfg.run.export, training(step))
-            skips.write(out / 'skipped.csv')
+            os.replace(skips.write(out / 'skipped.csv.tmp'), out / 'skipped.csv')
         accelerator.wait_for_everyone()
 
     max_steps, jepa_cfg, seed = cfg.schedule.max_steps, cfg.model.jepa, cfg.run.seed
@@ -673,7 +815,7 @@ def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `Trai
     step, clips_done, stopped_by = step0, 0, None
     interval_loss, interval_steps, interval_clips, t_log = torch.zeros((), device=accelerator.device), 0, 0, time.time()
     model.train()
-    with _StopSignals() as signals:
+    with _own_failures(is_main, rank, world), _StopSignals() as signals:
         while step < stop_step:
             lr, wd = set_schedules(optimizer, step, cfg.schedule)
             torch.manual_seed(mixed_seed(seed, 2, step, rank))
@@ -766,6 +908,11 @@ def resolve_config(config:str|None=None, # YAML file with the keys to change
     else: out = str(run_dir_of(checkpoint)) if cfg.run.out == saved.run.out else cfg.run.out
     return replace(cfg, run=replace(cfg.run, out=out)), checkpoint
 
+def _lost_contact(err:Exception) -> bool:
+    "Whether `err` is a collective operation that failed because another process of the group is gone (gloo, NCCL)."
+    return isinstance(err, getattr(torch.distributed, 'DistError', ())) or any(
+        s in str(err) for s in ('Connection closed by peer', 'Connection reset by peer', 'gloo', 'NCCL'))
+
 def _cli_argv(argv:list[str], # the command line after the program name
               switches:tuple=(), # flags that take no value (underscored names); every other flag takes one
              ) -> list[str]:
@@ -797,7 +944,10 @@ def pretrain_cli(config:str=None, # YAML config file (only the keys it changes);
     "Pretrain an Audio-JEPA encoder. With no arguments: the tiny preset on synthetic sounds, about a minute on two CPU cores."
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     logging.getLogger('accelerate').setLevel(logging.WARNING)   # its per-file checkpoint lines drown the progress bar
-    is_main = int(os.environ.get('RANK', 0)) == 0
+    rank, world = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
+    is_main = rank == 0
+    # the main process reports the run (checkpoints passed over, signals): copies from every process would bury the rest
+    if not is_main: logger.setLevel(logging.ERROR)
     flags = {'data.spec': data, 'model.preset': preset, 'run.out': out, 'schedule.max_steps': max_steps,
              'data.batch_size': batch_size, 'run.seed': seed, 'run.checkpoint_every': checkpoint_every}
     try:
@@ -807,6 +957,12 @@ def pretrain_cli(config:str=None, # YAML config file (only the keys it changes);
     except (ConfigError, PretrainError, NoAudioError) as e:
         if is_main: print(f"audiojepa-pretrain: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except RuntimeError as e:
+        if world == 1 or not _lost_contact(e): raise
+        # the process that failed prints its own error; a traceback of this consequence would only bury it
+        print(f"audiojepa-pretrain: process {rank} of {world} stops: it lost contact with another process, which "
+              f"probably failed (see that process's error): {e}", file=sys.stderr)
+        sys.exit(1)
     if is_main: print(result.summary())
     if result.stopped_by: sys.exit(128 + getattr(signal, result.stopped_by, signal.SIGTERM))
 
