@@ -138,15 +138,18 @@ class FrontendConfig:
     window:str='hanning' # 'hanning' or 'povey' (Kaldi's default); the torchaudio kind always uses Hann
     preemphasis:float=0.97 # Kaldi pre-emphasis coefficient
     remove_mean:bool=True # subtract the waveform's mean (over non-padded samples) first
+    peak_normalise:bool=False # then divide it by its largest absolute value (+1e-6), as the authors' X-ARES wrapper does
     clip_seconds:float=10.0 # clip length the frame count is defined for
     num_frames:int=512 # frames N per clip: the spectrogram is zero-padded or cropped to this
     mean:float=0.0 # dataset mean of the log-mel values
     std:float=1.0 # dataset std of the log-mel values
     std_scale:float=1.0 # normalise by std_scale*std (AudioMAE: 2)
+    framing:str='frames' # how `audiojepa.embed` cuts audio into clips: 'frames' (this project) or 'clip' (the authors' wrapper)
 
     def __post_init__(self):
         if self.kind not in ('kaldi', 'torchaudio'): raise ValueError(f"kind must be 'kaldi' or 'torchaudio', got {self.kind!r}")
         if self.window not in ('hanning', 'povey'): raise ValueError(f"window must be 'hanning' or 'povey', got {self.window!r}")
+        if self.framing not in ('frames', 'clip'): raise ValueError(f"framing must be 'frames' or 'clip', got {self.framing!r}")
         if self.kind == 'kaldi' and self.n_fft != 1 << (self.win_length - 1).bit_length():
             raise ValueError(f"for kind='kaldi', n_fft must be the power of two Kaldi pads a {self.win_length}-sample window to "
                              f"({1 << (self.win_length - 1).bit_length()}), got {self.n_fft}")
@@ -170,6 +173,9 @@ FRONTENDS = {
     'audiojepa': FrontendConfig(),
     'audiomae': FrontendConfig(name='audiomae', sample_rate=16000, n_mels=128, hop_length=160, win_length=400, n_fft=512,
                                num_frames=1024, mean=-4.2677393, std=4.5689974, std_scale=2.0),
+    # the released model's: hop 320000 / (256 - 1 + 2.5) and window 2.5 hops, both rounded to samples (see above)
+    'audiojepa-paper': FrontendConfig(name='audiojepa-paper', n_mels=128, hop_length=1243, win_length=3108, n_fft=4096,
+                                      num_frames=256, peak_normalise=True, framing='clip'),
 }
 
 def frontend_config(config:str|dict|FrontendConfig='audiojepa', # a name in `FRONTENDS`, a dict of fields, or a config
@@ -262,6 +268,8 @@ class LogMel(nn.Module):
                 real = wav.masked_fill(padding_mask, 0.0)
                 wav_mean = real.sum(1, keepdim=True) / (~padding_mask).sum(1, keepdim=True).clamp_min(1)
                 wav = (real - wav_mean).masked_fill_(padding_mask, 0.0)
+        # padding is zero at this point, so the peak over all samples is the peak of the real ones
+        if self.config.peak_normalise: wav = wav / (wav.abs().amax(dim=1, keepdim=True) + 1e-6)
         return self._kaldi_fbank(wav) if self.config.kind == 'kaldi' else self._torchaudio_logmel(wav)
 
     def forward(self,
