@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_models.ipynb #1dfb6823
 from __future__ import annotations
-import json, math
+import json, logging, math, pickle, types
 from copy import deepcopy
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,10 +18,14 @@ from safetensors.torch import load_file, save_file
 from . import audio
 from .audio import FrontendConfig
 
+log = logging.getLogger(__name__)
+
 # %% auto #0
-__all__ = ['PRESETS', 'EXPORT_FORMAT', 'EncoderConfig', 'PredictorConfig', 'preset', 'sincos_pos_embed_1d', 'sincos_pos_embed_2d',
-           'SinCosPositions', 'PatchEmbed', 'patch_padding_mask', 'gather_tokens', 'attention_mask', 'ViTEncoder',
-           'Predictor', 'save_encoder', 'load_encoder']
+__all__ = ['log', 'PRESETS', 'EXPORT_FORMAT', 'AUTHORS_PREFIXES', 'EncoderConfig', 'PredictorConfig', 'preset',
+           'sincos_pos_embed_1d', 'sincos_pos_embed_2d', 'SinCosPositions', 'LearnedPositions', 'PatchEmbed',
+           'patch_padding_mask', 'gather_tokens', 'attention_mask', 'ViTEncoder', 'Predictor', 'save_encoder',
+           'load_encoder', 'NotLoaded', 'read_checkpoint', 'authors_encoder_config', 'authors_state_dict',
+           'encoder_from_authors', 'authors_encoder_state', 'load_authors_checkpoint']
 
 # %% ../nbs/03_models.ipynb #4d00c6a7
 def _pair(x) -> tuple[int, int]:
@@ -40,6 +44,8 @@ class EncoderConfig:
     mlp_ratio: float = 4.0           # hidden width of the MLP as a multiple of embed_dim
     qkv_bias: bool = True            # bias in the attention's qkv projection
     drop_path: float = 0.0           # stochastic-depth rate of the last block (linearly increasing from 0)
+    positions: str = 'sincos'        # 'sincos' (fixed) or 'learned' (a trained vector per patch, as the authors' released ViT)
+    final_norm_eps: float = 1e-5     # eps of the LayerNorm after the blocks (the blocks' own: timm's 1e-6; the authors': 1e-6)
 
     def __post_init__(self):
         self.patch_size = _pair(self.patch_size)
@@ -49,6 +55,8 @@ class EncoderConfig:
             raise ValueError(f"the frequency patch size {pf} must divide n_mels={self.n_mels}")
         if self.max_frames < pt or self.max_frames % pt:
             raise ValueError(f"the time patch size {pt} must divide max_frames={self.max_frames}")
+        if self.positions not in ('sincos', 'learned'):
+            raise ValueError(f"positions must be 'sincos' or 'learned', got {self.positions!r}")
         _check_width(self.embed_dim, self.num_heads, 'encoder')
 
     @property
@@ -129,6 +137,23 @@ class SinCosPositions(nn.Module):
         if n_t <= self.table.shape[0] and n_f == self.table.shape[1]:
             return self.table[:n_t].reshape(n_t * n_f, self.dim)
         return sincos_pos_embed_2d(n_t, n_f, self.dim).to(self.table.device)
+
+# %% ../nbs/03_models.ipynb #ac7d3898
+class LearnedPositions(nn.Module):
+    "A trained position vector per patch of the largest grid, time-major, sliced for shorter inputs."
+    def __init__(self, dim:int, # embedding width
+                 max_grid:tuple, # (n_t, n_f) the table covers
+                ):
+        super().__init__()
+        self.table = nn.Parameter(torch.empty(*max_grid, dim))
+        nn.init.trunc_normal_(self.table, std=0.02)   # the authors' initialisation; loading replaces it
+
+    def forward(self, n_t:int, n_f:int) -> Tensor: # [n_t * n_f, dim]
+        max_t, max_f = self.table.shape[:2]
+        if n_f != max_f or n_t > max_t:
+            raise ValueError(f"learned positions cover a grid of at most {max_t} x {max_f} patches, got {n_t} x {n_f}; "
+                             f"cut the input into pieces of at most {max_t} time patches")
+        return self.table[:n_t].reshape(n_t * n_f, -1)
 
 # %% ../nbs/03_models.ipynb #6bd1a085
 class PatchEmbed(nn.Module):
@@ -221,9 +246,10 @@ class ViTEncoder(nn.Module):
         super().__init__()
         self.config = cfg
         self.patch_embed = PatchEmbed(cfg.patch_size, cfg.embed_dim, cfg.n_mels)
-        self.positions = SinCosPositions(cfg.embed_dim, cfg.grid)
+        positions = SinCosPositions if cfg.positions == 'sincos' else LearnedPositions
+        self.positions = positions(cfg.embed_dim, cfg.grid)
         self.blocks = _blocks(cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.drop_path)
-        self.norm = nn.LayerNorm(cfg.embed_dim)
+        self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.final_norm_eps)
         _init_weights(self, self.blocks)
 
     @property
@@ -330,3 +356,131 @@ def load_encoder(path, # directory written by `save_encoder`
     encoder = ViTEncoder(EncoderConfig(**config['encoder']))
     encoder.load_state_dict(load_file(str(weights), device=str(map_location)))
     return encoder.to(map_location).eval(), audio.frontend_config(config['frontend'])
+
+# %% ../nbs/03_models.ipynb #12376b32
+AUTHORS_PREFIXES = ('target_encoder.', 'encoder.')  # the wrapper's preference: the EMA target encoder when there is one
+# the only globals the fallback unpickler imports: what rebuilds a tensor or a parameter (storages are torch's own)
+_TENSOR_GLOBALS = {('collections', 'OrderedDict'), ('torch._utils', '_rebuild_tensor_v2'), ('torch._utils', '_rebuild_tensor_v3'),
+                   ('torch._utils', '_rebuild_parameter'), ('torch._utils', '_rebuild_parameter_with_state')}
+
+class NotLoaded:
+    "Stands for an object of a class (or the result of a function) that a checkpoint names and the loader did not import."
+    qualname = '?' # the name the checkpoint gave
+    def __init__(self, *args, **kwargs): self.args, self.kwargs = args, kwargs
+    def __setstate__(self, state): self.state = state
+    # pickle fills containers it cannot build through these
+    def __setitem__(self, key, value): self.__dict__.setdefault('items', {})[key] = value
+    def append(self, item): self.__dict__.setdefault('list', []).append(item)
+    def extend(self, items): self.__dict__.setdefault('list', []).extend(items)
+    def __repr__(self): return f'<{self.qualname}: not loaded>'
+
+def _inert_pickle(replaced:set) -> types.ModuleType:
+    "A pickle module for `torch.load` whose unpickler imports only `_TENSOR_GLOBALS`; other names go into `replaced`."
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) in _TENSOR_GLOBALS: return super().find_class(module, name)
+            replaced.add(f'{module}.{name}')
+            return type(name, (NotLoaded,), {'qualname': f'{module}.{name}'})
+    inert = types.ModuleType('inert_pickle')
+    inert.Unpickler, inert.load = Unpickler, lambda f, **kwargs: Unpickler(f, **kwargs).load()
+    return inert
+
+def read_checkpoint(path, # a file written by `torch.save`, e.g. a Lightning `.ckpt`
+                   ) -> dict:
+    "A torch checkpoint's contents on the CPU; objects other than tensors and containers come back as `NotLoaded`."
+    path = Path(path)
+    if not path.is_file(): raise ValueError(f"checkpoint {path} does not exist")
+    try: return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError: pass       # it holds other objects: read again with placeholders for them
+    except (RuntimeError, EOFError) as err: raise ValueError(f"cannot read {path} as a torch checkpoint: {err}") from None
+    replaced = set()
+    try: ckpt = torch.load(path, map_location='cpu', weights_only=False, pickle_module=_inert_pickle(replaced))
+    except (pickle.UnpicklingError, RuntimeError, EOFError, TypeError) as err:
+        raise ValueError(f"cannot read {path} as a torch checkpoint: {err}") from None
+    log.info("%s: kept as placeholders, not imported: %s", path.name, ', '.join(sorted(replaced)))
+    return ckpt
+
+# %% ../nbs/03_models.ipynb #0663ddfa
+_AUTHORS_NAMES = (('.attn.qkv.', '.attn.Wqkv.'), ('.attn.proj.', '.attn.out_proj.'), ('positions.table', 'pos_embed'))
+
+def _authors_name(name:str) -> str:
+    for ours, theirs in _AUTHORS_NAMES: name = name.replace(ours, theirs)
+    return name
+
+def authors_encoder_config(state:dict, # the encoder's weights in the authors' names (see `authors_encoder_state`)
+                           num_heads:int|None=None, # attention heads (not in the checkpoint); None: embed_dim // 64
+                          ) -> EncoderConfig:
+    "The `EncoderConfig` of the authors' ViT whose weights are `state`, for the `audiojepa-paper` front end."
+    needed = ('patch_embed.proj.weight', 'pos_embed', 'blocks.0.mlp.fc1.weight')
+    if any(not isinstance(state.get(k), Tensor) for k in needed):
+        raise ValueError(f"not the authors' ViT: missing keys {[k for k in needed if not isinstance(state.get(k), Tensor)]}")
+    kernel = state['patch_embed.proj.weight']
+    if len(kernel.shape) != 4 or kernel.shape[1] != 1:
+        raise ValueError(f"patch_embed.proj.weight: expected a one-channel Conv2d kernel [D, 1, pt, pf], got {tuple(kernel.shape)}")
+    dim, _, pt, pf = kernel.shape
+    front = audio.frontend_config('audiojepa-paper')
+    depth = 1 + max(int(k.split('.')[1]) for k in state if k.startswith('blocks.') and k.split('.')[1].isdigit())
+    return EncoderConfig(n_mels=front.n_mels, max_frames=front.num_frames, patch_size=(pt, pf), embed_dim=dim, depth=depth,
+                         num_heads=num_heads or max(1, dim // 64), mlp_ratio=state['blocks.0.mlp.fc1.weight'].shape[0] / dim,
+                         qkv_bias='blocks.0.attn.Wqkv.bias' in state, positions='learned', final_norm_eps=1e-6)
+
+def authors_state_dict(encoder:ViTEncoder, # with `positions='learned'`
+                      ) -> dict:
+    "The weights of `encoder` under the names and in the shapes of the authors' ViT."
+    if encoder.config.positions != 'learned': raise ValueError("the authors' ViT has learned positions; this encoder's are sin-cos")
+    state = {}
+    for name, value in encoder.state_dict().items():
+        if name == 'patch_embed.proj.weight': value = value.reshape(value.shape[0], 1, *encoder.config.patch_size)
+        if name == 'positions.table': value = value.reshape(1, -1, value.shape[-1])
+        state[_authors_name(name)] = value
+    return state
+
+def _shape(value) -> tuple|str: return tuple(value.shape) if isinstance(value, Tensor) else f'not a tensor ({value!r})'
+
+def _listed(what:str, keys:list, most:int=8) -> str:
+    return f"{what} ({len(keys)}): {', '.join(keys[:most])}" + (', ...' if len(keys) > most else '')
+
+def encoder_from_authors(state:dict, # the encoder's weights in the authors' names
+                         num_heads:int|None=None, # attention heads; None: embed_dim // 64
+                        ) -> ViTEncoder: # in eval mode
+    "A `ViTEncoder` holding the authors' ViT weights; a `ValueError` names every missing, unexpected or misshapen key."
+    encoder = ViTEncoder(authors_encoder_config(state, num_heads))
+    expected = authors_state_dict(encoder)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {_shape(state[k])}, expected {tuple(v.shape)}" for k, v in expected.items() if k in state and _shape(state[k]) != tuple(v.shape)]
+    if missing or unexpected or wrong:
+        problems = [_listed(what, keys) for what, keys in (('missing keys', missing), ('unexpected keys', unexpected),
+                                                           ('shape mismatches', wrong)) if keys]
+        raise ValueError(f"the weights are not those of the authors' ViT with {encoder.config.depth} blocks of width "
+                         f"{encoder.embed_dim}: " + '; '.join(problems))
+    ours = encoder.state_dict()
+    encoder.load_state_dict({name: state[_authors_name(name)].reshape(value.shape) for name, value in ours.items()})
+    return encoder.eval()
+
+# %% ../nbs/03_models.ipynb #5227d2f8
+def authors_encoder_state(ckpt:dict, # what `read_checkpoint` returned
+                         ) -> tuple: # (weights with the prefix removed, the prefix)
+    "The encoder weights of an authors' checkpoint (`state_dict` nesting optional), preferring the target encoder."
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict): raise ValueError(f"expected a checkpoint dict (with a 'state_dict'), got {type(ckpt).__name__}")
+    for prefix in AUTHORS_PREFIXES:
+        weights = {k[len(prefix):]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)}
+        if weights: return weights, prefix
+    roots = sorted({str(k).split('.')[0] + '.' for k in state})
+    raise ValueError(f"no encoder weights: no key starts with {' or '.join(AUTHORS_PREFIXES)} "
+                     f"(the keys start with {', '.join(roots[:8]) or 'nothing: the state_dict is empty'})")
+
+def load_authors_checkpoint(path, # the authors' Lightning checkpoint, e.g. `JEPA.ckpt` of `ltuncay/Audio-JEPA`
+                            num_heads:int|None=None, # attention heads; None: embed_dim // 64 (12 for their ViT-B)
+                           ) -> tuple: # (ViTEncoder in eval mode, the 'audiojepa-paper' FrontendConfig, what was loaded)
+    "The authors' released encoder as a `ViTEncoder`, with the front end it reads."
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    state, prefix = authors_encoder_state(ckpt)
+    try: encoder = encoder_from_authors(state, num_heads)
+    except ValueError as err: raise ValueError(f"{path} ({prefix}...): {err}") from None
+    loaded = {'source': "the authors' Lightning checkpoint", 'checkpoint': path.name,
+              'network': 'target' if prefix == 'target_encoder.' else 'context'}
+    if isinstance(ckpt.get('global_step'), int): loaded['step'] = ckpt['global_step']
+    return encoder, audio.frontend_config('audiojepa-paper'), loaded
