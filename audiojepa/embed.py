@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'ENCODER_ENV', 'RANDOM_INIT_STREAM', 'POOLS', 'export_path', 'load_export', 'export_training', 'FrameEmbedder',
-           'LogMelBaseline', 'AudioJEPAEncoder', 'random_init_seed', 'random_encoder', 'random_like', 'load_embedder',
-           'pool_frames', 'Embeddings', 'open_for_embedding', 'DecodedClips', 'decode_source', 'embed_source', 'fail',
-           'dashed_flags', 'dashed_call_parse', 'main']
+           'LogMelBaseline', 'load_pretrained', 'AudioJEPAEncoder', 'random_init_seed', 'random_encoder', 'random_like',
+           'load_embedder', 'pool_frames', 'Embeddings', 'open_for_embedding', 'DecodedClips', 'decode_source',
+           'embed_source', 'fail', 'dashed_flags', 'dashed_call_parse', 'main']
 
 # %% ../nbs/07_embed.ipynb #8802fc95
 ENCODER_ENV = 'AUDIOJEPA_ENCODER'  # the export `AudioJEPAEncoder()` loads when X-ARES builds it without arguments
@@ -70,11 +70,12 @@ class FrameEmbedder(nn.Module):
         cfg = self.logmel.config
         self.sampling_rate = sampling_rate or cfg.sample_rate
         self.chunks_per_batch = chunks_per_batch
-        # a chunk is exactly `num_frames` hops, so frames of consecutive chunks stay on one time grid
-        self.chunk_samples = cfg.num_frames * cfg.hop_length
+        clip = cfg.framing == 'clip'
+        # 'frames': a chunk is exactly `num_frames` hops, so frames of consecutive chunks stay on one time grid
+        self.chunk_samples = cfg.clip_samples if clip else cfg.num_frames * cfg.hop_length
         self.chunk_input_samples = round(self.chunk_samples * self.sampling_rate / cfg.sample_rate)
-        # a clip shorter than one analysis window is zero-padded to one, so that it has a frame
-        self.min_input_samples = math.ceil(cfg.win_length * self.sampling_rate / cfg.sample_rate)
+        # a clip shorter than one analysis window is zero-padded to one, so that it has a frame ('clip' pads every chunk)
+        self.min_input_samples = 1 if clip else math.ceil(cfg.win_length * self.sampling_rate / cfg.sample_rate)
 
     def embed_chunks(self, mel:torch.Tensor, # normalised log-mel [G, N, F] of G chunks
                      frame_mask:torch.Tensor, # [G, N] bool, True where padded
@@ -84,6 +85,12 @@ class FrameEmbedder(nn.Module):
 
     @property
     def device(self) -> torch.device: return next(self.logmel.buffers()).device
+
+    @property
+    def frame_ms(self) -> float:
+        "Time between the frames `embed_chunks` reads: a chunk's duration over its `num_frames`."
+        cfg = self.logmel.config
+        return self.chunk_samples / cfg.num_frames / cfg.sample_rate * 1000
 
     def _chunk_groups(self, audio, lengths):
         "Groups of at most `chunks_per_batch` chunks: (owning clip of each, waveforms [G, L], valid samples [G])."
@@ -117,8 +124,15 @@ class FrameEmbedder(nn.Module):
                 valid = -(-valid * cfg.sample_rate // self.sampling_rate)   # ceil
             wav = F.pad(wav, (0, self.chunk_samples - wav.shape[1])) if wav.shape[1] < self.chunk_samples \
                   else wav[:, :self.chunk_samples]
-            pad = torch.arange(self.chunk_samples, device=wav.device)[None] >= valid.to(wav.device)[:, None]
-            mel, frame_mask = self.logmel(wav, pad)
+            valid = valid.to(wav.device)
+            if cfg.framing == 'clip':   # the padding is part of the chunk, normalised with it, as in the authors' wrapper
+                mel, _ = self.logmel(wav)
+                starts = torch.arange(cfg.num_frames, device=wav.device) * self.chunk_samples   # × num_frames: in samples
+                unmade = self.logmel.frame_padding_mask(torch.zeros_like(wav, dtype=torch.bool))   # beyond Kaldi's frames
+                frame_mask = unmade | (starts[None] >= valid[:, None] * cfg.num_frames)
+            else:
+                pad = torch.arange(self.chunk_samples, device=wav.device)[None] >= valid[:, None]
+                mel, frame_mask = self.logmel(wav, pad)
             frames, mask = self.embed_chunks(mel[:, :cfg.num_frames], frame_mask[:, :cfg.num_frames])
             for b, f, m in zip(owners, frames, mask): per_clip[b].append(f[~m])
         clips = [torch.cat(c) for c in per_clip]
@@ -142,7 +156,7 @@ class LogMelBaseline(FrameEmbedder):
                 ):
         super().__init__(frontend, sampling_rate, chunks_per_batch)
         cfg = self.logmel.config
-        self.output_dim, self.hop_size_in_ms = cfg.n_mels, cfg.hop_length / cfg.sample_rate * 1000
+        self.output_dim, self.hop_size_in_ms = cfg.n_mels, self.frame_ms
 
     def embed_chunks(self, mel, frame_mask): return mel, frame_mask
 
@@ -156,33 +170,44 @@ def _no_export_named():
     raise ValueError(f"AudioJEPAEncoder() without arguments loads the export named by ${ENCODER_ENV}, which is not set; "
                      f"set it (e.g. {ENCODER_ENV}=runs/pretrain/encoder) or use AudioJEPAEncoder.from_pretrained(DIR)")
 
+def load_pretrained(path, # an export directory, a run directory holding `encoder/`, or the authors' checkpoint file
+                   ) -> tuple: # (ViTEncoder in eval mode, FrontendConfig)
+    "The encoder and front end at `path`: an export of this library, or the checkpoint the authors released."
+    if Path(path).is_file(): return models.load_authors_checkpoint(path)[:2]
+    return load_export(path)
+
 class AudioJEPAEncoder(FrameEmbedder):
     "A pretrained Audio-JEPA encoder as an X-ARES audio encoder: one embedding per time step of patches."
-    def __init__(self, encoder:models.ViTEncoder|None=None, # None: load the export named by $AUDIOJEPA_ENCODER
+    def __init__(self, encoder:models.ViTEncoder|None=None, # None: load what $AUDIOJEPA_ENCODER names (see `load_pretrained`)
                  frontend:str|dict|FrontendConfig|None=None, # the encoder's front end; None: 'audiojepa'
-                 sampling_rate:int|None=16000, # input rate (X-ARES gives 16 kHz); None: the front end's rate
+                 sampling_rate:int|str|None='xares', # input rate; 'xares': 16 kHz, or the front end's for 'clip' framing; None: the front end's
                  chunks_per_batch:int=16, # 10 s chunks encoded at once; bounds memory for long audio
                 ):
-        if encoder is None: encoder, frontend = load_export(os.environ.get(ENCODER_ENV) or _no_export_named())
+        if encoder is None: encoder, frontend = load_pretrained(os.environ.get(ENCODER_ENV) or _no_export_named())
         frontend = frontend_config(frontend or 'audiojepa')
+        # X-ARES resamples every data set to the declared rate: 16 kHz for this project's encoders; the authors' wrapper
+        # declares its front end's 32 kHz
+        if sampling_rate == 'xares': sampling_rate = frontend.sample_rate if frontend.framing == 'clip' else 16000
         if encoder.config.n_mels != frontend.n_mels:
             raise ValueError(f"the encoder reads {encoder.config.n_mels} mel bins but the front end makes {frontend.n_mels}")
         super().__init__(frontend, sampling_rate, chunks_per_batch)
         self.encoder = encoder.eval()
         self.output_dim = encoder.embed_dim
         self.patch_frames = encoder.config.patch_size[0]
-        self.hop_size_in_ms = self.patch_frames * frontend.hop_length / frontend.sample_rate * 1000
+        self.hop_size_in_ms = self.patch_frames * self.frame_ms
 
     @classmethod
-    def from_pretrained(cls, path, # an export directory (or a run directory holding `encoder/`)
+    def from_pretrained(cls, path, # an export directory (or a run directory holding `encoder/`), or the authors' checkpoint file
                         **kwargs, # `sampling_rate`, `chunks_per_batch`
                        ) -> AudioJEPAEncoder:
-        "The encoder exported to `path`, with the front end it was trained with."
-        return cls(*load_export(path), **kwargs)
+        "The encoder at `path` (see `load_pretrained`), with the front end it was trained with."
+        return cls(*load_pretrained(path), **kwargs)
 
     def embed_chunks(self, mel, frame_mask):
-        mel, frame_mask = _trim_to_signal(mel, frame_mask, self.patch_frames)
-        tokens = self.encoder(mel, padding_mask=frame_mask)              # [G, n_t * n_f, D], time-major
+        if self.logmel.config.framing == 'clip': tokens = self.encoder(mel)   # the whole padded clip, unmasked
+        else:
+            mel, frame_mask = _trim_to_signal(mel, frame_mask, self.patch_frames)
+            tokens = self.encoder(mel, padding_mask=frame_mask)          # [G, n_t * n_f, D], time-major
         n_t, n_f = self.encoder.grid(mel.shape[1])
         frames = tokens.view(len(mel), n_t, n_f, -1).mean(2)             # average the frequency patches of each step
         return frames, frame_mask.view(len(mel), n_t, self.patch_frames).all(-1)
