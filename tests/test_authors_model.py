@@ -314,7 +314,7 @@ def test_convert_entry_point_is_declared():
 
 
 def test_probe_reads_the_converted_model(small, tmp_path):
-    "`audiojepa-probe` on the export, with a random baseline of its architecture (learned positions) and log-mel."
+    "`audiojepa-probe` on the export, with a random baseline of its architecture (learned positions) and log-mel; and on the .ckpt."
     path, _ = small
     convert.main(str(path), str(tmp_path / 'export'))
     rng = np.random.default_rng(0)
@@ -329,6 +329,8 @@ def test_probe_reads_the_converted_model(small, tmp_path):
     assert report['training']['source'] == "the authors' Lightning checkpoint" and report['embedding_dim'] == 128
     assert report['linear']['accuracy'] == 1.0          # 220 Hz and 3.5 kHz tones: any working encoder separates them
     assert report['random']['encoder'].startswith('random:') and 'linear' in report['logmel']
+    direct = probe.run_probe(str(path), str(tmp_path / 'data'), folds=2, k=1, random_seeds=0, progress=False)   # the .ckpt itself
+    assert direct['linear'] == report['linear'] and direct['knn'] == report['knn']
 
 
 def test_xares_builds_the_authors_model(small, monkeypatch):
