@@ -32,7 +32,7 @@ class JEPAConfig:
     ema_start: float = 0.996         # EMA momentum at step 0
     ema_end: float = 1.0             # EMA momentum at the last step
     masks_per_clip: int = 1          # context views per clip that share one target pass (data2vec 2.0, EAT)
-    var_cov_weight: float = 1.0      # >0: add this times VICReg's variance + covariance terms of the clips' mean context tokens
+    var_cov_weight: float = 0.1      # >0: add this times VICReg's variance + covariance terms of the clips' mean context tokens
 
     def __post_init__(self):
         if self.loss not in LOSSES: raise ValueError(f"unknown loss {self.loss!r}; expected one of {LOSSES}")
