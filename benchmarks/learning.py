@@ -18,9 +18,8 @@ What it does:
    S <= r * (budget - o * segments(S)), segments(S) = ceil(S / probe_every) invocations (8 by default).
    `--max_steps N` (or a `schedule.max_steps=N` override) skips the calibration.
 3. Baselines, once: `--random_seeds` random inits of the run's encoder architecture (`model.preset` + `model.encoder`
-   changes) and front end, from `audiojepa.embed.random_encoder` (a seed stream that is never a pretraining seed;
-   where the library lacks it, the run's own `build_model` with seeds 1000, 1001, ...), reported as mean ± sd and the
-   best seed; and the log-mel front end itself (mean+std pooling).
+   changes) and front end, from `audiojepa.embed.random_encoder` (a seed stream that is never a pretraining seed),
+   reported as mean ± sd and the best seed; and the log-mel front end itself (mean+std pooling).
 4. Step 0 (the run's own init) is probed, then pretraining runs in segments: `run.stop_at` = the next probe step, each
    segment resuming from the previous one's checkpoint (bit-exact resume, one schedule); after each segment the
    exported encoder (`OUT/run/encoder`) is probed on every task: linear and kNN accuracy on the fixed train/test split
@@ -45,10 +44,8 @@ from fastcore.script import Param, call_parse, store_true
 from safetensors.torch import load_file
 
 from audiojepa.data import FolderSource, NoAudioError
-from audiojepa.embed import AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, pool_frames
+from audiojepa.embed import AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, pool_frames, random_encoder
 from audiojepa.probe import json_safe, probe_embeddings
-try: from audiojepa.embed import random_encoder    # the library's random baselines: a seed stream apart from run seeds
-except ImportError: random_encoder = None
 from audiojepa.train import (ConfigError, PretrainError, TrainConfig, _cli_argv, build_frontend_config, build_model,
                              config_to_dict, find_checkpoint, pretrain, resolve_config,
                              source_norm_stats)
@@ -56,7 +53,6 @@ from audiojepa.train import (ConfigError, PretrainError, TrainConfig, _cli_argv,
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ('music', 'drums', 'speech', 'language', 'env')   # the dev tasks benchmarks/corpora.py builds (env is optional)
 PROBES = ('linear', 'knn')
-RANDOM_SEED_BASE = 1000                       # without `audiojepa.embed.random_encoder`: baselines are runs of seed 1000, ...
 log = logging.getLogger('learning')
 
 
@@ -149,11 +145,9 @@ def init_encoder(cfg:TrainConfig, fc, seed:int) -> AudioJEPAEncoder:
 
 def random_baseline(cfg:TrainConfig, fc, seed:int) -> tuple: # (AudioJEPAEncoder, how its weights were drawn)
     "Random baseline `seed` (0, 1, ...): the run's encoder architecture and front end with untrained weights."
-    if random_encoder is not None:   # `audiojepa.embed`'s baseline stream, never a pretraining seed
-        config = init_encoder(cfg, fc, cfg.run.seed).encoder.config
-        return (AudioJEPAEncoder(random_encoder(config, seed), fc, sampling_rate=None),
-                f'audiojepa.embed.random_encoder(config, seed={seed})')
-    return init_encoder(cfg, fc, RANDOM_SEED_BASE + seed), f'build_model with run.seed={RANDOM_SEED_BASE + seed}'
+    config = init_encoder(cfg, fc, cfg.run.seed).encoder.config
+    return (AudioJEPAEncoder(random_encoder(config, seed), fc, sampling_rate=None),
+            f'audiojepa.embed.random_encoder(config, seed={seed})')
 
 def checkpoint_encoder(checkpoint:Path, which:str, like:AudioJEPAEncoder) -> AudioJEPAEncoder:
     "The 'context' or 'target' encoder of a checkpoint (its model.safetensors), with the front end of `like`."
