@@ -2,7 +2,10 @@
 
 Both checks run on a copy of the repository so that the working tree is never rewritten by a test.
 """
-import json, shutil, subprocess, sys
+import base64, html, json, os, posixpath, re, shutil, subprocess, sys, threading
+from functools import partial
+from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -53,3 +56,190 @@ def test_docs_processing(repo_copy):
     assert nbs, "no notebooks found"
     for nb in nbs:
         assert (proc / nb).exists(), f"docs processing produced nothing for {nb}"
+
+
+# ------------------------------------------------------------------------------------------------ the built site
+sys.path.insert(0, str(ROOT / 'tools'))
+import docs   # tools/docs.py: the one command that builds the site
+
+HIDDEN = re.compile(r'^#\|\s*(hide\b|include:\s*false|export|exporti)\b', re.M)
+
+
+@pytest.fixture(scope="module")
+def site(repo_copy):
+    "The site as `python tools/docs.py` builds it on a checkout (offline: nothing it needs is downloaded)."
+    _run([sys.executable, "tools/docs.py"], repo_copy)
+    return repo_copy / "_docs"
+
+
+class _Page(HTMLParser):
+    "What the checks need of an HTML page: the ids it defines, the URLs it refers to, and its visible text."
+    def __init__(self, path:Path):
+        super().__init__()
+        self.ids, self.refs, self.text = set(), [], []
+        self.feed(path.read_text())
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if 'id' in attrs: self.ids.add(attrs['id'])
+        if tag == 'a' and 'name' in attrs: self.ids.add(attrs['name'])
+        for key in ('href', 'src'):
+            if attrs.get(key) is not None: self.refs.append(attrs[key])
+    def handle_data(self, data): self.text.append(data)
+
+
+def _pages(site): return {p.relative_to(site).as_posix(): _Page(p) for p in sorted(site.rglob('*.html'))}
+
+
+def test_site_has_a_page_per_notebook(site, repo_copy):
+    "`_docs/index.html` and one page per chapter and tutorial, named as nbdev names them (`output-file`)."
+    names = {p.rel.as_posix(): p.out.with_suffix('.html').as_posix()
+             for p in (docs.Page(nb, repo_copy / '_proc', '', {}) for nb in sorted((repo_copy / '_proc').rglob('*.ipynb')))}
+    assert 'index.ipynb' in names and any(n.startswith('tutorials/') for n in names), names
+    missing = [page for page in names.values() if not (site / page).is_file()]
+    assert not missing, f"pages not built: {missing}"
+
+
+def test_links_resolve(site):
+    "Every relative link, image and script of every page points at a file of the site, and every #anchor at an id in it."
+    pages, dead = _pages(site), []
+    for name, page in pages.items():
+        for ref in page.refs:
+            if re.match(r'^[a-z]+:', ref) or ref.startswith('//'): continue   # other sites, mailto:, data:
+            path, _, anchor = ref.split('?')[0].partition('#')
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(name), path)) if path else name
+            if not (site / target).exists(): dead.append(f"{name}: {ref} (no file)")
+            elif anchor and target.endswith('.html') and anchor not in pages[target].ids: dead.append(f"{name}: {ref} (no anchor)")
+    print(f"{sum(len(p.refs) for p in pages.values())} links in {len(pages)} pages, {len(dead)} dead")
+    assert not dead, "dead links:\n" + "\n".join(dead)
+
+
+def test_hidden_cells_stay_hidden(site, repo_copy):
+    "No line that only a hidden or export-only cell has (`#| hide`, `include: false`, `export`) shows on its page."
+    leaks = []
+    for nb_path in sorted((repo_copy / '_proc').rglob('*.ipynb')):
+        page = docs.Page(nb_path, repo_copy / '_proc', '', {})
+        source = json.loads((repo_copy / 'nbs' / page.rel).read_text())
+        cells = [''.join(c['source']) for c in source['cells']]
+        hidden = [c for c in cells if HIDDEN.search(c)]
+        # lines a visible cell (or an output, e.g. a show_doc signature) also has may show legitimately
+        visible = '\n'.join([c for c in cells if not HIDDEN.search(c)] + [json.dumps(page.nb, ensure_ascii=False)])
+        text = html.unescape(''.join(_Page(site / page.out.with_suffix('.html')).text))
+        for line in {l.strip() for c in hidden for l in c.splitlines()}:
+            if len(line) >= 20 and not line.startswith('#|') and line not in visible and line in text:
+                leaks.append(f"{page.out}: {line}")
+    assert not leaks, "hidden cells shown:\n" + "\n".join(leaks)
+
+
+def test_every_show_doc_entry_is_on_its_page(site, repo_copy):
+    "Each show_doc entry of a processed notebook is on its page, under the anchor nbdev's doc links use."
+    missing, n = [], 0
+    for nb_path in sorted((repo_copy / '_proc').rglob('*.ipynb')):
+        page = docs.Page(nb_path, repo_copy / '_proc', '', {})
+        ids = _Page(site / page.out.with_suffix('.html')).ids
+        for cell in page.nb['cells']:
+            if 'show_doc(' not in ''.join(cell.get('source', '')): continue
+            for out in cell.get('outputs', []):
+                for heading in re.findall(r'^#{2,6} (.+)$', ''.join(out.get('data', {}).get('text/markdown', '')), re.M):
+                    n += 1
+                    if docs.pandoc_id(heading) not in ids: missing.append(f"{page.out}: {heading}")
+    assert n > 100, f"only {n} show_doc entries found"
+    assert not missing, "show_doc entries missing:\n" + "\n".join(missing)
+
+
+# ------------------------------------------------------------------------------------------- in a real browser
+CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
+ARTEFACTS = Path(os.environ.get('AUDIOJEPA_ARTEFACTS', ROOT / 'tests' / 'artefacts'))
+
+
+class Chromium:
+    "Headless Chromium driven over the DevTools protocol on a pipe (no driver package, no port): load, inspect, screenshot."
+    def __init__(self):
+        (to_chrome_r, self._w), (self._r, from_chrome_w) = os.pipe(), os.pipe()
+        def fds():   # the protocol pipe is fds 3 (commands in) and 4 (replies out); copies first, as either may be 3 or 4
+            commands, replies = os.dup(to_chrome_r), os.dup(from_chrome_w)
+            os.dup2(commands, 3); os.dup2(replies, 4)
+        self.proc = subprocess.Popen([CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--remote-debugging-pipe',
+                                      '--no-first-run', '--user-data-dir=' + str(ARTEFACTS / 'chromium-profile'), 'about:blank'],
+                                     preexec_fn=fds, pass_fds=(3, 4),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_chrome_r); os.close(from_chrome_w)
+        self._buf, self._id, self.events = b'', 0, []
+        target = self.send('Target.createTarget', url='about:blank')['targetId']
+        self.session = self.send('Target.attachToTarget', targetId=target, flatten=True)['sessionId']
+        for domain in ('Page', 'Runtime', 'Log'): self.send(f'{domain}.enable', session=True)
+        self.send('Emulation.setDeviceMetricsOverride', session=True, width=1280, height=1600, deviceScaleFactor=1, mobile=False)
+
+    def _read(self) -> dict:
+        while b'\0' not in self._buf:
+            chunk = os.read(self._r, 1 << 20)
+            if not chunk: raise RuntimeError('chromium closed the DevTools pipe')
+            self._buf += chunk
+        msg, self._buf = self._buf.split(b'\0', 1)
+        return json.loads(msg)
+
+    def send(self, method, session=False, **params):
+        self._id += 1
+        msg = {'id': self._id, 'method': method, 'params': params, **({'sessionId': self.session} if session else {})}
+        os.write(self._w, json.dumps(msg).encode() + b'\0')
+        while True:
+            reply = self._read()
+            if reply.get('id') == self._id:
+                if 'error' in reply: raise RuntimeError(f"{method}: {reply['error']}")
+                return reply['result']
+            self.events.append(reply)
+
+    def errors(self) -> list:
+        "Console errors, uncaught exceptions and failed loads since the last call."
+        found = []
+        for e in self.events:
+            m, p = e.get('method'), e.get('params', {})
+            if m == 'Runtime.exceptionThrown': found.append(p['exceptionDetails'].get('exception', {}).get('description') or p['exceptionDetails']['text'])
+            elif m == 'Runtime.consoleAPICalled' and p['type'] == 'error': found.append(' '.join(str(a.get('value', a.get('description'))) for a in p['args']))
+            # the browser asks every site for /favicon.ico by itself; the pages do not refer to one
+            elif m == 'Log.entryAdded' and p['entry']['level'] == 'error' and 'favicon.ico' not in p['entry'].get('url', ''): found.append(f"{p['entry']['text']} {p['entry'].get('url', '')}")
+        self.events = []
+        return found
+
+    def load(self, url:str) -> dict:
+        "Open `url`, wait until it is loaded and MathJax has typeset, and say what rendered."
+        self.send('Page.navigate', session=True, url=url)
+        while not any(e.get('method') == 'Page.loadEventFired' for e in self.events): self.events.append(self._read())
+        probe = """(window.MathJax && MathJax.startup ? MathJax.startup.promise : Promise.resolve()).then(() => ({
+            math: document.querySelectorAll('mjx-container').length,
+            figures: [...document.images].filter(i => i.src.includes('/_images/') && i.complete && i.naturalWidth > 0).length,
+            broken_images: [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
+            signatures: document.querySelectorAll('a.source-link').length,
+            title: document.title}))"""
+        return self.send('Runtime.evaluate', session=True, expression=probe, awaitPromise=True, returnByValue=True)['result']['value']
+
+    def screenshot(self, path:Path, at:str=None):
+        "The viewport as a PNG, scrolled to the first element matching the CSS selector `at` if given."
+        if at: self.send('Runtime.evaluate', session=True, expression=f"document.querySelector({at!r}).scrollIntoView()")
+        path.write_bytes(base64.b64decode(self.send('Page.captureScreenshot', session=True, format='png')['data']))
+
+    def close(self):
+        self.proc.kill(); self.proc.wait()
+        os.close(self._w); os.close(self._r)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (README's install line: apt-get install chromium)")
+def test_pages_render_in_chromium(site):
+    "Headless Chromium opens the index, a chapter with figures and math and an API chapter without a console error."
+    server = ThreadingHTTPServer(('127.0.0.1', 0), partial(SimpleHTTPRequestHandler, directory=str(site)))
+    server.RequestHandlerClass.log_message = lambda *a: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (ARTEFACTS / 'screenshots').mkdir(parents=True, exist_ok=True)
+    browser = Chromium()
+    try:
+        seen = {}
+        # the API chapter is shot at its first show_doc entry: the top of the page is prose
+        for page, at in (('index.html', None), ('masking.html', None), ('embed.html', 'a.source-link')):
+            seen[page] = browser.load(f"http://127.0.0.1:{server.server_port}/{page}")
+            browser.screenshot(ARTEFACTS / 'screenshots' / page.replace('.html', '.png'), at)
+            assert browser.errors() == [], f"{page}: console errors"
+            assert seen[page]['broken_images'] == [], page
+    finally:
+        browser.close(); server.shutdown()
+    print(seen)
+    assert seen['masking.html']['math'] > 0, "MathJax rendered no formula"
+    assert seen['embed.html']['figures'] > 0 and seen['embed.html']['signatures'] > 5
