@@ -6,7 +6,8 @@
 from __future__ import annotations
 import logging
 
-from .embed import dashed_call_parse, fail
+from .cli import dashed_call_parse
+from .embed import fail
 from .models import load_authors_checkpoint, save_encoder
 
 # %% auto #0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_embed.ipynb #8e6caae1
 from __future__ import annotations
-import functools, inspect, json, logging, math, os, sys
+import json, logging, math, os, sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 from torch import nn
-from fastcore.script import anno_parser, store_true
+from fastcore.script import store_true
 from safetensors import SafetensorError
 from tqdm import tqdm
 
 from .audio import FrontendConfig, LogMel, frontend_config
+from .cli import dashed_call_parse
 from . import models
 from .data import AUDIO_EXTENSIONS, NoAudioError, make_loader, mixed_seed, open_source
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'ENCODER_ENV', 'RANDOM_INIT_STREAM', 'POOLS', 'export_path', 'load_export', 'export_training', 'FrameEmbedder',
            'LogMelBaseline', 'load_pretrained', 'AudioJEPAEncoder', 'random_init_seed', 'random_encoder', 'random_like',
            'load_embedder', 'pool_frames', 'Embeddings', 'open_for_embedding', 'DecodedClips', 'decode_source',
-           'embed_source', 'fail', 'dashed_flags', 'dashed_call_parse', 'main']
+           'embed_source', 'fail', 'main']
 
 # %% ../nbs/07_embed.ipynb #8802fc95
 ENCODER_ENV = 'AUDIOJEPA_ENCODER'  # the export `AudioJEPAEncoder()` loads when X-ARES builds it without arguments
@@ -384,29 +385,6 @@ def fail(prog:str, message:str):
     "End a command line with a one-line error (no traceback) and exit status 2."
     print(f"{prog}: error: {message}", file=sys.stderr)
     sys.exit(2)
-
-def dashed_flags(argv:list, # command-line arguments (without the program name)
-                ) -> list:
-    "`argv` with every flag's name spelled with underscores (`--batch-size=8` → `--batch_size=8`), values untouched."
-    def fix(a):
-        if not a.startswith('--') or a == '--': return a
-        name, eq, value = a[2:].partition('=')
-        return f"--{name.replace('-', '_')}{eq}{value}"
-    return [fix(a) for a in argv]
-
-def dashed_call_parse(func):
-    "`fastcore.script.call_parse` whose command line also accepts `--some-flag` for `--some_flag`."
-    @functools.wraps(func)
-    def command(*args, **kwargs):
-        if args or kwargs: return func(*args, **kwargs)    # called from Python: no command line to read
-        parser = anno_parser(func)
-        parser.epilog = 'Flags may also be spelled with dashes: --batch-size for --batch_size.'
-        parsed = vars(parser.parse_args(dashed_flags(sys.argv[1:])))
-        for hidden in ('pdb', 'xtra'): parsed.pop(hidden, None)
-        return func(**parsed)
-    # like `call_parse`: run at once when the defining module is the program (`python -m audiojepa.embed`)
-    if getattr(inspect.getmodule(inspect.currentframe().f_back), '__name__', '') == '__main__': return command()
-    return command
 
 @dashed_call_parse
 def main(encoder:str=None, # export directory (or run directory), `random:PRESET`, `random:DIR` or `logmel`

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastcore.basics import patch
-from fastcore.script import call_parse
+
+from .cli import dashed_call_parse
 
 # %% auto #0
 __all__ = ['POLICIES', 'OntologyError', 'OntologyNode', 'Ontology', 'Vocabulary', 'propagation_matrix', 'HLP', 'read_segments',
@@ -504,7 +505,7 @@ def stats(self:HLP, Y:np.ndarray|torch.Tensor # binary labels, bool or 0/1 `[N, 
     return PropagationStats.from_labels(labels, self.propagate(labels), names)
 
 # %% ../nbs/06_hlp.ipynb #9bd7b9d9
-@call_parse
+@dashed_call_parse
 def main(segments_csv:str, # AudioSet segments file: `YTID, start_seconds, end_seconds, "mid,mid,..."` after `#` header lines
          ontology:str=None, # AudioSet's ontology.json (default: next to SEGMENTS_CSV)
          class_labels:str=None, # class_labels_indices.csv (default: next to SEGMENTS_CSV)
@@ -515,7 +516,7 @@ def main(segments_csv:str, # AudioSet segments file: `YTID, start_seconds, end_s
     folder = Path(segments_csv).parent
     ontology, class_labels = ontology or folder/'ontology.json', class_labels or folder/'class_labels_indices.csv'
     try:
-        for path, option in ((segments_csv, 'SEGMENTS_CSV'), (ontology, '--ontology'), (class_labels, '--class_labels')):
+        for path, option in ((segments_csv, 'SEGMENTS_CSV'), (ontology, '--ontology'), (class_labels, '--class-labels')):
             if not Path(path).is_file(): raise FileNotFoundError(f'{path} not found (see {option})')
         hlp = HLP.from_audioset(ontology, class_labels, policy)
         ytids, before, times = read_segments(segments_csv, hlp.vocab, with_times=True)

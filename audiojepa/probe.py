@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.script import store_true
 
+from .cli import dashed_call_parse
 from .data import FolderSource, NoAudioError, open_source
-from .embed import (AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, dashed_call_parse, decode_source,
+from .embed import (AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, decode_source,
                              embed_source, export_training, fail, load_embedder, random_init_seed, random_like)
 
 log = logging.getLogger(__name__)

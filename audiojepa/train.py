@@ -15,11 +15,12 @@ import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, gather_object
-from fastcore.script import call_parse, Param
+from fastcore.script import Param
 from safetensors import safe_open
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
+from .cli import dashed_call_parse
 from .audio import FrontendConfig, LogMel, compute_norm_stats, frontend_config
 from .data import (NoAudioError, SkipLog, check_readable, collate, is_shard_spec, make_loader, mixed_seed,
                             open_source)
@@ -37,7 +38,7 @@ __all__ = ['logger', 'MASKS', 'METRICS', 'MARKER', 'PRECISIONS', 'ConfigError', 
            'build_model', 'build_mask_generator', 'StepBatches', 'StepItems', 'StepMasks', 'StepCollator',
            'stream_batches', 'MetricsLog', 'seal_dir', 'state_bytes', 'prepare_tmp', 'disk_errors', 'find_checkpoint',
            'checkpoint_problem', 'resume_checkpoint', 'run_dir_of', 'PretrainResult', 'source_norm_stats',
-           'export_encoder', 'pretrain', 'resolve_config', 'pretrain_cli', 'main']
+           'export_encoder', 'pretrain', 'resolve_config', 'main']
 
 # %% ../nbs/05_train.ipynb #6f23bdd3
 class ConfigError(ValueError):
@@ -266,7 +267,7 @@ def save_config(cfg:TrainConfig, path) -> Path:
     return path
 
 def load_config(path=None, # a YAML file (only the keys it changes); None for the defaults
-                overrides:list[str]|None=None, # dotted KEY=VALUE strings applied after the file
+         overrides:list[str]|None=None, # dotted KEY=VALUE strings applied after the file
                ) -> TrainConfig:
     "The config of a YAML file with `overrides` applied."
     d = {}
@@ -913,34 +914,18 @@ def _lost_contact(err:Exception) -> bool:
     return isinstance(err, getattr(torch.distributed, 'DistError', ())) or any(
         s in str(err) for s in ('Connection closed by peer', 'Connection reset by peer', 'gloo', 'NCCL'))
 
-def _cli_argv(argv:list[str], # the command line after the program name
-              switches:tuple=(), # flags that take no value (underscored names); every other flag takes one
-             ) -> list[str]:
-    "`argv` as `pretrain_cli` parses it: `--max-steps` spelled `--max_steps`, and the KEY=VALUE overrides moved last."
-    flags, overrides, args = [], [], iter(argv)
-    for a in args:
-        if not a.startswith('--'): overrides.append(a); continue
-        name, eq, value = a[2:].partition('=')
-        name = name.replace('-', '_')
-        flags.append(f"--{name}{eq}{value}")
-        if not eq and name not in ('help', *switches): flags += [v for v in [next(args, None)] if v is not None]
-    return flags + overrides
-
-# `python -m audiojepa.train` runs the command as soon as `call_parse` defines it, so its arguments are fixed here first
-if __name__ == '__main__': sys.argv[:] = ['audiojepa-pretrain', *_cli_argv(sys.argv[1:])]
-
-@call_parse
-def pretrain_cli(config:str=None, # YAML config file (only the keys it changes); default: the tiny CPU main job
-                data:str=None, # 'synthetic', an audio folder, a .csv/.jsonl manifest, an AudioSet segments CSV, an .h5 file, 'shards-{000..009}.tar', 'hf:NAME'
-                preset:str=None, # model preset: tiny, small, base, large
-                out:str=None, # run directory (default runs/pretrain)
-                max_steps:int=None, # optimiser steps of the whole run
-                batch_size:int=None, # clips per process per micro-batch
-                seed:int=None, # seed of the model, data order, crops and masks
-                checkpoint_every:int=None, # steps between checkpoints (0: only at the end)
-                resume:str=None, # 'auto' (the latest checkpoint in --out, if any) or a run or checkpoint directory
-                overrides:Param("dotted config changes KEY=VALUE, e.g. schedule.lr=5e-4 model.encoder.depth=6", str, nargs='*', opt=False)=None,
-               ):
+@dashed_call_parse
+def main(config:str=None, # YAML config file (only the keys it changes); default: the tiny CPU main job
+         data:str=None, # 'synthetic', an audio folder, a .csv/.jsonl manifest, an AudioSet segments CSV, an .h5 file, 'shards-{000..009}.tar', 'hf:NAME'
+         preset:str=None, # model preset: tiny, small, base, large
+         out:str=None, # run directory (default runs/pretrain)
+         max_steps:int=None, # optimiser steps of the whole run
+         batch_size:int=None, # clips per process per micro-batch
+         seed:int=None, # seed of the model, data order, crops and masks
+         checkpoint_every:int=None, # steps between checkpoints (0: only at the end)
+         resume:str=None, # 'auto' (the latest checkpoint in --out, if any) or a run or checkpoint directory
+         overrides:Param("dotted config changes KEY=VALUE, e.g. schedule.lr=5e-4 model.encoder.depth=6", str, nargs='*', opt=False)=None,
+        ):
     "Pretrain an Audio-JEPA encoder. With no arguments: the tiny preset on synthetic sounds, about a minute on two CPU cores."
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     logging.getLogger('accelerate').setLevel(logging.WARNING)   # its per-file checkpoint lines drown the progress bar
@@ -966,7 +951,3 @@ def pretrain_cli(config:str=None, # YAML config file (only the keys it changes);
     if is_main: print(result.summary())
     if result.stopped_by: sys.exit(128 + getattr(signal, result.stopped_by, signal.SIGTERM))
 
-def main():
-    "Entry point of `audiojepa-pretrain`: `pretrain_cli` with flags spelled `--max-steps` or `--max_steps`, overrides anywhere."
-    sys.argv[1:] = _cli_argv(sys.argv[1:])
-    return pretrain_cli()

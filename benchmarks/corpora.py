@@ -68,7 +68,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from fastcore.script import call_parse
+from audiojepa.cli import dashed_call_parse
 
 from audiojepa.audio import AudioDecodeError, load_audio
 
@@ -779,11 +779,7 @@ def build(out:Path, tasks, pool_hours:float=10.) -> dict:
     return meta
 
 
-if __name__ == '__main__':   # --pool-hours and --pool_hours are the same option
-    sys.argv = [re.sub(r'^(--[^=]*)', lambda m: m.group(1).replace('-', '_').replace('__', '--', 1), a)
-                if a.startswith('--') else a for a in sys.argv]
-
-@call_parse
+@dashed_call_parse
 def main(out:str=str(ROOT / 'benchmarks' / 'results' / 'corpora'), # ROOT of the corpora
          tasks:str='pool,music,drums,speech,language', # comma-separated: pool, music, drums, speech, language, env (env needs 0ad-data)
          pool_hours:float=10., # hours of audio in the pretraining pool

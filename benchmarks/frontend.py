@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 import torch
 import torch.nn.functional as F
-from fastcore.script import call_parse
+from audiojepa.cli import dashed_call_parse
 from torchaudio.compliance.kaldi import fbank
 
 from audiojepa.audio import LogMel, crop_or_pad, frontend_config, load_audio
@@ -49,7 +49,7 @@ def write_clips(folder:Path, n_files:int, seed:int=0) -> dict[str, list[Path]]:
     return files
 
 
-@call_parse
+@dashed_call_parse
 def main(threads:int=2, # torch threads (the project's CI machine has 2 cores)
          batch_size:int=64, # clips per front-end batch
          n_files:int=24, # files written per format for the decoding benchmark

@@ -40,13 +40,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fastcore.script import Param, call_parse, store_true
+from fastcore.script import Param, store_true
 from safetensors.torch import load_file
 
+from audiojepa.cli import dashed_call_parse
 from audiojepa.data import FolderSource, NoAudioError
 from audiojepa.embed import AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, pool_frames, random_encoder
 from audiojepa.probe import json_safe, probe_embeddings
-from audiojepa.train import (ConfigError, PretrainError, TrainConfig, _cli_argv, build_frontend_config, build_model,
+from audiojepa.train import (ConfigError, PretrainError, TrainConfig, build_frontend_config, build_model,
                              config_to_dict, find_checkpoint, pretrain, resolve_config,
                              source_norm_stats)
 
@@ -369,9 +370,6 @@ def plot(result:dict, path:Path):
 
 
 # ------------------------------------------------------------------------------------------------------------- main
-# flags first, KEY=VALUE overrides last, dashes or underscores: as `audiojepa-pretrain` reads its command line
-if __name__ == '__main__': sys.argv[:] = [sys.argv[0], *_cli_argv(sys.argv[1:], switches=('probe_context',))]
-
 def clear_dir(path:Path):
     "Remove a benchmark-owned run folder left by an earlier run (only if it looks like one)."
     if path.exists():
@@ -379,7 +377,7 @@ def clear_dir(path:Path):
             raise SystemExit(f"learning.py: error: {path} exists and is not a run directory; choose another --out")
         shutil.rmtree(path)
 
-@call_parse
+@dashed_call_parse
 def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpora.py builds: pool/ and one folder per task
          tasks:str=None, # comma-separated task folders to probe; default: those of music,drums,speech,language,env present
          budget_minutes:float=15, # wall-clock minutes of pretraining (probing not counted) turned into schedule.max_steps

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from fastcore.script import call_parse
+from audiojepa.cli import dashed_call_parse
 from torch.utils.flop_counter import FlopCounterMode
 
 from audiojepa.jepa import AudioJEPA, effective_rank, embedding_std
@@ -141,7 +141,7 @@ def bench(preset, device, batch_size, frames, warmup, rounds, steps_per_round, b
     return r
 
 
-@call_parse
+@dashed_call_parse
 def main(presets:str='tiny,small,base', # comma-separated presets
          cpu_batch:str='tiny:8,small:4,base:2', # batch size per preset on CPU
          gpu_batch:int=64, # batch size on GPU

@@ -86,11 +86,13 @@ def test_summary_table():
     assert '0.3000' in learning.format_curves(result)
 
 
-def test_argv_moves_overrides_last():
+def test_command_line_mixes_flags_and_overrides():
     "The benchmark reads its command line as audiojepa-pretrain does, with --probe-context a switch."
-    argv = ['model.preset=small', '--max-steps', '60', '--probe-context', 'schedule.lr=5e-4', '--out=x']
-    assert learning._cli_argv(argv, switches=('probe_context',)) == \
-        ['--max_steps', '60', '--probe_context', '--out=x', 'model.preset=small', 'schedule.lr=5e-4']
+    from audiojepa.cli import cli_parser, dashed_flags
+    argv = ['model.preset=small', '--max-steps', '60', '--probe_context', 'schedule.lr=5e-4', '--out=x']
+    args = cli_parser(learning.main).parse_intermixed_args(dashed_flags(argv))
+    assert (args.max_steps, args.probe_context, args.out) == (60, True, 'x')
+    assert args.overrides == ['model.preset=small', 'schedule.lr=5e-4']
 
 
 def test_compact_is_exact():
