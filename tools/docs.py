@@ -71,6 +71,16 @@ class Page:
         return Path(os.path.relpath(path or self.out.with_suffix('.html'), self.out.parent)).as_posix() + hash_ + anchor
 
     def markdown(self, text:str) -> str:
+        "Markdown as Quarto would read it: links to pages, anchors on show_doc headings, code blocks shown as written."
+        parts = re.split(r'(```.*?```)', text, flags=re.S)   # odd parts are code blocks
+        return ''.join(self._code(p) if i % 2 else self._prose(p) for i, p in enumerate(parts))
+
+    @staticmethod
+    def _code(block:str) -> str:
+        # nbdev links the types in show_doc signatures, which sit in code blocks, where Markdown is shown, not followed
+        return re.sub(r'\[`?([^\]`]*)`?\]\([^)\s]*\)', r'\1', block)
+
+    def _prose(self, text:str) -> str:
         # Quarto's link attributes ({target=...}) have no MyST spelling: such links become HTML
         text = re.sub(r'\[([^\]]*)\]\(([^)\s]+)\)\{[^}]*\}',
                       lambda m: f'<a class="source-link" href="{self.link(m[2])}" target="_blank">{m[1]}</a>', text)
