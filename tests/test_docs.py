@@ -2,7 +2,7 @@
 
 Both checks run on a copy of the repository so that the working tree is never rewritten by a test.
 """
-import base64, html, json, os, posixpath, re, shutil, subprocess, sys, threading
+import base64, html, json, os, posixpath, re, shutil, subprocess, sys, tempfile, threading
 from functools import partial
 from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -90,6 +90,11 @@ class _Page(HTMLParser):
 def _pages(site): return {p.relative_to(site).as_posix(): _Page(p) for p in sorted(site.rglob('*.html'))}
 
 
+def test_readme_is_generated():
+    "README.md is what `python tools/docs.py` makes of `nbs/index.ipynb`: edit the notebook, then run it."
+    assert (ROOT / 'README.md').read_text() == docs.readme(), "README.md is stale: run python tools/docs.py"
+
+
 def test_site_has_a_page_per_notebook(site, repo_copy):
     "`_docs/index.html` and one page per chapter and tutorial, named as nbdev names them (`output-file`)."
     names = {p.rel.as_posix(): p.out.with_suffix('.html').as_posix()
@@ -158,8 +163,9 @@ class Chromium:
         def fds():   # the protocol pipe is fds 3 (commands in) and 4 (replies out); copies first, as either may be 3 or 4
             commands, replies = os.dup(to_chrome_r), os.dup(from_chrome_w)
             os.dup2(commands, 3); os.dup2(replies, 4)
+        self.profile = tempfile.TemporaryDirectory()   # a fresh profile: no stored theme, cache or cookies
         self.proc = subprocess.Popen([CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--remote-debugging-pipe',
-                                      '--no-first-run', '--user-data-dir=' + str(ARTEFACTS / 'chromium-profile'), 'about:blank'],
+                                      '--no-first-run', '--user-data-dir=' + self.profile.name, 'about:blank'],
                                      preexec_fn=fds, pass_fds=(3, 4),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_chrome_r); os.close(from_chrome_w)
@@ -220,6 +226,7 @@ class Chromium:
     def close(self):
         self.proc.kill(); self.proc.wait()
         os.close(self._w); os.close(self._r)
+        self.profile.cleanup()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (README's install line: apt-get install chromium)")

@@ -7,7 +7,7 @@ nbdev still processes the notebooks exactly as it would for Quarto (front matter
 pre-step does what Quarto then does with them, and Sphinx + myst-nb renders the result without executing anything.
 Either way README.md comes from the same conversion of `nbs/index.ipynb`, so it never depends on which path ran.
 """
-import json, os, re, shutil, subprocess, sys, tempfile
+import json, os, re, shutil, sys, tempfile
 from pathlib import Path
 
 import yaml
@@ -16,11 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 NBS, DOCS = ROOT / 'nbs', ROOT / '_docs'
 
 
-def write_readme():
-    "README.md is `index.ipynb` as Markdown (what CI runs is read from its Install and Test sections)."
+def readme() -> str:
+    "README.md: `index.ipynb` as Markdown (CI runs what its Install and Test sections say)."
     from nbconvert import MarkdownExporter
-    body, _ = MarkdownExporter().from_filename(str(NBS / 'index.ipynb'))
-    (ROOT / 'README.md').write_text(body)
+    return MarkdownExporter().from_filename(str(NBS / 'index.ipynb'))[0]
 
 
 def nbdev_process() -> Path:
@@ -100,12 +99,15 @@ class Page:
             if cell['cell_type'] != 'code': yield cell; continue
             tags = [t for t, opt in (('remove-input', 'echo'), ('remove-output', 'output')) if opts.get(opt) == 'false']
             cell['metadata'] = {'tags': tags} if tags else {}
-            for out in cell.get('outputs', []):
-                md = out.get('data', {}).get('text/markdown')
-                if md is not None:
-                    # `output: asis` (show_doc): the Markdown is the page; its plain-text twin is only a fallback
-                    out['data'] = {'text/markdown': self.markdown(''.join(md).lstrip('-').lstrip())}
+            cell['outputs'] = [self._output(out) for out in cell.get('outputs', [])]
             yield cell
+
+    def _output(self, out:dict) -> dict:
+        md = out.get('data', {}).get('text/markdown')
+        if md is None: return out
+        # `output: asis` (show_doc): the Markdown is the page, and its plain-text twin only a fallback; the rule that
+        # opens a show_doc entry would read as the start of front matter to MyST
+        return {**out, 'data': {'text/markdown': self.markdown(''.join(md).lstrip('-').lstrip())}}
 
     def write(self, dest:Path, extra_cells=()):
         nb = {**self.nb, 'cells': [*self.cells(), *extra_cells]}
@@ -169,7 +171,7 @@ def sphinx_build(proc:Path):
 
 def main():
     os.chdir(ROOT)   # nbdev finds its settings from the working directory
-    write_readme()
+    (ROOT / 'README.md').write_text(readme())
     if shutil.which('quarto'):
         import nbdev.quarto
         nbdev.quarto.nbdev_docs.__wrapped__()   # its own README step finds README.md up to date
