@@ -214,13 +214,15 @@ class Chromium:
             math: document.querySelectorAll('mjx-container').length,
             figures: [...document.images].filter(i => i.src.includes('/_images/') && i.complete && i.naturalWidth > 0).length,
             broken_images: [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
-            signatures: document.querySelectorAll('a.source-link').length,
+            signatures: document.querySelectorAll('a[href*="/blob/"]').length,   // show_doc's [source] links
             title: document.title}))"""
         return self.send('Runtime.evaluate', session=True, expression=probe, awaitPromise=True, returnByValue=True)['result']['value']
 
     def screenshot(self, path:Path, at:str=None):
         "The viewport as a PNG, scrolled to the first element matching the CSS selector `at` if given."
-        if at: self.send('Runtime.evaluate', session=True, expression=f"document.querySelector({at!r}).scrollIntoView()")
+        # a little above the element: the theme's header bar would hide its top
+        if at: self.send('Runtime.evaluate', session=True,
+                         expression=f"window.scrollTo(0, document.querySelector({at!r}).getBoundingClientRect().top + window.scrollY - 80)")
         path.write_bytes(base64.b64decode(self.send('Page.captureScreenshot', session=True, format='png')['data']))
 
     def close(self):
@@ -239,10 +241,12 @@ def test_pages_render_in_chromium(site):
     browser = Chromium()
     try:
         seen = {}
-        # the API chapter is shot at its first show_doc entry: the top of the page is prose
-        for page, at in (('index.html', None), ('masking.html', None), ('embed.html', 'a.source-link')):
+        # each page is shot where what it must show starts: its top, the first formula, figure or show_doc entry
+        shots = {'index.html': {'index': None}, 'masking.html': {'masking-math': 'mjx-container'},
+                 'embed.html': {'embed-figure': 'img[src*="_images/"]', 'embed-api': 'a[href*="/blob/"]'}}
+        for page, views in shots.items():
             seen[page] = browser.load(f"http://127.0.0.1:{server.server_port}/{page}")
-            browser.screenshot(ARTEFACTS / 'screenshots' / page.replace('.html', '.png'), at)
+            for name, at in views.items(): browser.screenshot(ARTEFACTS / 'screenshots' / f'{name}.png', at)
             assert browser.errors() == [], f"{page}: console errors"
             assert seen[page]['broken_images'] == [], page
     finally:
