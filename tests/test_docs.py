@@ -164,7 +164,8 @@ class Chromium:
             commands, replies = os.dup(to_chrome_r), os.dup(from_chrome_w)
             os.dup2(commands, 3); os.dup2(replies, 4)
         self.profile = tempfile.TemporaryDirectory()   # a fresh profile: no stored theme, cache or cookies
-        self.proc = subprocess.Popen([CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--remote-debugging-pipe',
+        # as root in a container: no sandbox, and no reliance on a large /dev/shm
+        self.proc = subprocess.Popen([CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--remote-debugging-pipe',
                                       '--no-first-run', '--user-data-dir=' + self.profile.name, 'about:blank'],
                                      preexec_fn=fds, pass_fds=(3, 4),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
