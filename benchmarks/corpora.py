@@ -1,8 +1,8 @@
 """Real-audio development corpora, built offline from Debian packages: an unlabelled pretraining pool and labelled dev tasks.
 
-    python benchmarks/corpora.py [--out benchmarks/results/corpora] [--tasks pool,music,drums,speech,language] [--pool_hours 10]
+    python benchmarks/corpora.py [--out benchmarks/results/corpora] [--tasks pool,music,drums,speech,language] [--pool-hours 10]
 
-Needs these Debian packages (`--pool-hours` works as well as `--pool_hours`):
+Needs these Debian packages (flags may be spelled with dashes or underscores, `--pool-hours` or `--pool_hours`):
 
     apt-get install -y fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont-small \\
         avldrums.lv2-soundfont hedgewars-data tuxpaint-stamps-default klettres-data ktuberling-data fillets-ng-data \\
@@ -14,7 +14,7 @@ written is a 32 kHz mono 16-bit WAV. Sources are decoded with `audiojepa.audio.l
 not audio, truncated, silent, too short) is listed in ROOT/skipped.csv (task, source, reason) and never stops the build.
 
 Layout (ROOT = --out; a task's folder is replaced whole when that task is rebuilt):
-- `pool/<source>/<name>_<k>.wav`: the unlabelled pretraining pool, about `--pool_hours` hours. Sources: the audio
+- `pool/<source>/<name>_<k>.wav`: the unlabelled pretraining pool, about `--pool-hours` hours. Sources: the audio
   files of tuxpaint-stamps-default, klettres-data, ktuberling-data, hedgewars-data, fillets-ng-data(-cs, -nl),
   colobot-common-sounds, supertux-data, lincity-ng-data, minetest-data, warzone2100-data (the .ogg files inside
   base.wz) and sonic-pi-samples, cut into 10 s pieces (piece k of recording <name>; a trailing piece under 1 s is

@@ -1,8 +1,8 @@
 """Does pretraining learn? Probe the encoder along a pretraining run and compare it with its own random init.
 
     python benchmarks/learning.py                                   # defaults: 15 min of pretraining on the pool
-    python benchmarks/learning.py --budget_minutes 5 --tasks drums,speech
-    python benchmarks/learning.py --max_steps 300 --probe_every 100 model.preset=small schedule.lr=5e-4
+    python benchmarks/learning.py --budget-minutes 5 --tasks drums,speech
+    python benchmarks/learning.py --max-steps 300 --probe-every 100 model.preset=small schedule.lr=5e-4
     python benchmarks/learning.py --config configs/tiny_cpu.yaml masking.name=multiblock
 
 Data: `--corpora` as `benchmarks/corpora.py` builds it: `pool/**.wav` (unlabelled, pretraining) and one folder per dev
@@ -12,12 +12,12 @@ What it does:
 1. The run's config: the library's defaults (`TrainConfig()`), then `--config FILE`, then the dotted `KEY=VALUE`
    overrides exactly as `audiojepa-pretrain` takes them; `data.spec` is the pool (an override may change it).
 2. Budget -> steps. The cosine schedules need `schedule.max_steps` up front, so a short calibration run (the same
-   config, `--calibration_steps` steps, in a scratch folder that is deleted afterwards) measures the steady
+   config, `--calibration-steps` steps, in a scratch folder that is deleted afterwards) measures the steady
    rate r (steps/s, from the `seconds` column of metrics.csv, start-up left out) and the cost o of one
    invocation (start-up + final checkpoint = wall time - steps / r). Then max_steps is the largest S with
    S <= r * (budget - o * segments(S)), segments(S) = ceil(S / probe_every) invocations (8 by default).
-   `--max_steps N` (or a `schedule.max_steps=N` override) skips the calibration.
-3. Baselines, once: `--random_seeds` random inits of the run's encoder architecture (`model.preset` + `model.encoder`
+   `--max-steps N` (or a `schedule.max_steps=N` override) skips the calibration.
+3. Baselines, once: `--random-seeds` random inits of the run's encoder architecture (`model.preset` + `model.encoder`
    changes) and front end, from `audiojepa.embed.random_encoder` (a seed stream that is never a pretraining seed),
    reported as mean ± sd and the best seed; and the log-mel front end itself (mean+std pooling).
 4. Step 0 (the run's own init) is probed, then pretraining runs in segments: `run.stop_at` = the next probe step, each
@@ -184,7 +184,7 @@ def read_metrics(run_dir:Path) -> list[dict]:
 
 def steady_rate(rows:list[dict]) -> float:
     "Steps per second between the first and the last logged row (the start-up before the first row left out)."
-    if len(rows) < 2: raise ValueError("calibration logged fewer than 2 rows of metrics.csv; raise --calibration_steps")
+    if len(rows) < 2: raise ValueError("calibration logged fewer than 2 rows of metrics.csv; raise --calibration-steps")
     (s0, t0), (s1, t1) = (rows[0]['step'], rows[0]['seconds']), (rows[-1]['step'], rows[-1]['seconds'])
     if s1 <= s0 or t1 <= t0: raise ValueError(f"cannot measure a rate from steps {s0}->{s1}, seconds {t0}->{t1}")
     return (s1 - s0) / (t1 - t0)
@@ -431,7 +431,7 @@ def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpo
         calibration.update(budget_seconds=budget_minutes * 60, max_steps=fixed)
         print(f"calibration: {calibration['steps_per_second']:.2f} steps/s, {calibration['overhead_seconds']:.1f} s per "
               f"invocation -> max_steps {fixed} for {budget_minutes:g} min", flush=True)
-        if fixed < 1: raise SystemExit("learning.py: error: the budget does not cover one step; raise --budget_minutes")
+        if fixed < 1: raise SystemExit("learning.py: error: the budget does not cover one step; raise --budget-minutes")
     cfg = replace(cfg, schedule=replace(cfg.schedule, max_steps=fixed))
     steps = probe_schedule(fixed, probe_every)
 

@@ -5,7 +5,7 @@ The reference step is written here the way a first implementation would be: expl
 (q·kᵀ → softmax → ·v), a Python loop over parameters for the EMA, and the full-length target encoding run twice
 (once for the loss, once more for the diagnostics), and PyTorch's default AdamW (`torch.optim.AdamW(params)`, which
 on CPU loops over parameters). The optimised step is what `audiojepa.train` runs: fused attention, foreach EMA,
-one target pass, fused AdamW. `--reference_optimizer fused` gives the reference the same fused AdamW, which isolates
+one target pass, fused AdamW. `--reference-optimizer fused` gives the reference the same fused AdamW, which isolates
 the JEPA-specific savings. Same modules, same sizes; the two are timed in alternating rounds so that load from other
 processes hits both alike.
 
@@ -17,8 +17,8 @@ stable comparison.
 
     python benchmarks/step.py                          # tiny, small, base on CPU (and bf16 on a GPU if one is there)
     python benchmarks/step.py --presets tiny --threads 2 --out benchmarks/results/step.json
-    python benchmarks/step.py --reference_optimizer fused   # the same fused AdamW in both steps
-    python benchmarks/step.py --cpu_dtypes fp32,bf16   # also both steps under CPU bf16 autocast
+    python benchmarks/step.py --reference-optimizer fused   # the same fused AdamW in both steps
+    python benchmarks/step.py --cpu-dtypes fp32,bf16   # also both steps under CPU bf16 autocast
 """
 import json, platform, statistics, time, types
 from pathlib import Path
