@@ -353,7 +353,8 @@ class FolderSource(MapSource):
 def _split_labels(value) -> list[str]:
     if value is None: return []
     if isinstance(value, (list, tuple)): return [str(v).strip() for v in value if str(v).strip()]
-    return [s.strip() for s in str(value).split(',') if s.strip()]
+    # AudioSet MIDs contain neither separator: a manifest may list them with ',' or ';'
+    return [s.strip() for s in str(value).replace(';', ',').split(',') if s.strip()]
 
 def read_manifest(path:str|Path, # a .csv or .jsonl manifest
                  ) -> list[tuple[int, str, list[str]|None]]: # (line number, path as written, label names or None)
