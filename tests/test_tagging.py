@@ -189,3 +189,26 @@ def test_gpu_recipes_are_valid_configs(name):
     cfg = tag_config(yaml.safe_load((ROOT / 'configs' / f'{name}.yaml').read_text()))
     assert cfg.clip_seconds == 10.0 and cfg.max_steps >= 100000
     assert cfg.sampler == ('weighted' if cfg.model == 'passt' else 'balanced')
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_auto_finishes(data, tmp_path):
+    "SIGTERM finishes the step and seals a checkpoint (exit 143); `--resume auto` then completes the run and its report."
+    import signal, time
+    args = ['--model', 'cnn6', '--train', str(data / 'train.csv'), '--out', str(tmp_path / 'run'), '--classes',
+            str(data / 'classes.csv'), '--ontology', str(data / 'ontology.json'), '--batch-size', '2', '--clip-seconds', '1',
+            '--max-steps', '400', 'model_options={width: 0.125}', 'log_every=1', 'progress=false']
+    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
+    proc = subprocess.Popen([sys.executable, '-m', 'audiojepa.tagging', *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / 'run' / 'metrics.csv'
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) > 2): time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and 'stopped by SIGTERM' in out, err[-2000:]
+    done = list((tmp_path / 'run' / 'checkpoints').glob('step_*/complete.json'))
+    assert len(done) == 1
+    step = int(done[0].parent.name.split('_')[1])
+    assert 0 < step < 400
+    r = run_cli(*args[:-5], '--max-steps', str(step + 2), '--resume', 'auto', 'model_options={width: 0.125}', 'progress=false', cwd=tmp_path)
+    assert r.returncode == 0 and f'trained step {step + 2}/{step + 2}' in r.stdout, r.stderr[-2000:]
