@@ -182,11 +182,11 @@ def test_cli_nothing_usable_is_one_clear_error(data, tmp_path):
     assert 'Traceback' not in r.stderr
 
 
-@pytest.mark.parametrize('name', ['tag_cnn6', 'tag_convnext_femto', 'tag_passt', 'tag_encoder'])
+@pytest.mark.parametrize('name', ['cnn6', 'convnext_femto', 'passt', 'encoder'])
 def test_gpu_recipes_are_valid_configs(name):
-    "configs/tag_*.yaml hold only TagConfig keys, and the model's public recipe stays their base."
+    "configs/tagging/*.yaml hold only TagConfig keys, and the model's public recipe stays their base."
     import yaml
-    cfg = tag_config(yaml.safe_load((ROOT / 'configs' / f'{name}.yaml').read_text()))
+    cfg = tag_config(yaml.safe_load((ROOT / 'configs' / 'tagging' / f'{name}.yaml').read_text()))
     assert cfg.clip_seconds == 10.0 and cfg.max_steps >= 100000
     assert cfg.sampler == ('weighted' if cfg.model == 'passt' else 'balanced')
 
