@@ -212,3 +212,11 @@ def test_sigterm_saves_a_checkpoint_and_resume_auto_finishes(data, tmp_path):
     assert 0 < step < 400
     r = run_cli(*args[:-5], '--max-steps', str(step + 2), '--resume', 'auto', 'model_options={width: 0.125}', 'progress=false', cwd=tmp_path)
     assert r.returncode == 0 and f'trained step {step + 2}/{step + 2}' in r.stdout, r.stderr[-2000:]
+
+
+def test_published_passt_builds_offline():
+    "hear21passt's passt_deit_bd_p16_384 (DeiT-B shaped, distilled) builds without weights and tags a clip."
+    torch.manual_seed(0)
+    net = build_tagger('passt', 527, {}, clip_seconds=1.0).eval()
+    assert 85e6 < sum(p.numel() for p in net.parameters()) < 88e6
+    with torch.no_grad(): assert net(torch.randn(1, RATE)).shape == (1, 527)
