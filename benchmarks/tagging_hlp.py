@@ -167,6 +167,7 @@ def main(out:str='benchmarks/results/tagging_hlp', # results folder (rendered da
          seed:int=0,
          models:str='cnn6,convnext_femto,passt_small', # comma-separated keys of RUNS
          threads:int=2,
+         steps:float=1.0, # multiplies every run's max_steps (and warm-up)
          quick:store_true=False): # a smoke test: tiny data, a few steps
     "Render the instrument mixtures, train each model with and without HLP, write results.json and results.png."
     t_start = time.time()
@@ -193,6 +194,7 @@ def main(out:str='benchmarks/results/tagging_hlp', # results folder (rendered da
     n_params_of = {}
     for key in models.split(','):
         model, options, changes = RUNS[key]
+        changes = {k: round(v * steps) if k in ('max_steps', 'warmup_steps') else v for k, v in changes.items()}
         n_params_of[key] = sum(p.numel() for p in build_tagger(model, len(vocab), options, CLIP_SECONDS).parameters())
         for mode in ('none', 'train'):
             run_dir = out / 'runs' / f'{key}_{mode}'
