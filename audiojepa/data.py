@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['log', 'SYNTH_FAMILIES', 'AUDIO_EXTENSIONS', 'AUDIOSET_URLS', 'NoAudioError', 'skip_item', 'write_skipped_csv',
            'SkipLog', 'mixed_seed', 'ClipSource', 'MapSource', 'SyntheticSounds', 'find_audio_files', 'FolderSource',
-           'read_manifest', 'ManifestSource', 'audioset_file', 'read_class_labels', 'read_audioset_segments',
-           'HDF5Source', 'AudioSetSource', 'distributed_rank', 'reader_slot', 'StreamSource', 'expand_urls',
-           'WebDatasetSource', 'HFSource', 'HFStreamSource', 'is_shard_spec', 'open_source', 'collate', 'Loader',
-           'make_loader', 'check_readable']
+           'read_manifest', 'ManifestSource', 'audioset_file', 'read_class_labels', 'audioset_segment_rows',
+           'read_audioset_segments', 'HDF5Source', 'AudioSetSource', 'distributed_rank', 'reader_slot', 'StreamSource',
+           'expand_urls', 'WebDatasetSource', 'HFSource', 'HFStreamSource', 'is_shard_spec', 'open_source', 'collate',
+           'Loader', 'make_loader', 'check_readable']
 
 # %% ../nbs/01_data.ipynb #8172fd35
 import copy
@@ -353,7 +353,8 @@ class FolderSource(MapSource):
 def _split_labels(value) -> list[str]:
     if value is None: return []
     if isinstance(value, (list, tuple)): return [str(v).strip() for v in value if str(v).strip()]
-    return [s.strip() for s in str(value).split(',') if s.strip()]
+    # AudioSet MIDs contain neither separator: a manifest may list them with ',' or ';'
+    return [s.strip() for s in str(value).replace(';', ',').split(',') if s.strip()]
 
 def read_manifest(path:str|Path, # a .csv or .jsonl manifest
                  ) -> list[tuple[int, str, list[str]|None]]: # (line number, path as written, label names or None)
@@ -424,29 +425,47 @@ def audioset_file(name:str, # a key of `AUDIOSET_URLS`, e.g. 'class_labels_indic
     partial.replace(path)
     return path
 
-def read_class_labels(path:str|Path, # class_labels_indices.csv
+def read_class_labels(path:str|Path, # class_labels_indices.csv, or any class list with a `mid` column
                      ) -> tuple[list[str], list[str]]: # (mids in index order, display names)
-    "The label ids (`/m/09x0r`...) and display names of `class_labels_indices.csv`."
-    with open(path, newline='') as f: rows = list(csv.DictReader(f))
-    if not rows or not {'index', 'mid', 'display_name'} <= set(rows[0]):
-        raise ValueError(f"{path}: expected columns index,mid,display_name")
-    rows.sort(key=lambda r: int(r['index']))
-    return [r['mid'] for r in rows], [r['display_name'] for r in rows]
+    "The MIDs and display names of a class list: a `mid` column, optional `index` (ordering the rows) and `display_name`."
+    with open(path, newline='', encoding='utf-8') as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or 'mid' not in reader.fieldnames:
+            raise ValueError(f"{path}: expected a header with a 'mid' column (AudioSet: index,mid,display_name)")
+        rows = [(reader.line_num, r) for r in reader]
+    def position(line, row):
+        try: return int(row['index']) if 'index' in row else line
+        except (TypeError, ValueError): raise ValueError(f"{path}:{line}: index {row['index']!r} is not an integer") from None
+    rows.sort(key=lambda lr: position(*lr))
+    if 'index' in reader.fieldnames and [position(*lr) for lr in rows] != list(range(len(rows))):
+        raise ValueError(f'{path}: the index column must number the classes 0..{len(rows) - 1}')
+    for line, r in rows:
+        if not r['mid']: raise ValueError(f'{path}:{line}: empty mid')
+    return [r['mid'] for _, r in rows], [r.get('display_name') or r['mid'] for _, r in rows]
+
+def audioset_segment_rows(path:str|Path, # a segments CSV: `#` header lines, then `YTID, start_seconds, end_seconds, "mid,mid,..."`
+                         ) -> Iterator[tuple[int, str, str, str, list[str]]]: # (line, YTID, start text, end text, MIDs)
+    "The rows of an AudioSet segments CSV as written; a row without 4 fields is an error naming `path:line`."
+    with open(path, newline='', encoding='utf-8') as f:
+        reader = csv.reader(f, skipinitialspace=True)
+        for fields in reader:
+            if not fields or fields[0].startswith('#'): continue
+            if len(fields) != 4:
+                raise ValueError(f'{path}:{reader.line_num}: expected 4 fields (YTID, start_seconds, end_seconds, '
+                                 f'"positive_labels"), got {len(fields)}: {",".join(fields)[:120]}')
+            yield reader.line_num, fields[0], fields[1], fields[2], _split_labels(fields[3])
 
 def read_audioset_segments(path:str|Path, # a segments CSV (balanced_train_segments.csv, ...)
                            classes:Sequence[str], # label ids (mids) in target order, from `read_class_labels`
                           ) -> list[tuple[str, float, float, list[int]]]: # (YTID, start s, end s, class indices)
     "Rows of an AudioSet segments CSV; a malformed row or an unknown label id is an error naming the line."
     index, rows = {c: i for i, c in enumerate(classes)}, []
-    with open(path, newline='') as f:
-        for lineno, line in enumerate(f, 1):
-            if line.startswith('#') or not line.strip(): continue
-            fields = next(csv.reader([line], skipinitialspace=True))
-            if len(fields) != 4: raise ValueError(f"{path} line {lineno}: expected 4 fields, got {len(fields)}")
-            try: start, end = float(fields[1]), float(fields[2])
-            except ValueError: raise ValueError(f"{path} line {lineno}: start/end are not numbers") from None
-            rows.append((fields[0], start, end, _label_indices(_split_labels(fields[3]), index, f"{path} line {lineno}")))
+    for lineno, ytid, start, end, mids in audioset_segment_rows(path):
+        try: start_s, end_s = float(start), float(end)
+        except ValueError: raise ValueError(f"{path} line {lineno}: start/end are not numbers") from None
+        rows.append((ytid, start_s, end_s, _label_indices(mids, index, f"{path} line {lineno}")))
     return rows
+
 
 # %% ../nbs/01_data.ipynb #c0ba3044
 class _PannsHDF5:

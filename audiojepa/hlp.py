@@ -5,7 +5,6 @@
 # %% ../nbs/06_hlp.ipynb #d59dfcba
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from collections import deque
@@ -19,6 +18,7 @@ import torch
 from fastcore.basics import patch
 
 from .cli import dashed_call_parse
+from .data import audioset_segment_rows, read_class_labels
 
 # %% auto #0
 __all__ = ['POLICIES', 'OntologyError', 'OntologyNode', 'Ontology', 'Vocabulary', 'propagation_matrix', 'HLP', 'read_segments',
@@ -234,20 +234,7 @@ class Vocabulary:
     @classmethod
     def from_csv(cls, path:str|Path): # AudioSet's `class_labels_indices.csv`: columns `index,mid,display_name`
         "Read a class list with a `mid` column (and optional `index` and `display_name`), ordered by `index`."
-        with open(path, newline='', encoding='utf-8') as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or 'mid' not in reader.fieldnames:
-                raise ValueError(f"{path}: expected a header with a 'mid' column (AudioSet: index,mid,display_name)")
-            rows = [(reader.line_num, r) for r in reader]
-        def position(line, row):
-            try: return int(row['index']) if 'index' in row else line
-            except (TypeError, ValueError): raise ValueError(f"{path}:{line}: index {row['index']!r} is not an integer") from None
-        rows.sort(key=lambda lr: position(*lr))
-        if 'index' in reader.fieldnames and [position(*lr) for lr in rows] != list(range(len(rows))):
-            raise ValueError(f'{path}: the index column must number the classes 0..{len(rows) - 1}')
-        for line, r in rows:
-            if not r['mid']: raise ValueError(f'{path}:{line}: empty mid')
-        return cls([r['mid'] for _, r in rows], [r.get('display_name') or r['mid'] for _, r in rows])
+        return cls(*read_class_labels(path))   # the data chapter's one parser of class lists
 
 # %% ../nbs/06_hlp.ipynb #08afef91
 POLICIES = ('paper', 'single-parent', 'all-ancestors')
@@ -400,20 +387,15 @@ def read_segments(segments_csv:str|Path, # `YTID, start_seconds, end_seconds, "m
     vocab = _as_vocabulary(class_labels_csv)
     column = {m: j for j, m in enumerate(vocab.mids)}
     ytids, times, rows, cols, unknown = [], [], [], [], []
-    with open(segments_csv, newline='', encoding='utf-8') as f:
-        reader = csv.reader(f, skipinitialspace=True)
-        for fields in reader:
-            if not fields or fields[0].startswith('#'): continue
-            if len(fields) != 4:
-                raise ValueError(f'{segments_csv}:{reader.line_num}: expected 4 fields (YTID, start_seconds, end_seconds, '
-                                 f'"positive_labels"), got {len(fields)}: {",".join(fields)[:120]}')
-            for mid in filter(None, (m.strip() for m in fields[3].split(','))):
-                if mid in column:
-                    rows.append(len(ytids))
-                    cols.append(column[mid])
-                else: unknown.append(f'{mid} on line {reader.line_num}')
-            ytids.append(fields[0])
-            times.append((fields[1], fields[2]))
+    # the data chapter's one parser of the format; unknown MIDs are gathered here to name them all at once
+    for line, ytid, start, end, mids in audioset_segment_rows(segments_csv):
+        for mid in mids:
+            if mid in column:
+                rows.append(len(ytids))
+                cols.append(column[mid])
+            else: unknown.append(f'{mid} on line {line}')
+        ytids.append(ytid)
+        times.append((start, end))
     if unknown:
         raise ValueError(f'{segments_csv}: {len(unknown)} unknown MIDs (not in the class list): {"; ".join(unknown[:10])}'
                          + ('; ...' if len(unknown) > 10 else ''))

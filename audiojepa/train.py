@@ -450,19 +450,20 @@ METRICS = ('step', 'epoch', 'loss', 'lr', 'weight_decay', 'ema', 'grad_norm', 'c
 
 class MetricsLog:
     "metrics.csv of a run, one row per logged step; rows after `resume_step` from an earlier invocation are dropped."
-    def __init__(self, path, resume_step:int|None=None):
-        self.path = Path(path)
+    def __init__(self, path, resume_step:int|None=None,
+                 columns:typing.Sequence[str]=METRICS): # the columns (the tagging loop logs fewer)
+        self.path, self.columns = Path(path), tuple(columns)
         kept = []
         if resume_step is not None and self.path.is_file():
             with open(self.path, newline='') as f: kept = [r for r in csv.DictReader(f) if int(r['step']) <= resume_step]
         tmp = self.path.with_name(self.path.name + '.tmp')   # a run killed while rewriting keeps the old file
         with open(tmp, 'w', newline='') as f:
-            writer = csv.DictWriter(f, METRICS)
+            writer = csv.DictWriter(f, self.columns)
             writer.writeheader(); writer.writerows(kept)
         os.replace(tmp, self.path)
 
     def write(self, row:dict):
-        with open(self.path, 'a', newline='') as f: csv.DictWriter(f, METRICS, extrasaction='ignore').writerow(row)
+        with open(self.path, 'a', newline='') as f: csv.DictWriter(f, self.columns, extrasaction='ignore').writerow(row)
 
     def read(self) -> list[dict]:
         "The rows so far, numbers as floats."

@@ -1,0 +1,222 @@
+"Integration tests of audiojepa.tagging: every model trains and overfits, HLP in the loop, metrics, exact resume, the command line."
+import json, os, subprocess, sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+import audiojepa.tagging as tagging
+from audiojepa.audio import FrontendConfig
+from audiojepa.hlp import HLP, Ontology, Vocabulary
+from audiojepa.models import ViTEncoder, preset, save_encoder
+from audiojepa.tagging import (build_tagger, hlp_evaluation, tag_config, tagging_metrics, train_tagger)
+
+torch.set_num_threads(1)
+RATE = 32000
+ROOT = Path(__file__).resolve().parents[1]
+# Music > Musical instrument > Keyboard (musical) > Piano, and Musical instrument > Bowed string instrument > Violin
+TREE = [('/m/04rlf', 'Music', ['/m/04szw']), ('/m/04szw', 'Musical instrument', ['/m/05148p4', '/m/0l14_3']),
+        ('/m/05148p4', 'Keyboard (musical)', ['/m/05r5c']), ('/m/05r5c', 'Piano', []),
+        ('/m/0l14_3', 'Bowed string instrument', ['/m/07y_7']), ('/m/07y_7', 'Violin, fiddle', [])]
+PIANO, VIOLIN, KEYBOARD = '/m/05r5c', '/m/07y_7', '/m/05148p4'
+
+
+def tone(freq, seconds, seed):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.normal(size=len(t))).astype(np.float32)
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    "Piano clips are low tones, violin clips high ones; parents given in some clips only, as in AudioSet."
+    root = tmp_path_factory.mktemp('tagdata')
+    (root / 'ontology.json').write_text(json.dumps([{'id': i, 'name': n, 'child_ids': c} for i, n, c in TREE]))
+    (root / 'classes.csv').write_text('index,mid,display_name\n' + ''.join(f'{j},{i},"{n}"\n' for j, (i, n, _) in enumerate(TREE)))
+    rows = []
+    for k in range(8):
+        piano = k % 2 == 0
+        sf.write(root / f'c{k}.wav', tone(220 if piano else 1760, 1.0, k), RATE)
+        labels = [PIANO if piano else VIOLIN] + ([KEYBOARD] if piano and k % 4 == 0 else [])
+        rows.append(f"c{k}.wav,{';'.join(labels)}")
+    (root / 'train.csv').write_text('path,labels\n' + '\n'.join(rows) + '\n')
+    sf.write(root / 'long.wav', np.concatenate([tone(220, 1.0, 50), tone(220, 1.5, 51)]), RATE)   # two windows and a half
+    (root / 'test.csv').write_text('path,labels\nc0.wav,/m/05r5c\nc1.wav,/m/07y_7;/m/0unknown\nlong.wav,/m/05r5c\n')
+    return root
+
+
+def config(data, out, **changes):
+    return tag_config({'train': str(data / 'train.csv'), 'classes': str(data / 'classes.csv'),
+                       'ontology': str(data / 'ontology.json'), 'batch_size': 4, 'clip_seconds': 1.0,
+                       'out': str(out), 'progress': False, 'log_every': 1, **changes})
+
+
+# SpecAugment off: a stripe over a pure tone's bin would hide the only thing there is to learn
+MODELS = [('cnn6', {'width': 0.125, 'spec_augment': False}, 1.0), ('convnext_femto', {'spec_augment': False}, 2.0),
+          ('passt', {'arch': 'small', 'embed_dim': 64, 'depth': 1, 'num_heads': 2, 'spec_augment': False}, 1.0)]
+
+
+@pytest.mark.parametrize('model,options,seconds', MODELS, ids=[m[0] for m in MODELS])
+def test_each_model_overfits_a_tiny_batch(model, options, seconds):
+    "Sixty Adam steps on the same four clips (dropout on) bring every architecture's training loss well down."
+    torch.manual_seed(0)
+    net = build_tagger(model, 3, options, clip_seconds=seconds).train()
+    x = torch.stack([torch.from_numpy(tone(f, seconds, i)) for i, f in enumerate((220, 440, 880, 1760))])
+    y = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1]], dtype=torch.float)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(60):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x), y)
+        opt.zero_grad(); loss.backward(); opt.step(); losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.6 * losses[0], losses[::10]
+
+
+def test_encoder_model_trains_its_head_only(data, tmp_path):
+    "encoder:DIR: a linear head on a frozen export; one step of the loop changes the head and nothing else."
+    torch.manual_seed(0)
+    enc = ViTEncoder(replace(preset('tiny')['encoder'], max_frames=64))
+    export = save_encoder(tmp_path / 'enc', enc, FrontendConfig(clip_seconds=64 * 625 / 32000, num_frames=64))
+    res = train_tagger(config(data, tmp_path / 'run', model=f'encoder:{export}', max_steps=1))
+    state = load_file(next((tmp_path / 'run' / 'checkpoints').glob('step_*/model.safetensors')))
+    assert res.step == 1 and {k.split('.')[0] for k in state} == {'embedder', 'head'}
+    before = {k: v for k, v in enc.state_dict().items()}
+    for k, v in state.items():
+        if k.startswith('embedder.encoder.'): torch.testing.assert_close(v, before[k[len('embedder.encoder.'):]])
+
+
+def test_hlp_targets_are_the_propagated_labels(data, tmp_path, monkeypatch):
+    "With hlp='train' (mixup off) the loss sees exactly HLP.propagate of each batch's labels; with 'none' the labels."
+    seen = []
+    real = tagging.F.binary_cross_entropy_with_logits
+    monkeypatch.setattr(tagging.F, 'binary_cross_entropy_with_logits', lambda x, y: seen.append(y.clone()) or real(x, y))
+    onto = Ontology.from_json(data / 'ontology.json')
+    hlp = HLP.from_ontology(onto, Vocabulary.from_csv(data / 'classes.csv'))
+    raw = tagging.LabelledClips(tagging.open_source(data / 'train.csv'), hlp.vocab).targets
+    for mode in ('none', 'train'):
+        seen.clear()
+        train_tagger(config(data, tmp_path / mode, model='cnn6', model_options={'width': 0.125}, hlp=mode, mixup=0,
+                            sampler='random', batch_size=8, max_steps=1))
+        got = seen[0].numpy().astype(bool)
+        rows = {tuple(r) for r in got}
+        want = hlp.propagate(raw) if mode == 'train' else raw
+        assert rows == {tuple(r) for r in want}
+        if mode == 'train': assert got[:, 0].all()   # every clip is Music after propagation
+
+
+def test_metrics_match_sklearn():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    from scipy.stats import norm
+    rng = np.random.default_rng(0)
+    y = rng.random((60, 5)) < 0.3
+    s = rng.random((60, 5)) + y * 0.5
+    m = tagging_metrics(s, y)
+    ap = [average_precision_score(y[:, c], s[:, c]) for c in range(5)]
+    auc = np.mean([roc_auc_score(y[:, c], s[:, c]) for c in range(5)])
+    np.testing.assert_allclose([m['per_class'][str(c)] for c in range(5)], ap)
+    np.testing.assert_allclose([m['map'], m['auc'], m['d_prime']], [np.mean(ap), auc, np.sqrt(2) * norm.ppf(auc)])
+
+
+def test_hlp_evaluation_lists_changed_classes(data):
+    onto = Ontology.from_json(data / 'ontology.json')
+    hlp = HLP.from_ontology(onto, Vocabulary.from_csv(data / 'classes.csv'))
+    y = np.zeros((4, 6), bool); y[[0, 1], 3] = True; y[[2, 3], 5] = True; y[0, 2] = True
+    s = np.random.default_rng(0).random((4, 6))
+    r = hlp_evaluation(s, y, hlp)
+    assert set(r['hlp_changed_classes']) == {'Music', 'Musical instrument', 'Keyboard (musical)', 'Bowed string instrument'}
+    kb = r['hlp_changed_classes']['Keyboard (musical)']
+    assert (kb['positives'], kb['positives_propagated']) == (1, 2)
+    assert kb['ap_difference'] == pytest.approx(r['per_class_propagated']['Keyboard (musical)'] - r['per_class']['Keyboard (musical)'])
+    np.testing.assert_allclose(r['map_propagated'], tagging_metrics(s, hlp.propagate(y), hlp.vocab.names)['map'])
+
+
+def test_resume_is_exact(data, tmp_path):
+    "Stopped at step 2 and resumed, a run ends bit-identical to one that never stopped (mixup, SpecAugment, dropout on)."
+    changes = dict(model='cnn6', model_options={'width': 0.125}, hlp='train', max_steps=4, checkpoint_every=2)
+    train_tagger(config(data, tmp_path / 'straight', **changes))
+    train_tagger(config(data, tmp_path / 'resumed', stop_at=2, **changes))
+    cfg, ckpt = tagging.resolve_tag_config(flags={'out': str(tmp_path / 'resumed')}, resume='auto')
+    assert ckpt.name == 'step_000002'
+    train_tagger(cfg, ckpt)
+    a = load_file(tmp_path / 'straight' / 'checkpoints' / 'step_000004' / 'model.safetensors')
+    b = load_file(tmp_path / 'resumed' / 'checkpoints' / 'step_000004' / 'model.safetensors')
+    for k in a: assert torch.equal(a[k], b[k]), k
+    la = [r['loss'] for r in tagging.MetricsLog(tmp_path / 'straight' / 'metrics.csv', 4, tagging.TAG_METRICS).read()]
+    lb = [r['loss'] for r in tagging.MetricsLog(tmp_path / 'resumed' / 'metrics.csv', 4, tagging.TAG_METRICS).read()]
+    assert la == lb and len(la) == 4
+
+
+def run_cli(*args, cwd):
+    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
+    return subprocess.run([sys.executable, '-m', 'audiojepa.tagging', *args], capture_output=True, text=True, cwd=cwd, env=env)
+
+
+def test_cli_report_and_bad_input(data, tmp_path):
+    "`python -m audiojepa.tagging`: bad clips skipped with one reason each and listed; report.json on both label sets."
+    (data / 'bad.wav').write_bytes(b'not audio')
+    rows = [l.split(',', 1) for l in (data / 'train.csv').read_text().splitlines()[1:]]
+    (tmp_path / 'train.csv').write_text('path,labels\n' + ''.join(f'{data / p},{l}\n' for p, l in rows) +
+                                        f'{data}/bad.wav,/m/05r5c\n{data}/c0.wav,/m/0unknown\n{data}/c1.wav,\n')
+    r = run_cli('--model', 'cnn6', '--train', str(tmp_path / 'train.csv'), '--test', str(data / 'test.csv'), '--hlp', 'train',
+                '--out', str(tmp_path / 'run'), '--classes', str(data / 'classes.csv'), '--ontology', str(data / 'ontology.json'),
+                '--max-steps', '8', '--batch-size', '4', '--clip-seconds', '1', 'model_options={width: 0.125}',
+                'sampler=random', 'progress=false', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'unknown MID /m/0unknown' in r.stderr and 'no labels' in r.stderr
+    assert '/m/0unknown' in r.stderr and 'not classes of the model' in r.stderr   # the test clip keeps its known label
+    skipped = (tmp_path / 'run' / 'skipped.csv').read_text()
+    assert all(s in skipped for s in ('bad.wav', 'unknown MID', 'no labels'))
+    rep = json.loads((tmp_path / 'run' / 'report.json').read_text())
+    assert {'map', 'map_propagated', 'd_prime', 'per_class'} <= set(rep) and rep['clips'] == 3
+    assert set(rep['hlp_changed_classes']) >= {'Music', 'Keyboard (musical)'}
+
+
+def test_cli_nothing_usable_is_one_clear_error(data, tmp_path):
+    (tmp_path / 'train.csv').write_text(f'path,labels\n{data}/c0.wav,/m/0unknown\n{data}/c1.wav,\n')
+    r = run_cli('--model', 'cnn6', '--train', str(tmp_path / 'train.csv'), '--out', str(tmp_path / 'run'),
+                '--classes', str(data / 'classes.csv'), cwd=tmp_path)
+    assert r.returncode == 2 and 'audiojepa-tag: error: no usable clip in 2' in r.stderr, r.stderr[-1000:]
+    assert 'Traceback' not in r.stderr
+
+
+@pytest.mark.parametrize('name', ['cnn6', 'convnext_femto', 'passt', 'encoder'])
+def test_gpu_recipes_are_valid_configs(name):
+    "configs/tagging/*.yaml hold only TagConfig keys, and the model's public recipe stays their base."
+    import yaml
+    cfg = tag_config(yaml.safe_load((ROOT / 'configs' / 'tagging' / f'{name}.yaml').read_text()))
+    assert cfg.clip_seconds == 10.0 and cfg.max_steps >= 100000
+    assert cfg.sampler == ('weighted' if cfg.model == 'passt' else 'balanced')
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_auto_finishes(data, tmp_path):
+    "SIGTERM finishes the step and seals a checkpoint (exit 143); `--resume auto` then completes the run and its report."
+    import signal, time
+    args = ['--model', 'cnn6', '--train', str(data / 'train.csv'), '--out', str(tmp_path / 'run'), '--classes',
+            str(data / 'classes.csv'), '--ontology', str(data / 'ontology.json'), '--batch-size', '2', '--clip-seconds', '1',
+            '--max-steps', '400', 'model_options={width: 0.125}', 'log_every=1', 'progress=false']
+    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
+    proc = subprocess.Popen([sys.executable, '-m', 'audiojepa.tagging', *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / 'run' / 'metrics.csv'
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) > 2): time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and 'stopped by SIGTERM' in out, err[-2000:]
+    done = list((tmp_path / 'run' / 'checkpoints').glob('step_*/complete.json'))
+    assert len(done) == 1
+    step = int(done[0].parent.name.split('_')[1])
+    assert 0 < step < 400
+    r = run_cli(*args[:-5], '--max-steps', str(step + 2), '--resume', 'auto', 'model_options={width: 0.125}', 'progress=false', cwd=tmp_path)
+    assert r.returncode == 0 and f'trained step {step + 2}/{step + 2}' in r.stdout, r.stderr[-2000:]
+
+
+def test_published_passt_builds_offline():
+    "hear21passt's passt_deit_bd_p16_384 (DeiT-B shaped, distilled) builds without weights and tags a clip."
+    torch.manual_seed(0)
+    net = build_tagger('passt', 527, {}, clip_seconds=1.0).eval()
+    assert 85e6 < sum(p.numel() for p in net.parameters()) < 88e6
+    with torch.no_grad(): assert net(torch.randn(1, RATE)).shape == (1, 527)
