@@ -27,7 +27,7 @@ from .metrics.d_prime.d_prime import auc_to_d_prime, roc_auc
 from .metrics.mean_average_precision.mean_average_precision import average_precision
 from .train import (MARKER, ConfigError, MetricsLog, PretrainError, _StopSignals, _step_dirs, _step_of,
                              config_from_dict, config_to_dict, disk_errors, find_checkpoint, prepare_tmp,
-                             resume_checkpoint, seal_dir, state_bytes)
+                             resume_checkpoint, seal_dir, state_bytes, _yaml_value)
 
 log = logging.getLogger(__name__)
 
@@ -660,7 +660,7 @@ def resolve_tag_config(config:str|None=None, # YAML file of `TagConfig` keys
     for text in overrides:
         key, eq, value = text.partition('=')
         if not eq: raise TagError(f"{text!r} is not KEY=VALUE")
-        changes[key.strip()] = yaml.safe_load(value)
+        changes[key.strip()] = _yaml_value(value.strip())
     changes.update(flags or {})
     fresh = tag_config(changes)
     checkpoint = resume_checkpoint(resume, fresh.out)
