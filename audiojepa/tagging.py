@@ -19,7 +19,8 @@ from fastcore.script import Param
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from .data import MapSource, NoAudioError, SkipLog, audioset_file, collate, mixed_seed, open_source
+from .data import (MapSource, NoAudioError, SkipLog, StreamSource, _split_labels, audioset_file, collate,
+                            is_shard_spec, make_loader, mixed_seed, open_source)
 from .cli import dashed_call_parse
 from .embed import AudioJEPAEncoder, fail
 from .hlp import HLP, Ontology, Vocabulary, POLICIES
@@ -27,15 +28,15 @@ from .metrics.d_prime.d_prime import auc_to_d_prime, roc_auc
 from .metrics.mean_average_precision.mean_average_precision import average_precision
 from .train import (MARKER, ConfigError, MetricsLog, PretrainError, _StopSignals, _step_dirs, _step_of,
                              config_from_dict, config_to_dict, disk_errors, find_checkpoint, prepare_tmp,
-                             resume_checkpoint, seal_dir, state_bytes, _yaml_value)
+                             resume_checkpoint, seal_dir, state_bytes, stream_batches, _yaml_value)
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'MODELS', 'SAMPLERS', 'HLP_MODES', 'RECIPES', 'TAG_METRICS', 'TagError', 'LabelledClips', 'SpecAugment',
-           'PannsFrontend', 'Cnn6', 'ConvNeXtTagger', 'PaSSTTagger', 'EncoderTagger', 'build_tagger', 'index_stream',
-           'StepIndexBatches', 'mixup', 'training_targets', 'tagging_metrics', 'hlp_evaluation', 'TagConfig',
-           'recipe_of', 'tag_config', 'lr_at', 'load_ontology', 'run_vocabulary', 'write_class_labels',
+__all__ = ['log', 'MODELS', 'SAMPLERS', 'HLP_MODES', 'RECIPES', 'TAG_METRICS', 'TagError', 'LabelledClips', 'LabelledStream',
+           'SpecAugment', 'PannsFrontend', 'Cnn6', 'ConvNeXtTagger', 'PaSSTTagger', 'EncoderTagger', 'build_tagger',
+           'index_stream', 'StepIndexBatches', 'mixup', 'training_targets', 'tagging_metrics', 'hlp_evaluation',
+           'TagConfig', 'recipe_of', 'tag_config', 'lr_at', 'load_ontology', 'run_vocabulary', 'write_class_labels',
            'open_tagging_data', 'predict', 'TagResult', 'train_tagger', 'evaluate_tagger', 'fsd50k_manifest',
            'resolve_tag_config', 'main']
 
@@ -51,6 +52,15 @@ def _source_mids(source, vocab:Vocabulary|None) -> list[str]:
         return list(vocab.mids)
     return classes
 
+def _vocab_columns(mids:Sequence[str], # a clip's label MIDs
+                   vocab:Vocabulary, unknown:str, # 'skip' or 'drop', as in `LabelledClips`
+                  ) -> tuple[list[int]|None, str|None, list[str]]: # (columns, why the clip is skipped, MIDs dropped)
+    "The vocabulary columns of one clip's labels, or the reason it cannot be used."
+    if not mids: return None, 'no labels', []
+    missing = [m for m in mids if m not in vocab]
+    if missing and unknown == 'skip': return None, f"unknown MID{'s' if len(missing) > 1 else ''} {' '.join(missing)}", []
+    return [vocab.index(m) for m in mids if m in vocab], None, missing
+
 class LabelledClips(Dataset):
     "The clips of a map-style source with multi-hot targets over `vocab`; unusable clips are listed in `skipped`."
     def __init__(self, source:MapSource, # a labelled source from `audiojepa.data.open_source`
@@ -58,20 +68,15 @@ class LabelledClips(Dataset):
                  unknown:str='skip', # a clip with a MID outside `vocab`: 'skip' it (training) or 'drop' the MID (testing)
                 ):
         if isinstance(source, IterableDataset):
-            raise TagError(f"{type(source).__name__} streams its clips: tagging needs their labels up front for its "
-                           f"samplers (use a manifest, an AudioSet segments CSV, a folder or an HDF5 file)")
+            raise TagError(f"{type(source).__name__} streams its clips: put it in a vocabulary with LabelledStream")
         if getattr(source, 'classes', None) is None: raise TagError(f"{type(source).__name__} has no labels")
         self.source, self.vocab = source, vocab
         mids, keep, rows, self.skipped, dropped = _source_mids(source, vocab), [], [], [], set()
         for i in range(len(source)):
-            names = [mids[j] for j in source.item_labels(i)]
-            if not names: self.skipped.append((source.ids[i], 'no labels')); continue
-            missing = [m for m in names if m not in vocab]
-            if missing and unknown == 'skip':
-                self.skipped.append((source.ids[i], f"unknown MID{'s' if len(missing) > 1 else ''} {' '.join(missing)}"))
-                continue
+            cols, reason, missing = _vocab_columns([mids[j] for j in source.item_labels(i)], vocab, unknown)
+            if reason: self.skipped.append((source.ids[i], reason)); continue
             dropped.update(missing)
-            keep.append(i); rows.append([vocab.index(m) for m in names if m in vocab])
+            keep.append(i); rows.append(cols)
         if dropped: log.warning("%d MIDs of the test labels are not classes of the model, dropped: %s", len(dropped), ' '.join(sorted(dropped)))
         for id, reason in self.skipped: log.warning("skipped %s: %s", id, reason)
         if not keep: raise TagError(f"no usable clip in {len(source)}: " + '; '.join(f"{i}: {r}" for i, r in self.skipped[:3]))
@@ -83,6 +88,35 @@ class LabelledClips(Dataset):
         item = self.source[self.keep[i]]
         if 'error' not in item: item['target'] = torch.from_numpy(self.targets[i]).float()
         return item
+
+class LabelledStream(StreamSource):
+    "The clips of a streamed source (webdataset shards) with multi-hot targets over `vocab`, each clip's labels checked as it arrives."
+    def __init__(self, source:StreamSource, # a labelled stream from `audiojepa.data.open_source`
+                 vocab:Vocabulary, # the tagger's classes
+                 unknown:str='skip', # as in `LabelledClips`
+                ):
+        if getattr(source, 'classes', None) is None: raise TagError(f"{type(source).__name__} has no labels")
+        super().__init__(sample_rate=source.sample_rate, clip_seconds=source.clip_seconds, crop=source.crop,
+                         seed=source.seed, classes=vocab.mids)
+        self.source, self.vocab, self.unknown = source, vocab, unknown
+        # a label member may hold several MIDs in one string ('/m/a,/m/b'), as a manifest's labels do
+        self.columns = [_split_labels(m) for m in _source_mids(source, vocab)]
+        self.skipped, self._dropped = [], set()   # nothing is known before a clip arrives: unusable ones come as skipped items
+
+    def units(self) -> list: return self.source.units()
+    def decode(self, src) -> torch.Tensor: return self.source.decode(src)
+
+    def records(self, unit) -> Iterator[dict]:
+        "The source's records of `unit`, labels as vocabulary columns; an unusable clip is an error record, not decoded."
+        for record in self.source.records(unit):
+            if 'error' in record: yield record; continue
+            cols, reason, missing = _vocab_columns([m for j in record['labels'] for m in self.columns[j]], self.vocab, self.unknown)
+            if reason: yield {'id': record['id'], 'error': reason}; continue
+            for m in sorted(set(missing) - self._dropped):
+                log.warning("MID %s of the test labels (first in %s) is not a class of the model, dropped", m, record['id'])
+            self._dropped.update(missing)
+            yield {**record, 'labels': cols}
+
 
 # %% ../nbs/11_tagging.ipynb #3134cd7e
 class SpecAugment(nn.Module):
@@ -346,7 +380,8 @@ class TagConfig:
     ontology:str|None = None # AudioSet's ontology.json; None: the cached official file
     hlp:str = 'none' # 'none' or 'train' (propagate the training targets)
     policy:str = 'paper' # propagation policy (see the HLP chapter)
-    sampler:str = 'balanced' # 'balanced', 'weighted' or 'random'
+    sampler:str = 'balanced' # 'balanced', 'weighted' or 'random' (the only one for streamed shards)
+    shuffle_buffer:int = StreamSource.shuffle_buffer # clips held to shuffle streamed training data (shards)
     mixup:float = 1.0 # Beta(alpha, alpha) mixup; 0: off
     optimizer:str = 'adam' # 'adam' or 'adamw'
     lr:float = 1e-3 # peak learning rate
@@ -388,6 +423,8 @@ def tag_config(changes:dict|None=None, # keys to set; `model` picks the recipe t
     "A run's config: the recipe of its model with `changes` applied, every key and value checked."
     changes = dict(changes or {})
     base = recipe_of(str(changes.get('model', TagConfig.model)))
+    # shards are streamed: their own shuffled order is the only one there is (an explicit sampler is checked by `_check`)
+    if is_shard_spec(str(changes.get('train') or '')): base['sampler'] = 'random'
     try: return config_from_dict({**base, **changes}, TagConfig)
     except ConfigError as e: raise TagError(str(e)) from None
 
@@ -419,7 +456,9 @@ def run_vocabulary(cfg:TagConfig, onto:Ontology|None=None) -> Vocabulary:
         except (OSError, ValueError) as e: raise TagError(f"class list {classes}: {e}") from None
     try: source = open_source(cfg.train, clip_seconds=cfg.clip_seconds)
     except (OSError, ValueError) as e: raise TagError(str(e)) from None
-    mids = sorted({source.classes[j] for i in range(len(source)) for j in (source.item_labels(i) or ())})
+    if isinstance(source, IterableDataset): names = source.classes or []   # what the shards' label members use
+    else: names = {source.classes[j] for i in range(len(source)) for j in (source.item_labels(i) or ())}
+    mids = sorted({m for n in names for m in _split_labels(n)})
     if not mids: raise TagError(f"{cfg.train} has no labels")
     return Vocabulary(mids, [onto.name(m) if onto is not None and m in onto else m for m in mids])
 
@@ -436,18 +475,21 @@ def open_tagging_data(spec:str, # an `open_source` spec or a `path,labels` manif
                       vocab:Vocabulary, sample_rate:int, clip_seconds:float,
                       train:bool=True, # random crops, unknown MIDs skip a clip; else whole clips, unknown MIDs dropped
                       seed:int=0,
-                     ) -> LabelledClips:
-    "The labelled clips of `spec` in the vocabulary `vocab`."
+                     ) -> LabelledClips|LabelledStream:
+    "The labelled clips of `spec` in the vocabulary `vocab`: `LabelledStream` for shards, else `LabelledClips`."
     try:
         source = open_source(spec, sample_rate=sample_rate, clip_seconds=clip_seconds, crop='random' if train else 'full', seed=seed)
-        return LabelledClips(source, vocab, unknown='skip' if train else 'drop')
+        if not isinstance(source, IterableDataset): return LabelledClips(source, vocab, unknown='skip' if train else 'drop')
+        clips = LabelledStream(source, vocab, unknown='skip' if train else 'drop')
+        if not train: clips.rank, clips.world_size = 0, 1   # the main process scores the whole test set, not its share
+        return clips
     except (FileNotFoundError, ValueError, TypeError) as e:
         raise e if isinstance(e, TagError) else TagError(f"{spec}: {e}") from None
 
 # %% ../nbs/11_tagging.ipynb #1d49ea89
 @torch.no_grad()
 def predict(model:nn.Module, # a tagger
-            clips:LabelledClips, # test clips, read whole (`crop='full'`)
+            clips:LabelledClips|LabelledStream, # test clips, read whole (`crop='full'`), every one once
             window_seconds:float, # seconds per window
             batch_size:int=32, # windows per forward pass
             device:torch.device|str='cpu',
@@ -461,13 +503,13 @@ def predict(model:nn.Module, # a tagger
         out = torch.sigmoid(model(torch.stack(pending).to(device)).float()).cpu()
         for owner, row in zip(owners, out): scores[owner].append(row)
         pending.clear(); owners.clear()
-    for i in range(len(clips)):
-        item = clips[i]
+    items = iter(clips) if isinstance(clips, IterableDataset) else (clips[i] for i in range(len(clips)))
+    for item in items:
         if 'error' in item: skipped.append((item['id'], item['error'])); continue
         wav = item['audio'][~item['padding_mask']] if item['padding_mask'].any() else item['audio']
         n = max(1, math.ceil(len(wav) / window))
         wav = F.pad(wav, (0, n * window - len(wav)))
-        scores.append([]); targets.append(clips.targets[i])
+        scores.append([]); targets.append(item['target'].numpy() > 0)
         for w in wav.view(n, window):
             pending.append(w); owners.append(len(scores) - 1)
             if len(pending) == batch_size: flush()
@@ -504,9 +546,13 @@ def _check(cfg:TagConfig):
     if cfg.sampler not in SAMPLERS: raise TagError(f"sampler must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}")
     if cfg.optimizer not in ('adam', 'adamw'): raise TagError(f"optimizer must be adam or adamw, got {cfg.optimizer!r}")
     if cfg.schedule not in ('constant', 'onecycle'): raise TagError(f"schedule must be constant or onecycle, got {cfg.schedule!r}")
-    for key in ('batch_size', 'max_steps', 'log_every'):
+    for key in ('batch_size', 'max_steps', 'log_every', 'shuffle_buffer'):
         if getattr(cfg, key) < 1: raise TagError(f"{key} must be at least 1")
     if not cfg.train: raise TagError("no training data: pass --train SPEC")
+    if is_shard_spec(cfg.train) and cfg.sampler != 'random':
+        raise TagError(f"sampler={cfg.sampler} needs random access to the training clips and {cfg.train} is streamed: "
+                       f"leave sampler to the recipe or set sampler=random (shards shuffled each epoch, clips through a "
+                       f"buffer of shuffle_buffer={cfg.shuffle_buffer}), or train from a map-style source")
 
 def _save_yaml(cfg:TagConfig, path:Path): path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
@@ -515,6 +561,7 @@ def train_tagger(cfg:TagConfig, # the run
                 ) -> TagResult:
     "Train (or continue training) a tagger as `cfg` says, then score its test data into `report.json`."
     from accelerate import Accelerator
+    from accelerate.utils import gather_object
     t_start, out = time.time(), Path(cfg.out)
     _check(cfg)
     if checkpoint is None and (existing := find_checkpoint(out)) is not None:
@@ -537,15 +584,30 @@ def train_tagger(cfg:TagConfig, # the run
     optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     core = accelerator.unwrap_model(model)
-    state = {'step': 0, 'first_loss': None, 'last_loss': None, 'skipped': train_set.skipped}
+    stream = isinstance(train_set, IterableDataset)
+    state = {'step': 0, 'first_loss': None, 'last_loss': None, 'skipped': train_set.skipped, 'positions': None}
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         state.update(json.loads((Path(checkpoint) / 'trainer_state.json').read_text()))
     skips = SkipLog(); skips.update(state['skipped'])
     step0 = state['step']
-    sampler = StepIndexBatches(train_set.targets, cfg.sampler, cfg.batch_size, cfg.seed, step0, world, rank)
-    loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
-                        pin_memory=accelerator.device.type == 'cuda')
+    position = (0, 0)   # a stream's (epoch, batches of it used) on this process
+    if stream:
+        if is_main: log.info("%s is streamed: no balanced or weighted sampler (they need random access); the shards come in a "
+                             "new shuffled order each epoch and the clips through a %d-clip shuffle buffer",
+                             cfg.train, cfg.shuffle_buffer)
+        if state['positions'] and len(state['positions']) == world: position = tuple(state['positions'][rank])
+        elif state['positions']: log.warning("the checkpoint was written by %d processes, this run has %d: the stream starts "
+                                             "again from its first epoch", len(state['positions']), world)
+        train_set.shuffle_buffer = cfg.shuffle_buffer
+        loader = make_loader(train_set, cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, seed=cfg.seed,
+                             skip_log=skips, rank=rank, world_size=world, pin_memory=accelerator.device.type == 'cuda')
+        batches = stream_batches(loader, position)
+    else:
+        sampler = StepIndexBatches(train_set.targets, cfg.sampler, cfg.batch_size, cfg.seed, step0, world, rank)
+        loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
+                            pin_memory=accelerator.device.type == 'cuda')
+        batches = ((None, b) for b in loader)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         _save_yaml(cfg, out / 'config.yaml')
@@ -559,8 +621,11 @@ def train_tagger(cfg:TagConfig, # the run
         if is_main: prepare_tmp(final, needed)
         accelerator.wait_for_everyone()
         with disk_errors(tmp, final, needed): accelerator.save_state(str(tmp))
+        positions = gather_object([list(position)]) if stream else None
+        skipped = gather_object(list(skips.rows.items()))
         if is_main:
-            state.update(step=step, skipped=list(skips.rows.items()))
+            skips.update(skipped)
+            state.update(step=step, skipped=list(skips.rows.items()), positions=positions)
             with disk_errors(tmp, final, needed):
                 _save_yaml(cfg, tmp / 'config.yaml')
                 (tmp / 'trainer_state.json').write_text(json.dumps(state, indent=1))
@@ -573,7 +638,7 @@ def train_tagger(cfg:TagConfig, # the run
     stop_step = min(cfg.max_steps, cfg.stop_at or cfg.max_steps)
     from tqdm.auto import tqdm
     bar = tqdm(total=cfg.max_steps, initial=step0, desc='tag', unit='step', disable=not (is_main and cfg.progress))
-    step, stopped_by, batches = step0, None, iter(loader)
+    step, stopped_by = step0, None
     interval_loss, interval_steps, clips, t_log = 0.0, 0, 0, time.time()
     model.train()
     with _StopSignals() as signals:
@@ -581,7 +646,7 @@ def train_tagger(cfg:TagConfig, # the run
             lr = lr_at(step, cfg)
             for g in optimizer.param_groups: g['lr'] = lr
             torch.manual_seed(mixed_seed(cfg.seed, 2, step, rank))
-            batch = next(batches)
+            position, batch = next(batches)
             skips.update(batch['skipped'])
             audio = batch['audio'].to(accelerator.device)
             target = training_targets(batch['target'].to(accelerator.device), hlp if cfg.hlp == 'train' else None)
@@ -671,7 +736,7 @@ def resolve_tag_config(config:str|None=None, # YAML file of `TagConfig` keys
 
 @dashed_call_parse
 def main(model:str=None, # cnn6, convnext_femto, passt or encoder:DIR
-         train:str=None, # training data: an open_source spec or a path,labels manifest of MIDs separated by ';'
+         train:str=None, # training data: an AudioSet segments CSV, an .h5, webdataset shards ('train-{000..009}.tar', streamed: sampler=random) or a path,labels manifest of MIDs separated by ';'
          test:str=None, # test data (the same kinds); scored into OUT/report.json
          hlp:str=None, # none or train: propagate the training targets
          out:str=None, # the run directory

@@ -1,5 +1,5 @@
 "Integration tests of audiojepa.tagging: every model trains and overfits, HLP in the loop, metrics, exact resume, the command line."
-import json, os, subprocess, sys
+import io, json, os, subprocess, sys, tarfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -180,6 +180,74 @@ def test_cli_nothing_usable_is_one_clear_error(data, tmp_path):
                 '--classes', str(data / 'classes.csv'), cwd=tmp_path)
     assert r.returncode == 2 and 'audiojepa-tag: error: no usable clip in 2' in r.stderr, r.stderr[-1000:]
     assert 'Traceback' not in r.stderr
+
+
+
+def write_shard(path, samples):
+    "A webdataset tar: per sample its audio member (FLAC or WAV) and, unless labels is None, a json member {'labels': [...]}."
+    def add(tar, name, data):
+        info = tarfile.TarInfo(name); info.size = len(data); tar.addfile(info, io.BytesIO(data))
+    with tarfile.open(path, 'w') as tar:
+        for key, wav, fmt, labels in samples:
+            buf = io.BytesIO(); sf.write(buf, wav, RATE, format=fmt)
+            add(tar, f'{key}.{fmt.lower()}', buf.getvalue())
+            if labels is not None: add(tar, f'{key}.json', json.dumps({'labels': labels}).encode())
+
+
+@pytest.fixture(scope='module')
+def shards(data):
+    "Two training shards of piano and violin tones (one clip with an unknown MID, one without labels) and a test shard."
+    root = data / 'shards'
+    root.mkdir()
+    for s in range(2):
+        samples = []
+        for j in range(4):
+            k = 4 * s + j
+            piano = k % 2 == 0
+            labels = [PIANO if piano else VIOLIN] + ([KEYBOARD] if piano and k % 4 == 0 else [])
+            samples.append((f'clip{k}', tone(220 if piano else 1760, 1.0, k), 'FLAC' if j % 2 else 'WAV', labels))
+        samples.append((f'odd{s}', tone(440, 1.0, 90 + s), 'FLAC', ['/m/0unknown'] if s == 0 else None))
+        write_shard(root / f'train-{s:03d}.tar', samples)
+    write_shard(root / 'test-000.tar', [('t0', tone(220, 1.0, 60), 'FLAC', [PIANO]),
+                                        ('t1', tone(1760, 1.0, 61), 'WAV', [VIOLIN, '/m/0unknown']),
+                                        ('t2', tone(220, 2.5, 62), 'FLAC', [PIANO, KEYBOARD])])
+    return root
+
+
+def test_cli_trains_and_tests_on_webdataset_shards(data, shards, tmp_path):
+    "Shards stream: the sampler falls back to the stream's order with one line saying so; skips listed; every test clip scored."
+    r = run_cli('--model', 'cnn6', '--train', str(shards / 'train-{000..001}.tar'), '--test', str(shards / 'test-000.tar'),
+                '--hlp', 'train', '--out', str(tmp_path / 'run'), '--classes', str(data / 'classes.csv'),
+                '--ontology', str(data / 'ontology.json'), '--max-steps', '5', '--batch-size', '4', '--clip-seconds', '1',
+                'model_options={width: 0.125}', 'progress=false', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'is streamed: no balanced or weighted sampler' in r.stderr and '256-clip shuffle buffer' in r.stderr
+    assert 'trained step 5/5' in r.stdout   # an epoch is three batches (ten samples): the stream goes round
+    skipped = (tmp_path / 'run' / 'skipped.csv').read_text()
+    assert 'train-000.tar:odd0,unknown MID /m/0unknown' in skipped and 'train-001.tar:odd1,no labels' in skipped
+    assert 'sampler: random' in (tmp_path / 'run' / 'config.yaml').read_text()
+    rep = json.loads((tmp_path / 'run' / 'report.json').read_text())
+    assert {'map', 'map_propagated', 'd_prime', 'per_class'} <= set(rep) and rep['clips'] == 3 and rep['skipped'] == []
+    assert 'not a class of the model, dropped' in r.stderr   # t1 keeps its Violin label
+    r = run_cli('--model', 'cnn6', '--train', str(shards / 'train-{000..001}.tar'), '--out', str(tmp_path / 'bal'),
+                '--classes', str(data / 'classes.csv'), 'sampler=balanced', cwd=tmp_path)
+    assert r.returncode == 2 and 'sampler=balanced needs random access' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_resume_on_shards_is_exact(data, shards, tmp_path):
+    "Stopped mid-epoch (step 4 of three-batch epochs) and resumed, a run on shards ends as one that never stopped."
+    changes = dict(train=str(shards / 'train-*.tar'), model='cnn6', model_options={'width': 0.125}, hlp='train',
+                   max_steps=5, checkpoint_every=4, shuffle_buffer=3)
+    train_tagger(config(data, tmp_path / 'straight', **changes))
+    train_tagger(config(data, tmp_path / 'resumed', stop_at=4, **changes))
+    state = json.loads((tmp_path / 'resumed' / 'checkpoints' / 'step_000004' / 'trainer_state.json').read_text())
+    assert state['positions'] == [[1, 1]]   # epoch 1, one batch of it used
+    cfg, ckpt = tagging.resolve_tag_config(flags={'out': str(tmp_path / 'resumed')}, resume='auto')
+    res = train_tagger(cfg, ckpt)
+    assert res.step == 5
+    a = load_file(tmp_path / 'straight' / 'checkpoints' / 'step_000005' / 'model.safetensors')
+    b = load_file(tmp_path / 'resumed' / 'checkpoints' / 'step_000005' / 'model.safetensors')
+    for k in a: assert torch.equal(a[k], b[k]), k
 
 
 @pytest.mark.parametrize('name', ['cnn6', 'convnext_femto', 'passt', 'encoder'])
