@@ -250,6 +250,31 @@ def test_resume_on_shards_is_exact(data, shards, tmp_path):
     for k in a: assert torch.equal(a[k], b[k]), k
 
 
+def test_trains_and_tests_from_panns_hdf5(data, tmp_path):
+    "A PANNs HDF5 (audio_name, int16 waveform, bool target) for training; AudioSet segments CSV + HDF5 beside it for testing."
+    import h5py
+    vocab = Vocabulary.from_csv(data / 'classes.csv')
+    clips = [(k % 2 == 0, tone(220 if k % 2 == 0 else 1760, 1.0, k)) for k in range(6)]
+    with h5py.File(tmp_path / 'train.h5', 'w') as f:
+        f['audio_name'] = np.array([f'Y{k:011d}.wav'.encode() for k in range(6)])
+        f['waveform'] = np.stack([(w * 32767).astype(np.int16) for _, w in clips])
+        f['target'] = np.array([[vocab.mids[c] == (PIANO if piano else VIOLIN) for c in range(len(vocab))] for piano, _ in clips])
+        f.attrs['sample_rate'] = RATE
+    test = tmp_path / 'test'
+    test.mkdir()
+    (test / 'class_labels_indices.csv').write_text((data / 'classes.csv').read_text())
+    ytids = ['testclip000', 'testclip001']
+    (test / 'eval_segments.csv').write_text('# Segments csv\n# num_ytids=2\n# YTID, start_seconds, end_seconds, positive_labels\n'
+                                            f'{ytids[0]}, 0.000, 1.000, "{PIANO},{KEYBOARD}"\n{ytids[1]}, 0.000, 1.000, "{VIOLIN}"\n')
+    with h5py.File(test / 'eval_segments.h5', 'w') as f:
+        f['audio_name'] = np.array([f'Y{y}.wav'.encode() for y in ytids])
+        f['waveform'] = np.stack([(tone(f, 1.0, 70 + i) * 32767).astype(np.int16) for i, f in enumerate((220, 1760))])
+    res = train_tagger(config(data, tmp_path / 'run', train=str(tmp_path / 'train.h5'), test=str(test / 'eval_segments.csv'),
+                              model='cnn6', model_options={'width': 0.125}, hlp='train', max_steps=2))
+    rep = json.loads((tmp_path / 'run' / 'report.json').read_text())
+    assert res.step == 2 and rep['clips'] == 2 and {'map', 'map_propagated'} <= set(rep)
+    assert rep['per_class_propagated'].keys() >= {'Music', 'Piano', 'Violin, fiddle'}
+
 @pytest.mark.parametrize('name', ['cnn6', 'convnext_femto', 'passt', 'encoder'])
 def test_gpu_recipes_are_valid_configs(name):
     "configs/tagging/*.yaml hold only TagConfig keys, and the model's public recipe stays their base."
