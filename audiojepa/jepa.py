@@ -16,18 +16,20 @@ from .models import (EncoderConfig, PredictorConfig, Predictor, ViTEncoder, gath
                                patch_padding_mask, preset)
 
 # %% auto #0
-__all__ = ['LOSSES', 'TARGET_NORMS', 'JEPAConfig', 'ema_momentum', 'effective_rank', 'embedding_std', 'linear_cka',
-           'drift_from_init', 'instance_norm', 'variance_covariance', 'oracle_losses', 'AudioJEPA']
+__all__ = ['LOSSES', 'TARGET_NORMS', 'TARGET_VIEWS', 'JEPAConfig', 'ema_momentum', 'effective_rank', 'embedding_std',
+           'linear_cka', 'drift_from_init', 'instance_norm', 'variance_covariance', 'oracle_losses', 'AudioJEPA']
 
 # %% ../nbs/04_jepa.ipynb #7165769c
 LOSSES = ('mse', 'smooth_l1', 'cosine')
 TARGET_NORMS = ('layernorm', 'instance', 'none')
+TARGET_VIEWS = ('full', 'masked')
 
 @dataclass
 class JEPAConfig:
     "Options of the JEPA objective."
     loss: str = 'mse'                # 'mse' | 'smooth_l1' | 'cosine' (MSE between L2-normalised vectors)
     target_norm: str = 'layernorm'   # 'layernorm' (per token) | 'instance' (per clip and channel, data2vec 2.0) | 'none'
+    target_view: str = 'full'        # 'full': the target encoder sees the whole clip (I-JEPA, the paper) | 'masked': only the patches to predict (M2D)
     average_last_k: int = 1          # >1: targets are the mean of the last k target-encoder blocks (data2vec)
     ema_start: float = 0.996         # EMA momentum at step 0
     ema_end: float = 1.0             # EMA momentum at the last step
@@ -38,6 +40,8 @@ class JEPAConfig:
         if self.loss not in LOSSES: raise ValueError(f"unknown loss {self.loss!r}; expected one of {LOSSES}")
         if self.target_norm not in TARGET_NORMS:
             raise ValueError(f"unknown target_norm {self.target_norm!r}; expected one of {TARGET_NORMS}")
+        if self.target_view not in TARGET_VIEWS:
+            raise ValueError(f"unknown target_view {self.target_view!r}; expected one of {TARGET_VIEWS}")
         if self.average_last_k < 1: raise ValueError(f"average_last_k must be >= 1, got {self.average_last_k}")
         if self.masks_per_clip < 1: raise ValueError(f"masks_per_clip must be >= 1, got {self.masks_per_clip}")
         if not 0 <= self.ema_start <= self.ema_end <= 1:
@@ -171,13 +175,15 @@ class AudioJEPA(nn.Module):
     @torch.no_grad()
     def targets(self, mel:Tensor, # [B, N, F]
                 padding_mask:Tensor|None=None, # bool [B, P], patch-level
-               ) -> Tensor: # [B, P, D]
-        "Target representations of every patch, from the EMA encoder over the full spectrogram."
+                keep_idx:Tensor|None=None, # long [B, K]: encode only these patches, seen without the others
+               ) -> Tensor: # [B, P or K, D]
+        "Target representations from the EMA encoder: of every patch over the full spectrogram, or of the `keep_idx` patches alone."
         k, norm, D = self.config.average_last_k, self.config.target_norm, self.encoder.embed_dim
-        if k == 1 and norm != 'instance': h = self.target_encoder(mel, padding_mask=padding_mask)
+        if k == 1 and norm != 'instance': h = self.target_encoder(mel, keep_idx=keep_idx, padding_mask=padding_mask)
         else:
-            layers = self.target_encoder(mel, padding_mask=padding_mask, return_layers=range(-k, 0))
-            each = (lambda l: instance_norm(l, padding_mask)) if norm == 'instance' else (lambda l: F.layer_norm(l, (D,)))
+            layers = self.target_encoder(mel, keep_idx=keep_idx, padding_mask=padding_mask, return_layers=range(-k, 0))
+            pad = padding_mask if padding_mask is None or keep_idx is None else padding_mask.gather(1, keep_idx)
+            each = (lambda l: instance_norm(l, pad)) if norm == 'instance' else (lambda l: F.layer_norm(l, (D,)))
             h = torch.stack([each(l) for l in layers]).mean(0)
         return F.layer_norm(h, (D,)) if norm == 'layernorm' else h
 
@@ -200,11 +206,16 @@ class AudioJEPA(nn.Module):
                              f"got {V} and {target_idx.shape[0]}")
         grid = self.encoder.grid(mel.shape[1])
         if padding_mask is not None: padding_mask = patch_padding_mask(padding_mask, self.encoder.config.patch_size, grid)
-        full_target = self.targets(mel, padding_mask)
-        # every view of a clip reads the same spectrogram and is scored against the same targets
+        # every view of a clip reads the same spectrogram
         rows = (lambda x: x) if V == B else (lambda x: x.repeat_interleave(V // B, 0))
         pad = None if padding_mask is None else rows(padding_mask)
-        target = gather_tokens(rows(full_target), target_idx)
+        if self.config.target_view == 'masked':
+            # M2D: targets made without the context cannot be predicted by copying what the context encoder saw
+            target = self.targets(rows(mel), pad, keep_idx=target_idx)
+            full_target = self.targets(mel, padding_mask) if diagnostics else None   # only the oracles read it
+        else:
+            full_target = self.targets(mel, padding_mask)                            # one pass serves every view
+            target = gather_tokens(rows(full_target), target_idx)
         ctx = self.encoder(rows(mel), keep_idx=context_idx, padding_mask=pad)
         pred = self.predictor(ctx, context_idx, target_idx, grid, padding_mask=pad)
         per_token = self.loss_per_token(pred, target)
