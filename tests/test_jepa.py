@@ -82,7 +82,8 @@ def test_target_uses_full_spectrogram_and_ignores_context_only_changes():
 
 @pytest.mark.parametrize('cfg', [dict(loss='mse'), dict(loss='smooth_l1'), dict(loss='cosine'),
                                  dict(target_norm='none'), dict(average_last_k=2), dict(target_norm='instance'),
-                                 dict(target_norm='instance', average_last_k=2, masks_per_clip=3)])
+                                 dict(target_norm='instance', average_last_k=2, masks_per_clip=3),
+                                 dict(target_view='masked'), dict(target_view='masked', masks_per_clip=3)])
 def test_loss_options(cfg):
     m = small_model(**cfg)
     ctx, tgt = masks(2 * cfg.get('masks_per_clip', 1))

@@ -48,7 +48,8 @@ def test_config_files():
     assert (base.model.preset, base.data.clip_seconds, base.run.mixed_precision) == ('base', 10.0, 'bf16')
     # the paper's recipe stays as published whatever the defaults become
     assert (base.frontend.norm_clips, base.model.jepa.var_cov_weight, base.run.export) == (0, 0.0, 'target')
-    assert (base.model.jepa.target_norm, base.model.jepa.average_last_k, base.model.jepa.masks_per_clip) == ('layernorm', 1, 1)
+    assert (base.model.jepa.target_norm, base.model.jepa.average_last_k, base.model.jepa.masks_per_clip,
+            base.model.jepa.target_view) == ('layernorm', 1, 1, 'full')
     for path in (REPO / 'configs').glob('*.yaml'): load_config(path)
 
 def test_cli_synthetic(tmp_path):
