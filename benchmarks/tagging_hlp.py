@@ -2,6 +2,7 @@
 
     python benchmarks/tagging_hlp.py                      # render, train 3 models x {none, train}, ~25 min on 2 CPU cores
     python benchmarks/tagging_hlp.py --quick              # a smoke test of the whole pipeline, ~2 min
+    python benchmarks/tagging_hlp.py --steps 3 --seeds 0,1,2   # 3x the steps, 3 training seeds: gains as mean ± sd, ~50 min
 
 Needs the Debian packages fluidsynth, fluid-soundfont-gm, timgm6mb-soundfont, musescore-general-soundfont-small and
 AudioSet's ontology.json (default: ../shared/data/audioset/ontology.json relative to the repository root, else pass
@@ -20,8 +21,10 @@ labelled the same way ("original", what an AudioSet evaluation set looks like) a
 
 Each model is trained with the public recipe's sampler, SpecAugment and optimiser, scaled to the CPU budget (2 s
 clips, batch 16, a few hundred steps, no mixup; PaSST is a 4-block, 192-wide PaSST from scratch at lr 5e-4 instead of the published
-ImageNet-initialised DeiT-B at 2e-5), once with `hlp='none'` and once with `hlp='train'`, same seed. Results go to
-benchmarks/results/tagging_hlp/results.json and results.png.
+ImageNet-initialised DeiT-B at 2e-5), once with `hlp='none'` and once with `hlp='train'` per training seed
+(`--seeds`; the pair shares the initialisation and data order, so gains are paired by seed). Results go to
+benchmarks/results/tagging_hlp/results.json (seed means, each seed under `per_seed`, gains with their sd) and
+results.png.
 """
 from __future__ import annotations
 import csv, json, platform, shutil, sys, time
@@ -144,6 +147,13 @@ def label_stats(manifest:Path, vocab:Vocabulary) -> np.ndarray:
     for i, r in enumerate(rows): Y[i, [vocab.index(m) for m in r['labels'].split(';')]] = True
     return Y
 
+def seed_mean(per_seed:list) -> dict:
+    "Mean over training seeds of every number of the per-seed results (the per-seed results kept under `per_seed`)."
+    mean = {k: float(np.mean([r[k] for r in per_seed])) for k in ('map', 'map_propagated', 'map_propagated_hlp_scores',
+                                                                  'd_prime', 'd_prime_propagated', 'seconds')}
+    return {**mean, 'steps': per_seed[0]['steps'], 'per_seed': per_seed,
+            'ancestor_ap': {n: float(np.mean([r['ancestor_ap'][n] for r in per_seed])) for n in per_seed[0]['ancestor_ap']}}
+
 def figure(results:dict, path:Path):
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -164,7 +174,8 @@ def main(out:str='benchmarks/results/tagging_hlp', # results folder (rendered da
          ontology:str=None, # AudioSet's ontology.json; default ../shared/data/audioset/ontology.json from the repository root
          n_train:int=1000, n_test:int=400, # mixtures
          per_class:int=16, # notes rendered per class and SoundFont
-         seed:int=0,
+         seed:int=0, # seed of the rendered data (notes, mixtures, which ancestors are listed)
+         seeds:str=None, # training seeds, comma-separated (e.g. 0,1,2): each model is trained once per seed; default: --seed
          models:str='cnn6,convnext_femto,passt_small', # comma-separated keys of RUNS
          threads:int=2,
          steps:float=1.0, # multiplies every run's max_steps (and warm-up)
@@ -192,34 +203,44 @@ def main(out:str='benchmarks/results/tagging_hlp', # results folder (rendered da
                'keep_rate': data['keep_rate'], 'clip_seconds': CLIP_SECONDS, 'seed': seed,
                'machine': f'{platform.machine()}, {torch.get_num_threads()} torch threads', 'runs': {}}
     n_params_of = {}
+    train_seeds = [int(x) for x in seeds.split(',')] if seeds else [seed]
+    results['train_seeds'] = train_seeds
     for key in models.split(','):
         model, options, changes = RUNS[key]
         changes = {k: round(v * steps) if k in ('max_steps', 'warmup_steps') else v for k, v in changes.items()}
         n_params_of[key] = sum(p.numel() for p in build_tagger(model, len(vocab), options, CLIP_SECONDS).parameters())
         for mode in ('none', 'train'):
-            run_dir = out / 'runs' / f'{key}_{mode}'
-            if run_dir.exists(): shutil.rmtree(run_dir)   # a fresh run each time
-            cfg = tag_config({'model': model, 'model_options': options, **changes, 'train': str(data['train']),
-                              'test': str(data['test']), 'classes': str(data['classes']), 'ontology': str(onto_path),
-                              'policy': 'all-ancestors', 'hlp': mode, 'batch_size': 16, 'clip_seconds': CLIP_SECONDS,
-                              'eval_window': CLIP_SECONDS, 'seed': seed, 'out': str(run_dir), 'log_every': 10,
-                              'threads': threads, 'progress': False,
-                              **({'max_steps': 3} if quick else {})})
-            t0 = time.time()
-            res = train_tagger(cfg)
-            if res.report is None: raise SystemExit(f'{key} hlp={mode} stopped at step {res.step} ({res.stopped_by}): no report')
-            rep = res.report
-            results['runs'].setdefault(key, {})[mode] = {
-                'map': rep['map'], 'map_propagated': rep['map_propagated'],
-                'map_propagated_hlp_scores': rep['map_propagated_hlp_scores'], 'd_prime': rep['d_prime'],
-                'd_prime_propagated': rep['d_prime_propagated'], 'steps': cfg.max_steps, 'seconds': round(time.time() - t0, 1),
-                'first_loss': res.first_loss, 'last_loss': res.last_loss,
-                'ancestor_ap': {n: v['ap_propagated'] for n, v in rep['hlp_changed_classes'].items()}}
-            log(f"{key} hlp={mode}: mAP {rep['map']:.4f} / propagated {rep['map_propagated']:.4f} "
-                f"(HLP on scores {rep['map_propagated_hlp_scores']:.4f}) in {time.time() - t0:.0f}s")
+            per_seed = []
+            for s in train_seeds:
+                run_dir = out / 'runs' / (f'{key}_{mode}' if len(train_seeds) == 1 else f'{key}_{mode}_seed{s}')
+                if run_dir.exists(): shutil.rmtree(run_dir)   # a fresh run each time
+                cfg = tag_config({'model': model, 'model_options': options, **changes, 'train': str(data['train']),
+                                  'test': str(data['test']), 'classes': str(data['classes']), 'ontology': str(onto_path),
+                                  'policy': 'all-ancestors', 'hlp': mode, 'batch_size': 16, 'clip_seconds': CLIP_SECONDS,
+                                  'eval_window': CLIP_SECONDS, 'seed': s, 'out': str(run_dir), 'log_every': 10,
+                                  'threads': threads, 'progress': False,
+                                  **({'max_steps': 3} if quick else {})})
+                t0 = time.time()
+                res = train_tagger(cfg)
+                if res.report is None: raise SystemExit(f'{key} hlp={mode} stopped at step {res.step} ({res.stopped_by}): no report')
+                rep = res.report
+                per_seed.append({
+                    'seed': s, 'map': rep['map'], 'map_propagated': rep['map_propagated'],
+                    'map_propagated_hlp_scores': rep['map_propagated_hlp_scores'], 'd_prime': rep['d_prime'],
+                    'd_prime_propagated': rep['d_prime_propagated'], 'steps': cfg.max_steps,
+                    'seconds': round(time.time() - t0, 1), 'first_loss': res.first_loss, 'last_loss': res.last_loss,
+                    'ancestor_ap': {n: v['ap_propagated'] for n, v in rep['hlp_changed_classes'].items()}})
+                log(f"{key} hlp={mode} seed {s}: mAP {rep['map']:.4f} / propagated {rep['map_propagated']:.4f} "
+                    f"(HLP on scores {rep['map_propagated_hlp_scores']:.4f}) in {time.time() - t0:.0f}s")
+            results['runs'].setdefault(key, {})[mode] = seed_mean(per_seed)
     for key, r in results['runs'].items():
         r['parameters'] = n_params_of[key]
-        r['gain'] = {k: r['train'][k] - r['none'][k] for k in ('map', 'map_propagated')}
+        # gains are paired by seed: the same initialisation and data order with and without HLP
+        diffs = {k: np.array([t[k] - n[k] for n, t in zip(r['none']['per_seed'], r['train']['per_seed'])])
+                 for k in ('map', 'map_propagated')}
+        r['gain'] = {k: float(d.mean()) for k, d in diffs.items()}
+        r['gain_sd'] = {k: float(d.std(ddof=1)) if len(d) > 1 else None for k, d in diffs.items()}
+        r['gain_per_seed'] = {k: [round(float(x), 4) for x in d] for k, d in diffs.items()}
     results['seconds'] = round(time.time() - t_start, 1)
     (out / 'results.json').write_text(json.dumps(results, indent=1))
     figure(results, out / 'results.png')
