@@ -2,7 +2,7 @@
 
 Both checks run on a copy of the repository so that the working tree is never rewritten by a test.
 """
-import base64, html, json, os, posixpath, re, shutil, subprocess, sys, tempfile, threading
+import base64, html, json, os, posixpath, re, shutil, signal, subprocess, sys, tempfile, threading, time
 from functools import partial
 from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -167,7 +167,7 @@ class Chromium:
         # as root in a container: no sandbox, and no reliance on a large /dev/shm
         self.proc = subprocess.Popen([CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--remote-debugging-pipe',
                                       '--no-first-run', '--user-data-dir=' + self.profile.name, 'about:blank'],
-                                     preexec_fn=fds, pass_fds=(3, 4),
+                                     preexec_fn=fds, pass_fds=(3, 4), start_new_session=True,   # one group: see close
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_chrome_r); os.close(from_chrome_w)
         self._buf, self._id, self.events = b'', 0, []
@@ -227,7 +227,17 @@ class Chromium:
         path.write_bytes(base64.b64decode(self.send('Page.captureScreenshot', session=True, format='png')['data']))
 
     def close(self):
-        self.proc.kill(); self.proc.wait()
+        # killing the browser alone left its helper processes writing to the profile while it was being removed
+        # ("Directory not empty: 'Default'"): ask it to close, then kill whatever of its group is left
+        try: self.send('Browser.close'); self.proc.wait(timeout=10)
+        except (OSError, RuntimeError, subprocess.TimeoutExpired): pass
+        try: os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError: pass
+        self.proc.wait()
+        for _ in range(50):   # until the group is gone (5 s at most: a killed process may take a moment to exit)
+            try: os.killpg(self.proc.pid, 0)
+            except ProcessLookupError: break
+            time.sleep(0.1)
         os.close(self._w); os.close(self._r)
         self.profile.cleanup()
 
