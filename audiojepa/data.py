@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['log', 'SYNTH_FAMILIES', 'AUDIO_EXTENSIONS', 'AUDIOSET_URLS', 'NoAudioError', 'skip_item', 'write_skipped_csv',
            'SkipLog', 'mixed_seed', 'ClipSource', 'MapSource', 'SyntheticSounds', 'find_audio_files', 'FolderSource',
-           'read_manifest', 'ManifestSource', 'audioset_file', 'read_class_labels', 'audioset_segment_rows',
-           'read_audioset_segments', 'HDF5Source', 'AudioSetSource', 'distributed_rank', 'reader_slot', 'StreamSource',
-           'expand_urls', 'WebDatasetSource', 'HFSource', 'HFStreamSource', 'is_shard_spec', 'open_source', 'collate',
-           'Loader', 'make_loader', 'check_readable']
+           'split_labels', 'read_manifest', 'ManifestSource', 'audioset_file', 'read_class_labels',
+           'audioset_segment_rows', 'read_audioset_segments', 'HDF5Source', 'AudioSetSource', 'distributed_rank',
+           'reader_slot', 'StreamSource', 'expand_urls', 'WebDatasetSource', 'HFSource', 'HFStreamSource',
+           'is_shard_spec', 'open_source', 'collate', 'Loader', 'make_loader', 'check_readable']
 
 # %% ../nbs/01_data.ipynb #8172fd35
 import copy
@@ -349,13 +349,16 @@ class FolderSource(MapSource):
 
     def read(self, i:int) -> torch.Tensor: return load_audio(self.root / self.ids[i], self.sample_rate)
 
-# %% ../nbs/01_data.ipynb #08a876c2
-def _split_labels(value) -> list[str]:
+# %% ../nbs/01_data.ipynb #5b1e7c2a
+def split_labels(value, # a label field: names separated by ',' or ';', a list of names, or None
+                ) -> list[str]: # the names, stripped, empty ones left out
+    "The label names in one label field of a manifest, a segments CSV or a dataset row."
     if value is None: return []
     if isinstance(value, (list, tuple)): return [str(v).strip() for v in value if str(v).strip()]
     # AudioSet MIDs contain neither separator: a manifest may list them with ',' or ';'
     return [s.strip() for s in str(value).replace(';', ',').split(',') if s.strip()]
 
+# %% ../nbs/01_data.ipynb #08a876c2
 def read_manifest(path:str|Path, # a .csv or .jsonl manifest
                  ) -> list[tuple[int, str, list[str]|None]]: # (line number, path as written, label names or None)
     "Rows of a manifest; a row without a path, or a line that is not JSON, is an error naming the line."
@@ -366,7 +369,7 @@ def read_manifest(path:str|Path, # a .csv or .jsonl manifest
             try: obj = json.loads(line)
             except json.JSONDecodeError as err: raise ValueError(f"{path} line {lineno}: not JSON ({err})") from None
             if not isinstance(obj, dict) or not obj.get('path'): raise ValueError(f"{path} line {lineno}: no 'path'")
-            rows.append((lineno, str(obj['path']), _split_labels(obj['labels']) if 'labels' in obj else None))
+            rows.append((lineno, str(obj['path']), split_labels(obj['labels']) if 'labels' in obj else None))
         return rows
     with open(path, newline='') as f: lines = list(csv.reader(f))
     has_header = bool(lines) and lines[0] and lines[0][0].strip().lower() == 'path'
@@ -377,7 +380,7 @@ def read_manifest(path:str|Path, # a .csv or .jsonl manifest
         if not fields[0].strip(): raise ValueError(f"{path} line {lineno}: empty path")
         labels = None
         if label_col is not None and (has_header or len(fields) > 1):
-            labels = _split_labels(fields[label_col] if label_col < len(fields) else '')
+            labels = split_labels(fields[label_col] if label_col < len(fields) else '')
         rows.append((lineno, fields[0].strip(), labels))
     return rows
 
@@ -453,7 +456,7 @@ def audioset_segment_rows(path:str|Path, # a segments CSV: `#` header lines, the
             if len(fields) != 4:
                 raise ValueError(f'{path}:{reader.line_num}: expected 4 fields (YTID, start_seconds, end_seconds, '
                                  f'"positive_labels"), got {len(fields)}: {",".join(fields)[:120]}')
-            yield reader.line_num, fields[0], fields[1], fields[2], _split_labels(fields[3])
+            yield reader.line_num, fields[0], fields[1], fields[2], split_labels(fields[3])
 
 def read_audioset_segments(path:str|Path, # a segments CSV (balanced_train_segments.csv, ...)
                            classes:Sequence[str], # label ids (mids) in target order, from `read_class_labels`
@@ -755,7 +758,7 @@ class _HFColumns:
                 classes = classes if classes is not None else inner.names
             elif classes is None:
                 if streaming: raise ValueError(f"streamed column {label_column!r} has no ClassLabel feature: pass classes=")
-                classes = _sorted_labels(n for value in ds[label_column] for n in _split_labels(value))
+                classes = _sorted_labels(n for value in ds[label_column] for n in split_labels(value))
         return ds, classes
 
     def _record(self, row:dict, row_id:str) -> dict:
@@ -766,7 +769,7 @@ class _HFColumns:
             raw = row[self.label_column]
             raw = raw if isinstance(raw, (list, tuple)) else [raw]
             names = [self._label_names[v] if self._label_names and isinstance(v, int) else v for v in raw]
-            labels = _label_indices([n for v in names for n in _split_labels(v)], self.class_index, rid)
+            labels = _label_indices([n for v in names for n in split_labels(v)], self.class_index, rid)
         return {'id': rid, 'src': value, 'labels': labels}
 
     def decode(self, value) -> torch.Tensor:

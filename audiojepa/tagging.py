@@ -19,8 +19,8 @@ from fastcore.script import Param
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from .data import (MapSource, NoAudioError, SkipLog, StreamSource, _split_labels, audioset_file, collate,
-                            is_shard_spec, make_loader, mixed_seed, open_source)
+from .data import (MapSource, NoAudioError, SkipLog, StreamSource, audioset_file, collate, is_shard_spec,
+                            make_loader, mixed_seed, open_source, split_labels)
 from .cli import dashed_call_parse
 from .embed import AudioJEPAEncoder, fail
 from .hlp import HLP, Ontology, Vocabulary, POLICIES
@@ -100,7 +100,7 @@ class LabelledStream(StreamSource):
                          seed=source.seed, classes=vocab.mids)
         self.source, self.vocab, self.unknown = source, vocab, unknown
         # a label member may hold several MIDs in one string ('/m/a,/m/b'), as a manifest's labels do
-        self.columns = [_split_labels(m) for m in _source_mids(source, vocab)]
+        self.columns = [split_labels(m) for m in _source_mids(source, vocab)]
         self.skipped, self._dropped = [], set()   # nothing is known before a clip arrives: unusable ones come as skipped items
 
     def units(self) -> list: return self.source.units()
@@ -458,7 +458,7 @@ def run_vocabulary(cfg:TagConfig, onto:Ontology|None=None) -> Vocabulary:
     except (OSError, ValueError) as e: raise TagError(str(e)) from None
     if isinstance(source, IterableDataset): names = source.classes or []   # what the shards' label members use
     else: names = {source.classes[j] for i in range(len(source)) for j in (source.item_labels(i) or ())}
-    mids = sorted({m for n in names for m in _split_labels(n)})
+    mids = sorted({m for n in names for m in split_labels(n)})
     if not mids: raise TagError(f"{cfg.train} has no labels")
     return Vocabulary(mids, [onto.name(m) if onto is not None and m in onto else m for m in mids])
 
