@@ -118,6 +118,10 @@ class ClipSource:
             item['target'][list(labels)] = 1.0
         return item
 
+    def _record_labels(self, record:dict) -> list[int]|None:
+        "Class indices of a record's label names (None: unlabelled); an unknown name is an error naming the record."
+        return None if record['labels'] is None else _label_indices(record['labels'], self.class_index, record['id'])
+
 class MapSource(ClipSource, Dataset):
     "A source with random access: `ids[i]` names item `i`, `read(i)` decodes it, `item_labels(i)` lists its classes."
     ids:list[str]
@@ -614,7 +618,7 @@ class StreamSource(ClipSource, IterableDataset):
 
     def units(self) -> list: raise NotImplementedError
     def records(self, unit) -> Iterator[dict]:
-        "Records `{'id', 'src', 'labels'}` (decoded by `decode`) or `{'id', 'error'}` of one unit."
+        "Records `{'id', 'src', 'labels'}` (`src` for `decode`, `labels` the label names or None) or `{'id', 'error'}` of one unit."
         raise NotImplementedError
     def decode(self, src) -> torch.Tensor: return load_audio(src, self.sample_rate)
 
@@ -637,11 +641,12 @@ class StreamSource(ClipSource, IterableDataset):
             if 'error' in record:
                 yield skip_item(record['id'], record['error'])
                 continue
+            labels = self._record_labels(record)
             try: wav = self.decode(record['src'])
             except Exception as err:
                 yield skip_item(record['id'], _reason(err))
                 continue
-            yield self.make_item(wav, record['id'], record['labels'])
+            yield self.make_item(wav, record['id'], labels)
 
 # %% ../nbs/01_data.ipynb #206fe89e
 _AUDIO_EXTS = {e.lstrip('.') for e in AUDIO_EXTENSIONS}
@@ -714,9 +719,9 @@ class WebDatasetSource(StreamSource):
         audio_ext = next((e for e in sample if e.rsplit('.', 1)[-1] in _AUDIO_EXTS), None)
         if audio_ext is None: return {'id': sample_id, 'error': f"no audio member (members: {', '.join(sample) or 'none'})"}
         if self.classes is None: return {'id': sample_id, 'src': sample[audio_ext], 'labels': None}
-        try: names = _sample_label_names(sample) or ()
+        try: names = _sample_label_names(sample) or []
         except json.JSONDecodeError as err: return {'id': sample_id, 'error': f"json member is not JSON ({err})"}
-        return {'id': sample_id, 'src': sample[audio_ext], 'labels': _label_indices(names, self.class_index, sample_id)}
+        return {'id': sample_id, 'src': sample[audio_ext], 'labels': names}
 
     def records(self, url:str) -> Iterator[dict]:
         count = 0
@@ -769,7 +774,7 @@ class _HFColumns:
             raw = row[self.label_column]
             raw = raw if isinstance(raw, (list, tuple)) else [raw]
             names = [self._label_names[v] if self._label_names and isinstance(v, int) else v for v in raw]
-            labels = _label_indices([n for v in names for n in split_labels(v)], self.class_index, rid)
+            labels = [n for v in names for n in split_labels(v)]
         return {'id': rid, 'src': value, 'labels': labels}
 
     def decode(self, value) -> torch.Tensor:
@@ -806,9 +811,10 @@ class HFSource(_HFColumns, MapSource):
     def __getitem__(self, i:int) -> dict:
         if not 0 <= i < len(self): raise IndexError(f"index {i} out of range for {len(self)} items")
         record = self._record(self.dataset[i], f"row {i}")
+        labels = self._record_labels(record)
         try: wav = self.decode(record['src'])
         except Exception as err: return skip_item(record['id'], _reason(err))
-        return self.make_item(wav, record['id'], record['labels'])
+        return self.make_item(wav, record['id'], labels)
 
 class HFStreamSource(_HFColumns, StreamSource):
     "A Hugging Face dataset read in streaming mode, split across dataloader workers and processes."

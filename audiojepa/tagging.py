@@ -91,7 +91,7 @@ class LabelledClips(Dataset):
 
 class LabelledStream(StreamSource):
     "The clips of a streamed source (webdataset shards) with multi-hot targets over `vocab`, each clip's labels checked as it arrives."
-    def __init__(self, source:StreamSource, # a labelled stream from `audiojepa.data.open_source`
+    def __init__(self, source:StreamSource, # a labelled stream from `audiojepa.data.open_source`; its own `classes` are not used
                  vocab:Vocabulary, # the tagger's classes
                  unknown:str='skip', # as in `LabelledClips`
                 ):
@@ -99,23 +99,28 @@ class LabelledStream(StreamSource):
         super().__init__(sample_rate=source.sample_rate, clip_seconds=source.clip_seconds, crop=source.crop,
                          seed=source.seed, classes=vocab.mids)
         self.source, self.vocab, self.unknown = source, vocab, unknown
-        # a label member may hold several MIDs in one string ('/m/a,/m/b'), as a manifest's labels do
-        self.columns = [split_labels(m) for m in _source_mids(source, vocab)]
         self.skipped, self._dropped = [], set()   # nothing is known before a clip arrives: unusable ones come as skipped items
+
+    def _mids(self, names:list[str]) -> list[str]:
+        "The MIDs of a record's label names."
+        # a label member may hold several MIDs in one string ('/m/a,/m/b'), as a manifest's labels do; a number that
+        # is no MID of the vocabulary is its column, as a webdataset `cls` member holds it
+        mids = [m for n in names for m in split_labels(n)]
+        return [self.vocab.mids[int(m)] if m not in self.vocab and m.isdigit() and int(m) < len(self.vocab) else m for m in mids]
 
     def units(self) -> list: return self.source.units()
     def decode(self, src) -> torch.Tensor: return self.source.decode(src)
 
     def records(self, unit) -> Iterator[dict]:
-        "The source's records of `unit`, labels as vocabulary columns; an unusable clip is an error record, not decoded."
+        "The source's records of `unit`, labels as MIDs of the vocabulary; an unusable clip is an error record, not decoded."
         for record in self.source.records(unit):
             if 'error' in record: yield record; continue
-            cols, reason, missing = _vocab_columns([m for j in record['labels'] for m in self.columns[j]], self.vocab, self.unknown)
+            cols, reason, missing = _vocab_columns(self._mids(record['labels']), self.vocab, self.unknown)
             if reason: yield {'id': record['id'], 'error': reason}; continue
             for m in sorted(set(missing) - self._dropped):
                 log.warning("MID %s of the test labels (first in %s) is not a class of the model, dropped", m, record['id'])
             self._dropped.update(missing)
-            yield {**record, 'labels': cols}
+            yield {**record, 'labels': [self.vocab.mids[c] for c in cols]}
 
 
 # %% ../nbs/11_tagging.ipynb #3134cd7e
@@ -445,8 +450,14 @@ def load_ontology(path:str|Path|None) -> Ontology:
     try: return Ontology.from_json(path or audioset_file('ontology.json'))
     except FileNotFoundError as e: raise TagError(f"no ontology: {e} (pass --ontology ontology.json)") from None
 
-def run_vocabulary(cfg:TagConfig, onto:Ontology|None=None) -> Vocabulary:
-    "The classes of a run: the class list, or the MIDs its training data uses."
+def run_vocabulary(cfg:TagConfig, onto:Ontology|None=None,
+                   checkpoint=None, # the checkpoint a resumed run continues from
+                  ) -> Vocabulary:
+    "The classes of a run: those of the run resumed, the class list, or the MIDs its training data uses."
+    if checkpoint is not None:
+        saved = Path(checkpoint).parent.parent / 'classes.csv'   # written by `train_tagger` as the run began
+        try: return Vocabulary.from_csv(saved)
+        except (OSError, ValueError) as e: raise TagError(f"the class list of the run resumed, {saved}: {e}") from None
     classes, train = cfg.classes, Path(cfg.train)
     if classes is None and train.suffix == '.csv' and train.is_file() and (train.parent / 'class_labels_indices.csv').exists():
         with open(train) as f:
@@ -478,7 +489,10 @@ def open_tagging_data(spec:str, # an `open_source` spec or a `path,labels` manif
                      ) -> LabelledClips|LabelledStream:
     "The labelled clips of `spec` in the vocabulary `vocab`: `LabelledStream` for shards, else `LabelledClips`."
     try:
-        source = open_source(spec, sample_rate=sample_rate, clip_seconds=clip_seconds, crop='random' if train else 'full', seed=seed)
+        # a stream puts each sample's labels in `vocab` itself: classes given, the shards are not scanned to list theirs
+        classes = {'classes': vocab.mids} if is_shard_spec(spec) else {}
+        source = open_source(spec, sample_rate=sample_rate, clip_seconds=clip_seconds, crop='random' if train else 'full',
+                             seed=seed, **classes)
         if not isinstance(source, IterableDataset): return LabelledClips(source, vocab, unknown='skip' if train else 'drop')
         clips = LabelledStream(source, vocab, unknown='skip' if train else 'drop')
         if not train: clips.rank, clips.world_size = 0, 1   # the main process scores the whole test set, not its share
@@ -574,7 +588,7 @@ def train_tagger(cfg:TagConfig, # the run
     if threads: torch.set_num_threads(max(1, threads))
     needs_onto = cfg.hlp == 'train' or bool(cfg.test)
     onto = load_ontology(cfg.ontology) if needs_onto or cfg.classes is None and cfg.ontology else None
-    vocab = run_vocabulary(cfg, onto)
+    vocab = run_vocabulary(cfg, onto, checkpoint)
     hlp = HLP.from_ontology(onto, vocab, cfg.policy) if onto is not None else None
     torch.manual_seed(cfg.seed)
     model = build_tagger(cfg.model, len(vocab), cfg.model_options, cfg.clip_seconds)

@@ -9,6 +9,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
+import audiojepa.data
 import audiojepa.tagging as tagging
 from audiojepa.audio import FrontendConfig
 from audiojepa.hlp import HLP, Ontology, Vocabulary
@@ -248,6 +249,27 @@ def test_resume_on_shards_is_exact(data, shards, tmp_path):
     a = load_file(tmp_path / 'straight' / 'checkpoints' / 'step_000005' / 'model.safetensors')
     b = load_file(tmp_path / 'resumed' / 'checkpoints' / 'step_000005' / 'model.safetensors')
     for k in a: assert torch.equal(a[k], b[k]), k
+
+
+def test_shards_are_scanned_once_per_run(data, shards, tmp_path, monkeypatch):
+    "Without a class list the training shards are scanned once, for the vocabulary; not by the stream, a resumed run or the test."
+    for s in range(2):
+        write_shard(tmp_path / f'train-{s:03d}.tar', [(f'clip{k}', tone(220 if k % 2 == 0 else 1760, 1.0, k), 'WAV',
+                                                       [PIANO, KEYBOARD] if k % 2 == 0 else [VIOLIN]) for k in range(3 * s, 3 * s + 3)])
+    scans, real = [], audiojepa.data._tar_samples
+    def counting(url, wanted=lambda ext: True):
+        if not wanted('wav'): scans.append(Path(url).name)   # a read of the label members alone: a scan for class names
+        return real(url, wanted)
+    monkeypatch.setattr(audiojepa.data, '_tar_samples', counting)
+    changes = dict(train=str(tmp_path / 'train-*.tar'), test=str(shards / 'test-000.tar'), classes=None, model='cnn6',
+                   model_options={'width': 0.125}, hlp='train', max_steps=3)
+    train_tagger(config(data, tmp_path / 'run', stop_at=2, **changes))
+    assert sorted(scans) == ['train-000.tar', 'train-001.tar']
+    assert Vocabulary.from_csv(tmp_path / 'run' / 'classes.csv').mids == (KEYBOARD, PIANO, VIOLIN)
+    scans.clear()
+    cfg, ckpt = tagging.resolve_tag_config(flags={'out': str(tmp_path / 'run')}, resume='auto')
+    res = train_tagger(cfg, ckpt)
+    assert res.step == 3 and res.report['clips'] == 3 and scans == []
 
 
 def test_trains_and_tests_from_panns_hdf5(data, tmp_path):
