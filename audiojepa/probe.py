@@ -238,6 +238,11 @@ def probe_embeddings(train:Embeddings, # labelled embeddings (all clips, for fol
     "Linear and kNN probes on frozen clip embeddings: metrics, sizes, confusion matrices."
     if train.targets is None: raise ValueError("the data has no labels; probing needs labelled clips")
     if (train.targets.sum(0) > 0).sum() < 2: raise ValueError("the data has clips of one class only; a probe needs two or more")
+    for emb in (train, test) if test is not None else (train,):
+        # a diverged or broken encoder gives NaN/inf; the linear probe would otherwise fail far from the cause
+        bad = ~np.isfinite(emb.clip).all(1)
+        if bad.any(): raise ValueError(f"{bad.sum()} of {len(bad)} embeddings are not finite (NaN or inf), e.g. "
+                                       f"{', '.join(str(emb.ids[i]) for i in np.flatnonzero(bad)[:3])}; the encoder made them")
     classes = list(train.classes or range(train.targets.shape[1]))
     x, y = train.clip, train.targets.astype(np.float32)
     if test is None:
