@@ -335,3 +335,13 @@ def test_published_passt_builds_offline():
     net = build_tagger('passt', 527, {}, clip_seconds=1.0).eval()
     assert 85e6 < sum(p.numel() for p in net.parameters()) < 88e6
     with torch.no_grad(): assert net(torch.randn(1, RATE)).shape == (1, 527)
+
+
+def test_cli_shards_with_nothing_usable_are_one_clear_error(data, tmp_path):
+    "Given a class list, unlabelled and unknown-MID shards are read once, every sample skipped, and the run stops with one line."
+    write_shard(tmp_path / 'bad-000.tar', [('a', tone(220, 1.0, 70), 'WAV', None), ('b', tone(220, 1.0, 71), 'FLAC', ['/m/0unknown'])])
+    r = run_cli('--model', 'cnn6', '--train', str(tmp_path / 'bad-000.tar'), '--out', str(tmp_path / 'run'),
+                '--classes', str(data / 'classes.csv'), '--max-steps', '2', cwd=tmp_path)
+    assert r.returncode == 2 and 'audiojepa-tag: error:' in r.stderr, r.stderr[-1000:]
+    assert 'no labels' in r.stderr and 'unknown MID /m/0unknown' in r.stderr, r.stderr[-1000:]
+    assert 'Traceback' not in r.stderr
