@@ -923,6 +923,7 @@ class Loader:
 
 def _describe(source) -> str:
     where = next((getattr(source, a) for a in ('root', 'path', 'urls') if hasattr(source, a)), None)
+    if where is None and isinstance(getattr(source, 'source', None), Dataset): return _describe(source.source)   # a wrapper names its data
     return f"{type(source).__name__}({where})" if where is not None else type(source).__name__
 
 def make_loader(source:Dataset, # a source from this chapter (or any dataset of items)

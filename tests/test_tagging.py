@@ -344,4 +344,5 @@ def test_cli_shards_with_nothing_usable_are_one_clear_error(data, tmp_path):
                 '--classes', str(data / 'classes.csv'), '--max-steps', '2', cwd=tmp_path)
     assert r.returncode == 2 and 'audiojepa-tag: error:' in r.stderr, r.stderr[-1000:]
     assert 'no labels' in r.stderr and 'unknown MID /m/0unknown' in r.stderr, r.stderr[-1000:]
+    assert f"in WebDatasetSource(['{tmp_path / 'bad-000.tar'}'])" in r.stderr, r.stderr[-1000:]   # the data, not a wrapper class
     assert 'Traceback' not in r.stderr
