@@ -17,7 +17,8 @@ from .models import (EncoderConfig, PredictorConfig, Predictor, ViTEncoder, gath
 
 # %% auto #0
 __all__ = ['LOSSES', 'TARGET_NORMS', 'TARGET_VIEWS', 'JEPAConfig', 'ema_momentum', 'effective_rank', 'embedding_std',
-           'linear_cka', 'drift_from_init', 'instance_norm', 'variance_covariance', 'oracle_losses', 'AudioJEPA']
+           'linear_cka', 'drift_from_init', 'instance_norm', 'mean_tokens', 'variance_covariance', 'oracle_losses',
+           'AudioJEPA']
 
 # %% ../nbs/04_jepa.ipynb #7165769c
 LOSSES = ('mse', 'smooth_l1', 'cosine')
@@ -35,6 +36,7 @@ class JEPAConfig:
     ema_end: float = 1.0             # EMA momentum at the last step
     masks_per_clip: int = 1          # context views per clip that share one target pass (data2vec 2.0, EAT)
     var_cov_weight: float = 0.1      # >0: add this times VICReg's variance + covariance terms of the clips' mean context tokens
+    clip_loss_weight: float = 0.0    # >0: add this times the clip-level loss (EAT's utterance loss): a view's mean context token regresses the clip's mean target
 
     def __post_init__(self):
         if self.loss not in LOSSES: raise ValueError(f"unknown loss {self.loss!r}; expected one of {LOSSES}")
@@ -46,7 +48,8 @@ class JEPAConfig:
         if self.masks_per_clip < 1: raise ValueError(f"masks_per_clip must be >= 1, got {self.masks_per_clip}")
         if not 0 <= self.ema_start <= self.ema_end <= 1:
             raise ValueError(f"expected 0 <= ema_start <= ema_end <= 1, got {self.ema_start}, {self.ema_end}")
-
+        for name in ('var_cov_weight', 'clip_loss_weight'):
+            if getattr(self, name) < 0: raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 # %% ../nbs/04_jepa.ipynb #2817aa78
 def ema_momentum(step:int, # current optimiser step
@@ -114,6 +117,14 @@ def instance_norm(x:Tensor, # tokens [B, P, D]
     mean = (x * w).sum(1, keepdim=True) / n
     var = ((x - mean).square() * w).sum(1, keepdim=True) / n
     return (x - mean) * torch.rsqrt(var + eps)
+
+def mean_tokens(x:Tensor, # tokens [B, K, D]
+                padding_mask:Tensor|None=None, # bool [B, K], True = padded (left out of the mean)
+               ) -> tuple: # (means [B, D], bool [B]: whether the row has a real token)
+    "The mean token of each row, what a mean-pooling probe reads of a clip; padding left out."
+    real = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if padding_mask is None else ~padding_mask
+    w = real[..., None].to(x.dtype)
+    return (x * w).sum(1) / w.sum(1).clamp_min(1), real.any(1)
 
 def variance_covariance(z:Tensor, # embeddings [M, D]
                        ) -> Tensor: # scalar
@@ -209,10 +220,12 @@ class AudioJEPA(nn.Module):
         # every view of a clip reads the same spectrogram
         rows = (lambda x: x) if V == B else (lambda x: x.repeat_interleave(V // B, 0))
         pad = None if padding_mask is None else rows(padding_mask)
-        if self.config.target_view == 'masked':
+        cfg = self.config
+        if cfg.target_view == 'masked':
             # M2D: targets made without the context cannot be predicted by copying what the context encoder saw
             target = self.targets(rows(mel), pad, keep_idx=target_idx)
-            full_target = self.targets(mel, padding_mask) if diagnostics else None   # only the oracles read it
+            # the clip term and the oracles need the whole clip's targets: an extra pass, only when they are used
+            full_target = self.targets(mel, padding_mask) if diagnostics or cfg.clip_loss_weight > 0 else None
         else:
             full_target = self.targets(mel, padding_mask)                            # one pass serves every view
             target = gather_tokens(rows(full_target), target_idx)
@@ -224,12 +237,19 @@ class AudioJEPA(nn.Module):
             valid = (~pad.gather(1, target_idx)).to(per_token.dtype)
             loss = (per_token * valid).sum() / valid.sum().clamp_min(1)
         extra = {'pred_loss': loss.detach()}
-        if self.config.var_cov_weight > 0:
-            seen = torch.ones_like(context_idx, dtype=ctx.dtype) if pad is None else (~pad.gather(1, context_idx)).to(ctx.dtype)
-            clips = (ctx * seen[..., None]).sum(1) / seen.sum(1, keepdim=True).clamp_min(1)   # what a mean-pooling probe reads
-            clips = clips[seen.sum(1) > 0]              # a clip whose visible patches are all padding says nothing
+        if cfg.var_cov_weight > 0 or cfg.clip_loss_weight > 0:
+            # what a mean-pooling probe reads of each view; a view whose visible patches are all padding says nothing
+            views, seen = mean_tokens(ctx, None if pad is None else pad.gather(1, context_idx))
+        if cfg.var_cov_weight > 0:
+            clips = views[seen]
             extra['var_cov'] = variance_covariance(clips) if len(clips) > 1 else loss.new_zeros(())   # spread needs two
-            loss = loss + self.config.var_cov_weight * extra['var_cov']
+            loss = loss + cfg.var_cov_weight * extra['var_cov']
+        if cfg.clip_loss_weight > 0:
+            # EAT's utterance loss: a view's clip embedding must say what the teacher says of the whole clip
+            clip_target = rows(mean_tokens(full_target, padding_mask)[0])
+            per_view = self.loss_per_token(views[:, None], clip_target[:, None])[:, 0]
+            extra['clip_loss'] = (per_view * seen).sum() / seen.sum().clamp_min(1)
+            loss = loss + cfg.clip_loss_weight * extra['clip_loss']
         if not diagnostics: return loss, {}
         with torch.no_grad():
             return loss, {**{k: v.detach() for k, v in extra.items()}, 'target_std': embedding_std(target), 'pred_std': embedding_std(pred),

@@ -13,7 +13,7 @@ from .data import collate
 
 # %% auto #0
 __all__ = ['as_generator', 'mask_to_index', 'MaskGenerator', 'RandomPatchMask', 'MultiBlockMask', 'StripMask', 'TimeStripMask',
-           'FreqStripMask', 'MaskCollator']
+           'FreqStripMask', 'InverseBlockMask', 'MaskCollator']
 
 # %% ../nbs/02_masking.ipynb #e23c3a15
 def as_generator(generator:torch.Generator|int|None=None, # a generator, a seed, or None for a fresh random seed
@@ -161,6 +161,29 @@ class FreqStripMask(StripMask):
     def __init__(self, ratio:float|tuple=(0.4, 0.6), # fraction of the frequency axis to mask, or a (min, max) range
                  n_strips:int=1): # strips the masked fraction is split into
         super().__init__('freq', ratio, n_strips)
+
+# %% ../nbs/02_masking.ipynb #7c9f451c
+class InverseBlockMask(MaskGenerator):
+    "Inverse block masking (data2vec 2.0, EAT): the context is a union of `block`-sized rectangles, about `1 - ratio` of the grid; the targets are every other patch."
+    def __init__(self, ratio:float|tuple=0.8, # target fraction, or a (min, max) range to draw it from once per batch
+                 block:tuple=(2, 2), # (time, frequency) size of a context block in patches, cut to the grid
+                ):
+        self.ratio = _check_range(ratio, 'ratio')
+        if len(block) != 2 or min(block) < 1: raise ValueError(f"block must be (time, frequency) patches >= 1, got {block}")
+        self.block = (int(block[0]), int(block[1]))
+
+    def masks(self, batch_size, grid, g):
+        P = grid[0] * grid[1]
+        n_context = min(max(round((1 - _uniform(*self.ratio, g)) * P), 1), P - 1)
+        size = (min(self.block[0], grid[0]), min(self.block[1], grid[1]))
+        kept = torch.zeros(batch_size, *grid, dtype=torch.bool)
+        short = torch.ones(batch_size, dtype=torch.bool)
+        while short.any():
+            kept[short] |= _place_blocks(int(short.sum()), size, grid, g)
+            short = kept.flatten(1).sum(1) < n_context
+        # a row that overshot gives random patches of its blocks back to the targets: equal counts in every row
+        context = torch.zeros(batch_size, P, dtype=torch.bool).scatter_(1, mask_to_index(kept.flatten(1), g)[:, :n_context], True)
+        return context, ~context
 
 # %% ../nbs/02_masking.ipynb #26a9907d
 class MaskCollator:

@@ -25,7 +25,7 @@ from .audio import FrontendConfig, LogMel, compute_norm_stats, frontend_config
 from .data import (NoAudioError, SkipLog, check_readable, collate, is_shard_spec, make_loader, mixed_seed,
                             open_source)
 from .jepa import AudioJEPA, JEPAConfig, drift_from_init, ema_momentum
-from .masking import FreqStripMask, MultiBlockMask, RandomPatchMask, TimeStripMask
+from .masking import FreqStripMask, InverseBlockMask, MultiBlockMask, RandomPatchMask, TimeStripMask
 from .models import preset, save_encoder
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class ModelSection:
 @dataclass
 class MaskingSection:
     "Which patches the context sees and which the predictor predicts."
-    name:str='random' # 'random' (the paper), 'multiblock' (I-JEPA), 'time' or 'freq' strips
+    name:str='random' # 'random' (the paper), 'multiblock' (I-JEPA), 'time' or 'freq' strips, 'inverse_block' (data2vec 2.0, EAT)
     options:dict=field(default_factory=dict) # arguments of the mask generator, e.g. {ratio: [0.4, 0.6]}
 
 @dataclass
@@ -310,7 +310,8 @@ def set_schedules(optimizer:torch.optim.Optimizer, # with `param_groups` groups
     return lr, wd
 
 # %% ../nbs/05_train.ipynb #ea6dc969
-MASKS = {'random': RandomPatchMask, 'multiblock': MultiBlockMask, 'time': TimeStripMask, 'freq': FreqStripMask}
+MASKS = {'random': RandomPatchMask, 'multiblock': MultiBlockMask, 'time': TimeStripMask, 'freq': FreqStripMask,
+         'inverse_block': InverseBlockMask}
 
 def _with_fields(obj, changes:dict, key:str):
     "A copy of dataclass `obj` with `changes` (checked against its fields, converted to their types)."
@@ -446,7 +447,7 @@ def stream_batches(loader, # an `audiojepa.data.Loader` over a stream source
 # %% ../nbs/05_train.ipynb #2fc3a8a0
 METRICS = ('step', 'epoch', 'loss', 'lr', 'weight_decay', 'ema', 'grad_norm', 'clips_per_s',
            'target_std', 'pred_std', 'target_rank', 'pred_rank', 'pred_loss', 'oracle_global', 'oracle_clip',
-           'oracle_clip_pos', 'var_cov', 'dist_init', 'cka_init', 'seconds')
+           'oracle_clip_pos', 'var_cov', 'clip_loss', 'dist_init', 'cka_init', 'seconds')
 
 class MetricsLog:
     "metrics.csv of a run, one row per logged step; rows after `resume_step` from an earlier invocation are dropped."

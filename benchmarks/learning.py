@@ -18,23 +18,28 @@ What it does:
    S <= r * (budget - o * segments(S)), segments(S) = ceil(S / probe_every) invocations (8 by default).
    `--max-steps N` (or a `schedule.max_steps=N` override) skips the calibration.
 3. Baselines, once: `--random-seeds` random inits of the run's encoder architecture (`model.preset` + `model.encoder`
-   changes) and front end, from `audiojepa.embed.random_encoder` (a seed stream that is never a pretraining seed),
-   reported as mean ± sd and the best seed; and the log-mel front end itself (mean+std pooling).
+   changes) from `audiojepa.embed.random_encoder` (a seed stream that is never a pretraining seed), on two front ends:
+   the run's own, with the pool's log-mel statistics as the export has them ('own'), and the named front end with its
+   own statistics, as `audiojepa-probe --encoder random:PRESET` has it ('default'; the same as 'own' when the run
+   measures no statistics). Each kind is reported as mean ± sd and best seed; the baseline to beat is the best network
+   of both. A random network's result is kept in `--baseline-cache` under a key of everything it depends on
+   (architecture, front end, seed, the task's clips, probe settings, the library code), so reruns probe it once.
+   And the log-mel front end itself (mean+std pooling).
 4. Step 0 (the run's own init) is probed, then pretraining runs in segments: `run.stop_at` = the next probe step, each
    segment resuming from the previous one's checkpoint (bit-exact resume, one schedule); after each segment the
    exported encoder (`OUT/run/encoder`) is probed on every task: linear and kNN accuracy on the fixed train/test split
    of mean-pooled clip embeddings (`audiojepa.probe.probe_embeddings`), with the run's metrics.csv row of that step.
 5. Writes OUT/learning.json (rewritten after every probe point, so an interrupted run leaves its curve so far),
-   OUT/learning.png and prints a table. Acceptance, per task: the final encoder beats the best random init by
-   >= `--margin` (5 points) in linear AND kNN accuracy, and both curves rise (Spearman correlation of accuracy with the
-   step > 0 and last point > step 0).
+   OUT/learning.png and prints a table. Acceptance, per judged task (`--judge`, default music, drums, language; the
+   other tasks are reported): the final encoder beats the best random init (either kind) by >= `--margin` (3 points)
+   in linear AND kNN accuracy. Whether each curve rises (Spearman correlation of accuracy with the step) is reported.
 
 OUT/run is the pretraining run (its metrics.csv, config.yaml, last checkpoint and encoder export); OUT/run and
 OUT/calibration are removed first when they exist.
 """
 from __future__ import annotations
-import copy, csv, json, logging, math, os, platform, shutil, subprocess, sys, time
-from dataclasses import replace
+import copy, csv, hashlib, json, logging, math, os, platform, shutil, subprocess, sys, time
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -144,11 +149,51 @@ def init_encoder(cfg:TrainConfig, fc, seed:int) -> AudioJEPAEncoder:
     encoder = model.target_encoder if cfg.run.export == 'target' else model.encoder
     return AudioJEPAEncoder(encoder.eval(), fc, sampling_rate=None)
 
-def random_baseline(cfg:TrainConfig, fc, seed:int) -> tuple: # (AudioJEPAEncoder, how its weights were drawn)
-    "Random baseline `seed` (0, 1, ...): the run's encoder architecture and front end with untrained weights."
+RANDOM_KINDS = {'own': "the run's front end, with the pool's log-mel statistics (what the export carries)",
+                'default': "the named front end's own statistics, as `random:PRESET` (audiojepa-probe) has them"}
+
+def baseline_frontend(cfg:TrainConfig, fc, kind:str):
+    "The front end of a random baseline of `kind` (see `RANDOM_KINDS`)."
+    if kind == 'own': return fc
+    named = build_frontend_config(replace(cfg, frontend=replace(cfg.frontend, options={
+        k: v for k, v in cfg.frontend.options.items() if k not in ('mean', 'std')})))
+    return replace(fc, mean=named.mean, std=named.std)
+
+def random_baseline(cfg:TrainConfig, fc, seed:int, kind:str='own') -> tuple: # (AudioJEPAEncoder, how its weights were drawn)
+    "Random baseline `seed` (0, 1, ...): the run's encoder architecture with untrained weights, on the front end of `kind`."
     config = init_encoder(cfg, fc, cfg.run.seed).encoder.config
-    return (AudioJEPAEncoder(random_encoder(config, seed), fc, sampling_rate=None),
-            f'audiojepa.embed.random_encoder(config, seed={seed})')
+    return (AudioJEPAEncoder(random_encoder(config, seed), baseline_frontend(cfg, fc, kind), sampling_rate=None),
+            f'audiojepa.embed.random_encoder(config, seed={seed}), front end: {kind}')
+
+def library_fingerprint() -> str:
+    "A hash of the library code a baseline's numbers depend on (front end, models, embedding, probes)."
+    h = hashlib.sha1()
+    for name in ('audio', 'models', 'embed', 'probe', 'data'): h.update((ROOT / 'audiojepa' / f'{name}.py').read_bytes())
+    return h.hexdigest()[:16]
+
+def baseline_key(embedder:AudioJEPAEncoder, seed:int, task:dict, probe_kw:dict) -> str:
+    "What a random baseline's probe result depends on: architecture, front end, seed, the task's clips, probe settings, code."
+    ids = hashlib.sha1('\n'.join(task['train']['ids'] + ['|'] + task['test']['ids']).encode()).hexdigest()
+    what = {'encoder': asdict(embedder.encoder.config), 'frontend': asdict(embedder.logmel.config), 'seed': seed,
+            'task': task['name'], 'clips': ids, 'probe': probe_kw, 'code': library_fingerprint()}
+    return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+def probe_random(cfg:TrainConfig, fc, seed:int, kind:str, tasks:list, cache:Path|None, **probe_kw) -> dict:
+    "`probe_all` of random baseline (`seed`, `kind`), each task's result read from `cache` when an identical one is there."
+    embedder, how = random_baseline(cfg, fc, seed, kind)
+    out, todo = {}, []
+    for task in tasks:
+        path = None if cache is None else cache / f"{baseline_key(embedder, seed, task, probe_kw)}.json"
+        if path is not None and path.is_file(): out[task['name']] = {**json.loads(path.read_text()), 'cached': True}
+        else: todo.append((task, path))
+    if todo:
+        fresh = probe_all(embedder, [t for t, _ in todo], **probe_kw)
+        for task, path in todo:
+            out[task['name']] = fresh[task['name']]
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix('.tmp'); tmp.write_text(json.dumps(json_safe(fresh[task['name']]))); os.replace(tmp, path)
+    return {name: {'seed': seed, 'kind': kind, 'weights': how, **r} for name, r in out.items()}
 
 def checkpoint_encoder(checkpoint:Path, which:str, like:AudioJEPAEncoder) -> AudioJEPAEncoder:
     "The 'context' or 'target' encoder of a checkpoint (its model.safetensors), with the front end of `like`."
@@ -255,12 +300,23 @@ def summarise_random(points:list[dict]) -> dict:
                       'best': float(values[best]), 'best_seed': points[best]['seed']}
     return out
 
+def strongest_random(summaries:dict, # kind -> `summarise_random` of the task
+                    ) -> dict:
+    "The random baseline to beat, per probe: the best network over every kind and seed (and which it was)."
+    out = {'seeds': [], 'kinds': sorted(summaries)}
+    for probe in PROBES:
+        kind = max(summaries, key=lambda k: summaries[k][probe]['best'])
+        best = summaries[kind][probe]
+        out[probe] = {'best': best['best'], 'best_seed': best['best_seed'], 'best_kind': kind,
+                      'mean': max(s[probe]['mean'] for s in summaries.values())}
+    return out
+
 def task_verdict(curve:list[dict], # probe points in step order, each with 'step', 'linear', 'knn'
-                 random:dict, # `summarise_random` of the task
-                 margin:float=0.05, # accuracy the final encoder must gain over the best random init
+                 random:dict, # the baseline to beat: `summarise_random` or `strongest_random` of the task
+                 margin:float=0.03, # accuracy the final encoder must gain over the best random init
                  n_test:int|None=None, # test clips, for the standard error of an accuracy
                 ) -> dict:
-    "Final − best random init per probe, whether each curve rises, and PASS (all of it) or FAIL."
+    "Final − best random init per probe, whether each curve rises, and PASS (the final encoder beats the best random init by `margin` on both probes) or FAIL."
     steps = [p['step'] for p in curve]
     out = {'margin': margin}
     # binomial standard error of one accuracy on the test set: margins well below ~2 SE are noise
@@ -275,7 +331,7 @@ def task_verdict(curve:list[dict], # probe points in step order, each with 'step
                       'rises': bool(len(acc) > 1 and rho > 0 and acc[-1] > acc[0])}
     out['beats_random'] = all(out[p]['final_minus_best_random'] >= margin - 1e-9 for p in PROBES)
     out['rises'] = all(out[p]['rises'] for p in PROBES)
-    out['pass'] = out['beats_random'] and out['rises']
+    out['pass'] = out['beats_random']
     return out
 
 
@@ -295,20 +351,22 @@ def machine_info() -> dict:
 def pct(x) -> str: return '   -' if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:4.1f}"
 
 def format_summary(result:dict) -> str:
-    "The printed table: per task the init, the final encoder, the baselines, the margins and the verdict."
-    lines = [f"{'task':8} {'probe':6} {'step0':>6} {'final':>6} {'random mean±sd':>15} {'best':>6} {'logmel':>6} "
-             f"{'Δbest':>6} {'ρ':>5}  verdict"]
+    "The printed table: per task the init, the final encoder, the baselines (random inits per front-end kind), the margin over the strongest and the verdict."
+    lines = [f"{'task':8} {'probe':6} {'step0':>6} {'final':>6} {'random own':>15} {'random default':>15} {'best':>6} "
+             f"{'logmel':>6} {'Δbest':>6} {'ρ':>5}  verdict"]
+    spread = lambda r, probe: '-' if r is None else f"{pct(r[probe]['mean'])} ± {pct(r[probe]['sd']).strip()}"
     for name, task in result['tasks'].items():
         if not task.get('curve') or 'verdict' not in task: continue
-        v, rnd, lm = task['verdict'], task['baselines']['random'], task['baselines']['logmel']
+        v, b = task['verdict'], task['baselines']
         for i, probe in enumerate(PROBES):
             p = v[probe]
             rho = '    -' if p['spearman'] is None or math.isnan(p['spearman']) else f"{p['spearman']:+5.2f}"
-            verdict = ('PASS' if v['pass'] else 'FAIL') + ('' if v['rises'] else ' (curve does not rise)') \
+            verdict = ('' if v.get('judged', True) else '(reported) ') + ('PASS' if v['pass'] else 'FAIL') \
                       + ('' if v['beats_random'] else f" (< best random + {100 * v['margin']:.0f})") if i == 0 else ''
             lines.append(f"{name if i == 0 else '':8} {probe:6} {pct(p['first']):>6} {pct(p['final']):>6} "
-                         f"{pct(rnd[probe]['mean']) + ' ± ' + pct(rnd[probe]['sd']).strip():>15} {pct(rnd[probe]['best']):>6} "
-                         f"{pct(lm[probe]):>6} {100 * p['final_minus_best_random']:+6.1f} {rho}  {verdict}")
+                         f"{spread(b.get('random'), probe):>15} {spread(b.get('random_default'), probe):>15} "
+                         f"{pct(p['best_random']):>6} {pct(b['logmel'][probe]):>6} {100 * p['final_minus_best_random']:+6.1f} "
+                         f"{rho}  {verdict}")
     return '\n'.join(lines)
 
 def format_curves(result:dict) -> str:
@@ -343,6 +401,8 @@ def plot(result:dict, path:Path):
             rnd = task['baselines']['random'][probe]
             ax.axhspan(rnd['mean'] - rnd['sd'], rnd['mean'] + rnd['sd'], color=c, alpha=0.15, lw=0)
             ax.axhline(rnd['mean'], color=c, lw=0.8, ls=':', label=f'random init {probe} (mean ± sd)')
+            if 'random_best' in task['baselines']:
+                ax.axhline(task['baselines']['random_best'][probe]['best'], color=c, lw=0.8, ls='--', label=f'best random init {probe}')
             ax.axhline(task['baselines']['logmel'][probe], color=c, lw=1, ls='-.', label=f'log-mel {probe}')
             ax.plot(steps, [p[probe] for p in task['curve']], 'o-', color=c, ms=4, label=f'pretrained {probe}')
             if any('other' in p for p in task['curve']):
@@ -384,11 +444,13 @@ def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpo
          max_steps:int=None, # use this schedule.max_steps instead of calibrating the budget
          probe_every:int=None, # steps between probe points; default: max_steps / 8 (8 points after step 0)
          out:str='benchmarks/results/learning', # results: learning.json, learning.png, the run in run/
-         random_seeds:int=3, # random-init baselines of the run's architecture (seeds 0, 1, ... of the baseline stream)
+         random_seeds:int=5, # random-init baselines of the run's architecture per front-end kind (seeds 0, 1, ... of the baseline stream)
+         judge:str='music,drums,language', # tasks the acceptance judges; the others are reported
+         baseline_cache:str='benchmarks/results/baseline_cache', # random baselines' probe results, reused when nothing they depend on changed ('' for none)
          threads:int=None, # torch CPU threads for pretraining and probing; default: the library's choice
          config:str=None, # YAML config file of the pretraining run (only the keys it changes), as audiojepa-pretrain --config
          calibration_steps:int=25, # steps of the calibration run that measures steps/s
-         margin:float=0.05, # acceptance: accuracy the final encoder must gain over the best random init
+         margin:float=0.03, # acceptance: accuracy the final encoder must gain over the best random init
          k:int=10, # neighbours of the kNN probe
          batch_size:int=64, # clips per embedding batch when probing
          probe_context:store_true=False, # also probe the encoder that is not exported (the context encoder, by default)
@@ -438,7 +500,7 @@ def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpo
     result = {'benchmark': 'learning', 'version': 1, 'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
               'complete': False, 'args': {'corpora': str(corpora), 'tasks': [p.name for p in task_dirs],
               'budget_minutes': budget_minutes, 'max_steps': max_steps, 'probe_every': probe_every, 'out': str(out),
-              'random_seeds': random_seeds, 'threads': threads, 'config': config, 'overrides': overrides,
+              'random_seeds': random_seeds, 'judge': judge, 'baseline_cache': baseline_cache, 'threads': threads, 'config': config, 'overrides': overrides,
               'calibration_steps': calibration_steps, 'margin': margin, 'k': k, 'probe_context': probe_context},
               'config': config_to_dict(cfg), 'machine': machine, 'calibration': calibration,
               'schedule': {'max_steps': fixed, 'probe_every': probe_every or (steps[1] if len(steps) > 1 else fixed),
@@ -464,19 +526,29 @@ def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpo
     result['seconds']['decode'] = round(time.perf_counter() - t0, 1)
     probe_kw = dict(k=k, batch_size=batch_size)
 
-    # baselines: random inits of the run's architecture and the log-mel front end
+    # baselines: random inits of the run's architecture on both kinds of front end, and the log-mel front end
     t0 = time.perf_counter()
-    random_points = {t['name']: [] for t in tasks_data}
-    for seed in range(random_seeds):
-        embedder, how = random_baseline(cfg, fc, seed)
-        for name, r in probe_all(embedder, tasks_data, **probe_kw).items():
-            random_points[name].append({'seed': seed, 'weights': how, **r})
+    kinds = ['own'] + (['default'] if baseline_frontend(cfg, fc, 'default') != fc else [])   # one kind without statistics
+    cache = Path(baseline_cache) if baseline_cache else None
+    random_points = {t['name']: {k: [] for k in kinds} for t in tasks_data}
+    for kind in kinds:
+        for seed in range(random_seeds):
+            for name, r in probe_random(cfg, fc, seed, kind, tasks_data, cache, **probe_kw).items():
+                random_points[name][kind].append(r)
     logmel = probe_all(LogMelBaseline(fc, sampling_rate=None), tasks_data, pool='meanstd', **probe_kw)
     for name, task in result['tasks'].items():
-        if random_points[name]: task['baselines']['random'] = {**summarise_random(random_points[name]), 'points': random_points[name]}
+        if random_seeds:
+            summaries = {k: {**summarise_random(random_points[name][k]), 'front_end': RANDOM_KINDS[k],
+                             'points': random_points[name][k]} for k in kinds}
+            task['baselines']['random'] = summaries['own']
+            if 'default' in summaries: task['baselines']['random_default'] = summaries['default']
+            task['baselines']['random_best'] = strongest_random(summaries)
         task['baselines']['logmel'] = logmel[name]
     result['seconds']['baselines'] = round(time.perf_counter() - t0, 1)
-    print(f"baselines: {random_seeds} random inits + log-mel in {result['seconds']['baselines']:.0f} s", flush=True)
+    cached = sum(p.get('cached', False) for t in random_points.values() for k in t.values() for p in k)
+    print(f"baselines: {random_seeds} random inits x {len(kinds)} front ends ({cached} of "
+          f"{random_seeds * len(kinds) * len(tasks_data)} probes from the cache) + log-mel in "
+          f"{result['seconds']['baselines']:.0f} s", flush=True)
 
     # the curve: step 0 is the run's own init, then one pretraining segment per probe point
     pretrain_s, probe_s, stopped = 0.0, [], None
@@ -514,13 +586,15 @@ def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpo
               (f"  loss {diag['loss']:.4f}" if 'loss' in diag else '') +
               (f"  target_rank {diag['target_rank']:.1f}" if 'target_rank' in diag else ''), flush=True)
 
+    judged = [t.strip() for t in judge.split(',') if t.strip()]
     for name, task in result['tasks'].items():
-        if task['curve'] and 'random' in task['baselines']:
-            task['verdict'] = task_verdict(task['curve'], task['baselines']['random'], margin, task['n_test'])
-    verdicts = {n: t['verdict']['pass'] for n, t in result['tasks'].items() if 'verdict' in t}
+        if task['curve'] and 'random_best' in task['baselines']:
+            task['verdict'] = {**task_verdict(task['curve'], task['baselines']['random_best'], margin, task['n_test']),
+                               'judged': name in judged}
+    verdicts = {n: t['verdict']['pass'] for n, t in result['tasks'].items() if t.get('verdict', {}).get('judged')}
     result.update(complete=stopped is None, stopped=stopped,
-                  acceptance={'rule': f"final beats best of {random_seeds} random inits by >= {100 * margin:.0f} points in "
-                                      f"linear and kNN accuracy, and both curves rise",
+                  acceptance={'rule': f"on {', '.join(judged)}: the final encoder beats the best of {random_seeds} random inits "
+                                      f"x {len(kinds)} front ends by >= {100 * margin:.0f} points in linear and kNN accuracy",
                               'per_task': verdicts, 'all_pass': bool(verdicts) and all(verdicts.values())})
     result['machine']['load_average_end'] = [round(x, 2) for x in os.getloadavg()]
     save()

@@ -66,12 +66,60 @@ def test_verdict_pass_and_fail():
     # the drums numbers: pretraining made the encoder worse than its random init
     worse = learning.task_verdict(curve([0.658, 0.6, 0.55, 0.535], [0.58, 0.52, 0.5, 0.486]), rnd)
     assert not worse['pass'] and not worse['rises'] and not worse['beats_random']
-    # rising, but kNN ends only 4 points above the best random init
-    close = learning.task_verdict(curve([0.6, 0.7, 0.75], [0.5, 0.55, 0.62]), rnd)
+    # rising, but kNN ends only 2 points above the best random init (the margin is 3)
+    close = learning.task_verdict(curve([0.6, 0.7, 0.75], [0.5, 0.55, 0.60]), rnd)
     assert close['rises'] and not close['beats_random'] and not close['pass']
-    # far above random but falling along the run: the curve must rise too
+    assert learning.task_verdict(curve([0.6, 0.7, 0.75], [0.5, 0.55, 0.62]), rnd)['pass']           # +4 clears 3 points
+    assert not learning.task_verdict(curve([0.6, 0.7, 0.75], [0.5, 0.55, 0.62]), rnd, margin=0.05)['pass']
+    # far above random but falling along the run: it passes (the rule is about the final encoder); the fall is reported
     falling = learning.task_verdict(curve([0.9, 0.85, 0.8], [0.8, 0.75, 0.7]), rnd)
-    assert falling['beats_random'] and not falling['rises'] and not falling['pass']
+    assert falling['beats_random'] and not falling['rises'] and falling['pass']
+
+
+def test_strongest_random_is_the_best_network_of_every_kind():
+    own = random_baseline([0.6, 0.66, 0.63], [0.5, 0.58, 0.55])
+    default = random_baseline([0.7, 0.62, 0.61], [0.4, 0.45, 0.41])
+    best = learning.strongest_random({'own': own, 'default': default})
+    assert (best['linear']['best'], best['linear']['best_kind'], best['linear']['best_seed']) == (0.7, 'default', 0)
+    assert (best['knn']['best'], best['knn']['best_kind'], best['knn']['best_seed']) == (0.58, 'own', 1)
+    v = learning.task_verdict(curve([0.6, 0.72], [0.5, 0.62]), best)
+    assert v['linear']['final_minus_best_random'] == pytest.approx(0.02) and not v['pass']
+
+
+def test_baseline_front_ends():
+    "'own' is the run's front end with the pool's statistics; 'default' the named setting's statistics (random:PRESET)."
+    from dataclasses import replace
+    from audiojepa.train import TrainConfig, build_frontend_config
+    cfg = TrainConfig()
+    cfg = replace(cfg, frontend=replace(cfg.frontend, options={'mean': -3.0, 'std': 2.5, 'n_mels': 128}))
+    fc = build_frontend_config(cfg)
+    assert learning.baseline_frontend(cfg, fc, 'own') == fc
+    default = learning.baseline_frontend(cfg, fc, 'default')
+    assert (default.mean, default.std, default.n_mels) == (0.0, 1.0, 128)
+    assert replace(default, mean=-3.0, std=2.5) == fc
+
+
+def test_random_baselines_are_probed_once(tmp_path, monkeypatch):
+    "A random network's probe result comes from the cache when nothing it depends on changed."
+    from dataclasses import replace
+    from audiojepa.train import TrainConfig, build_frontend_config
+    cfg = TrainConfig()
+    cfg = replace(cfg, frontend=replace(cfg.frontend, options={'mean': -3.0, 'std': 2.5}))   # statistics of a pool
+    fc = build_frontend_config(cfg)
+    task = {'name': 't', 'train': {'ids': ['a', 'b']}, 'test': {'ids': ['c']}}
+    calls = []
+    def fake_probe_all(embedder, tasks, **kw):
+        calls.append([t['name'] for t in tasks])
+        return {t['name']: {'linear': 0.5, 'knn': float(embedder.encoder.blocks[0].attn.qkv.weight[0, 0].detach())} for t in tasks}
+    monkeypatch.setattr(learning, 'probe_all', fake_probe_all)
+    first = learning.probe_random(cfg, fc, 0, 'own', [task], tmp_path, k=10)
+    again = learning.probe_random(cfg, fc, 0, 'own', [task], tmp_path, k=10)
+    assert len(calls) == 1 and again['t']['cached'] and again['t']['knn'] == first['t']['knn']
+    learning.probe_random(cfg, fc, 1, 'own', [task], tmp_path, k=10)                    # another seed
+    learning.probe_random(cfg, fc, 0, 'default', [task], tmp_path, k=10)                # another front end
+    learning.probe_random(cfg, fc, 0, 'own', [{**task, 'test': {'ids': ['d']}}], tmp_path, k=10)   # other clips
+    learning.probe_random(cfg, fc, 0, 'own', [task], tmp_path, k=5)                     # other probe settings
+    assert len(calls) == 5
 
 
 def test_summary_table():
@@ -79,7 +127,7 @@ def test_summary_table():
     points = curve([0.62, 0.75], [0.55, 0.64])
     points[1]['diagnostics'] = {'loss': 0.3, 'target_rank': 40.0, 'pred_rank': 5.0}
     task = {'curve': points, 'baselines': {'random': rnd, 'logmel': {'linear': 0.7, 'knn': 0.6}}}
-    task['verdict'] = learning.task_verdict(points, rnd)
+    task['verdict'] = {**learning.task_verdict(points, rnd), 'judged': True}
     result = {'tasks': {'drums': task}}
     table = learning.format_summary(result)
     assert 'drums' in table and 'PASS' in table and '+9.0' in table
