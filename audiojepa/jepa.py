@@ -16,14 +16,15 @@ from .models import (EncoderConfig, PredictorConfig, Predictor, ViTEncoder, gath
                                patch_padding_mask, preset)
 
 # %% auto #0
-__all__ = ['LOSSES', 'TARGET_NORMS', 'TARGET_VIEWS', 'JEPAConfig', 'ema_momentum', 'effective_rank', 'embedding_std',
-           'linear_cka', 'drift_from_init', 'instance_norm', 'mean_tokens', 'variance_covariance', 'oracle_losses',
-           'AudioJEPA']
+__all__ = ['LOSSES', 'TARGET_NORMS', 'TARGET_VIEWS', 'CLIP_LOSSES', 'JEPAConfig', 'ema_momentum', 'effective_rank',
+           'embedding_std', 'linear_cka', 'drift_from_init', 'instance_norm', 'mean_tokens', 'variance_covariance',
+           'oracle_losses', 'AudioJEPA']
 
 # %% ../nbs/04_jepa.ipynb #7165769c
 LOSSES = ('mse', 'smooth_l1', 'cosine')
 TARGET_NORMS = ('layernorm', 'instance', 'none')
 TARGET_VIEWS = ('full', 'masked')
+CLIP_LOSSES = ('regress', 'contrast')
 
 @dataclass
 class JEPAConfig:
@@ -36,12 +37,16 @@ class JEPAConfig:
     ema_end: float = 1.0             # EMA momentum at the last step
     masks_per_clip: int = 1          # context views per clip that share one target pass (data2vec 2.0, EAT)
     var_cov_weight: float = 0.1      # >0: add this times VICReg's variance + covariance terms of the clips' mean context tokens
-    clip_loss_weight: float = 0.0    # >0: add this times the clip-level loss (EAT's utterance loss): a view's mean context token regresses the clip's mean target
+    clip_loss_weight: float = 0.0    # >0: add this times the clip-level loss between a view's mean context token and its clip's mean target
+    clip_loss: str = 'regress'       # 'regress': the configured loss to the clip's mean target (EAT's utterance loss) | 'contrast': InfoNCE, pick it out of the batch's
+    clip_temperature: float = 0.1    # temperature of the 'contrast' clip loss (cosine similarities / temperature)
 
     def __post_init__(self):
         if self.loss not in LOSSES: raise ValueError(f"unknown loss {self.loss!r}; expected one of {LOSSES}")
         if self.target_norm not in TARGET_NORMS:
             raise ValueError(f"unknown target_norm {self.target_norm!r}; expected one of {TARGET_NORMS}")
+        if self.clip_loss not in CLIP_LOSSES: raise ValueError(f"unknown clip_loss {self.clip_loss!r}; expected one of {CLIP_LOSSES}")
+        if self.clip_temperature <= 0: raise ValueError(f"clip_temperature must be > 0, got {self.clip_temperature}")
         if self.target_view not in TARGET_VIEWS:
             raise ValueError(f"unknown target_view {self.target_view!r}; expected one of {TARGET_VIEWS}")
         if self.average_last_k < 1: raise ValueError(f"average_last_k must be >= 1, got {self.average_last_k}")
@@ -205,6 +210,20 @@ class AudioJEPA(nn.Module):
         if self.config.loss == 'smooth_l1': return F.smooth_l1_loss(pred, target, reduction='none').mean(-1)
         return (pred - target).pow(2).mean(-1)
 
+    def clip_loss(self, views:Tensor, # mean context token of each view [V, D], the views of a clip adjacent
+                  seen:Tensor, # bool [V]: whether the view saw a real patch (the others do not count)
+                  clips:Tensor, # mean target of each clip [B, D]
+                 ) -> Tensor: # scalar
+        "The clip-level term: each view's clip embedding against what the teacher says of the whole clip."
+        views_per_clip = len(views) // len(clips)
+        if self.config.clip_loss == 'regress':   # EAT's utterance loss
+            per_view = self.loss_per_token(views[:, None], clips.repeat_interleave(views_per_clip, 0)[:, None])[:, 0]
+        else:   # InfoNCE: the view must pick its own clip's summary out of the batch's, so clips stay apart
+            logits = F.normalize(views.float(), dim=-1) @ F.normalize(clips.float(), dim=-1).T / self.config.clip_temperature
+            own = torch.arange(len(clips), device=views.device).repeat_interleave(views_per_clip)
+            per_view = F.cross_entropy(logits, own, reduction='none')
+        return (per_view * seen).sum() / seen.sum().clamp_min(1)
+
     def forward(self, mel:Tensor, # log-mel [B, N, F]
                 context_idx:Tensor, # long [V, Kc] visible patches, V = B * views (views of a clip are adjacent rows)
                 target_idx:Tensor, # long [V, Kt] patches to predict
@@ -245,10 +264,7 @@ class AudioJEPA(nn.Module):
             extra['var_cov'] = variance_covariance(clips) if len(clips) > 1 else loss.new_zeros(())   # spread needs two
             loss = loss + cfg.var_cov_weight * extra['var_cov']
         if cfg.clip_loss_weight > 0:
-            # EAT's utterance loss: a view's clip embedding must say what the teacher says of the whole clip
-            clip_target = rows(mean_tokens(full_target, padding_mask)[0])
-            per_view = self.loss_per_token(views[:, None], clip_target[:, None])[:, 0]
-            extra['clip_loss'] = (per_view * seen).sum() / seen.sum().clamp_min(1)
+            extra['clip_loss'] = self.clip_loss(views, seen, mean_tokens(full_target, padding_mask)[0])
             loss = loss + cfg.clip_loss_weight * extra['clip_loss']
         if not diagnostics: return loss, {}
         with torch.no_grad():
