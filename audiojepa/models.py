@@ -394,7 +394,7 @@ def read_checkpoint(path, # a file written by `torch.save`, e.g. a Lightning `.c
     # torch.save writes a zip (or, before torch 1.6, a bare pickle); anything else would reach the unpickler as noise
     kind = what_file(path)
     if kind not in ('a torch checkpoint (zip)', 'a zip archive', 'a damaged zip archive', 'a pickle (a legacy torch checkpoint?)'):
-        raise ValueError(f"{path} is {kind}, not a torch checkpoint")
+        raise ValueError(f"cannot read {path} as a torch checkpoint: it is {kind}")
     try: return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError: pass       # it holds other objects: read again with placeholders for them
     except (RuntimeError, EOFError, KeyError, IndexError, ValueError) as err:

@@ -147,7 +147,7 @@ ROWS = [
     ('audiojepa-probe', 'unwritable --out', ['--encoder', 'logmel', '--data', '{in}/two', '--out', '{in}/readonly/report.json'], '{in}/readonly'),
     # audiojepa-convert
     ('audiojepa-convert', 'missing path', ['{in}/nowhere.ckpt', '{out}/export'], '{in}/nowhere.ckpt'),
-    ('audiojepa-convert', 'text as checkpoint', ['{in}/notes.wav', '{out}/export'], '{in}/notes.wav is a text file, not a torch checkpoint'),
+    ('audiojepa-convert', 'text as checkpoint', ['{in}/notes.wav', '{out}/export'], 'cannot read {in}/notes.wav as a torch checkpoint: it is a text file'),
     ('audiojepa-convert', 'audio as checkpoint', ['{in}/two/low/low0.wav', '{out}/export'], 'WAV audio'),
     ('audiojepa-convert', 'empty file as checkpoint', ['{in}/zero/silence.wav', '{out}/export'], 'an empty file'),
     ('audiojepa-convert', 'folder as checkpoint', ['{in}/two', '{out}/export'], '{in}/two'),
@@ -213,3 +213,24 @@ def test_bad_input(script, case, argv, named, inputs, tmp_path, monkeypatch, cap
 def test_every_console_script_has_rows():
     "A command added to settings.ini without rows here fails this test."
     assert set(SCRIPTS) == {s for s, *_ in ROWS}, set(SCRIPTS) ^ {s for s, *_ in ROWS}
+
+
+def test_tag_skips_training_clips_the_ontology_does_not_know(inputs, tmp_path, monkeypatch, capsys, caplog, one_thread):
+    "Issue 21's first traceback: no --classes, one training clip labelled /m/not_a_mid: skipped and listed, the rest trained on."
+    clips = sorted((inputs / 'two').rglob('*.wav'))
+    train = tmp_path / 'train.csv'
+    train.write_text('path,labels\n' + ''.join(f"{p},{PIANO if 'low' in p.name else VIOLIN}\n" for p in clips[1:]) +
+                     f'{clips[0]},/m/not_a_mid\n')
+    run = tmp_path / 'run'
+    code, out, err = run_command('audiojepa-tag', ['--model', 'cnn6', '--train', str(train), '--test', str(inputs / 'train.csv'),
+                                                   '--ontology', str(inputs / 'ontology.json'), '--out', str(run),
+                                                   '--max-steps', '2', '--batch-size', '2', '--clip-seconds', '0.5',
+                                                   'model_options={width: 0.125}', 'sampler=random', 'progress=false'],
+                                 monkeypatch, capsys)
+    assert code in (0, None), err[-2000:]
+    assert 'Traceback' not in out + err + caplog.text
+    assert f'skipped {clips[0]}: unknown MID /m/not_a_mid' in caplog.text
+    assert '/m/not_a_mid' in (run / 'skipped.csv').read_text() and str(clips[0]) in (run / 'skipped.csv').read_text()
+    assert '/m/not_a_mid' not in (run / 'classes.csv').read_text()
+    assert {PIANO, VIOLIN} <= set((run / 'classes.csv').read_text().split(','))
+    assert json.loads((run / 'report.json').read_text())['clips'] == len(clips)
