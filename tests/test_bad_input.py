@@ -75,6 +75,7 @@ def inputs(tmp_path_factory) -> Path:
     (d / 'train_nopath.csv').write_text('file,labels\n' + ''.join(f'{p},{PIANO}\n' for p in clips))
     (d / 'list.yaml').write_text('- model\n- cnn6\n')
     (d / 'words.yaml').write_text('just some words\n')
+    (d / 'broken.yaml').write_text('model:\n  preset: [tiny\n')
     yield d
     (d / 'readonly').chmod(0o755)
 
@@ -92,6 +93,8 @@ ROWS = [
     ('audiojepa-pretrain', 'truncated audio', ['--data', '{in}/cut', '--out', '{out}/run'], 'no readable audio'),
     ('audiojepa-pretrain', 'text as YAML config', ['--config', '{in}/words.yaml', '--out', '{out}/run'], '{in}/words.yaml'),
     ('audiojepa-pretrain', 'YAML list as config', ['--config', '{in}/list.yaml', '--out', '{out}/run'], '{in}/list.yaml'),
+    ('audiojepa-pretrain', 'malformed YAML config', ['--config', '{in}/broken.yaml', '--out', '{out}/run'], '{in}/broken.yaml'),
+    ('audiojepa-pretrain', 'audio as YAML config', ['--config', '{in}/segments.wav', '--out', '{out}/run'], '{in}/segments.wav'),
     ('audiojepa-pretrain', 'missing config', ['--config', '{in}/nowhere.yaml', '--out', '{out}/run'], '{in}/nowhere.yaml'),
     ('audiojepa-pretrain', 'text as resume checkpoint', ['--resume', '{in}/notes.txt', '--out', '{out}/run'], '{in}/notes.txt'),
     ('audiojepa-pretrain', 'unknown preset', ['--preset', 'huge', '--out', '{out}/run'], 'huge'),
@@ -165,6 +168,7 @@ ROWS = [
     ('audiojepa-tag', 'only unknown MIDs', ['--model', 'cnn6', '--ontology', '{in}/ontology.json', '--train', '{in}/train_unknown.csv', '--out', '{out}/run'], '/m/not_a_mid'),
     ('audiojepa-tag', 'class list MID not in the ontology', [*TAG, '--train', '{in}/train.csv', '--hlp', 'train', '--classes', '{in}/classes_unknown.csv', '--out', '{out}/run'], '/m/not_a_mid'),
     ('audiojepa-tag', 'text as YAML config', [*TAG, '--train', '{in}/train.csv', '--config', '{in}/words.yaml', '--out', '{out}/run'], '{in}/words.yaml'),
+    ('audiojepa-tag', 'malformed YAML config', [*TAG, '--train', '{in}/train.csv', '--config', '{in}/broken.yaml', '--out', '{out}/run'], '{in}/broken.yaml'),
     ('audiojepa-tag', 'unknown model', [*TAG, '--train', '{in}/train.csv', '--model', 'resnet9', '--out', '{out}/run'], 'resnet9'),
     ('audiojepa-tag', 'unknown policy', [*TAG, '--train', '{in}/train.csv', '--policy', 'grandparents', '--out', '{out}/run'], 'grandparents'),
     ('audiojepa-tag', 'negative number', [*TAG, '--train', '{in}/train.csv', '--max-steps', '-5', '--out', '{out}/run'], '-5'),
@@ -213,6 +217,21 @@ def test_bad_input(script, case, argv, named, inputs, tmp_path, monkeypatch, cap
 def test_every_console_script_has_rows():
     "A command added to settings.ini without rows here fails this test."
     assert set(SCRIPTS) == {s for s, *_ in ROWS}, set(SCRIPTS) ^ {s for s, *_ in ROWS}
+
+
+AUDIOSET = ROOT.parent / 'shared' / 'data' / 'audioset'
+
+@pytest.mark.skipif(not (AUDIOSET / 'ontology.json').exists(), reason='needs ../shared/data/audioset')
+def test_hlp_on_a_real_segments_file_cut_short(tmp_path, monkeypatch, capsys):
+    "Issue 21: AudioSet's balanced segments file cut inside line 55's labels said 'unknown MID /m/ on line 55'."
+    lines = (AUDIOSET / 'balanced_train_segments.csv').read_text().splitlines(keepends=True)[:55]
+    cut = tmp_path / 'balanced_train_segments.csv'
+    cut.write_text(''.join(lines[:54]) + lines[54][:lines[54].index('"') + 4])   # ..., "/m/
+    out = tmp_path / 'propagated.csv'
+    code, _, err = run_command('audiojepa-hlp', [str(cut), '--ontology', str(AUDIOSET / 'ontology.json'), '--class-labels',
+                                                 str(AUDIOSET / 'class_labels_indices.csv'), '--out', str(out)], monkeypatch, capsys)
+    assert code == 2 and 'Traceback' not in err and not out.exists()
+    assert err.strip().splitlines() == [f'audiojepa-hlp: error: {cut}: line 55 is incomplete (the file ends inside a quoted field: cut short?)']
 
 
 def test_tag_skips_training_clips_the_ontology_does_not_know(inputs, tmp_path, monkeypatch, capsys, caplog, one_thread):
