@@ -21,8 +21,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from .data import (MapSource, NoAudioError, SkipLog, StreamSource, audioset_file, collate, is_shard_spec,
                             make_loader, mixed_seed, open_source, split_labels)
-from .cli import dashed_call_parse
-from .cli import InputError, check_out, fail, what_file
+from .cli import InputError, check_out, dashed_call_parse, fail, what_file
 from .embed import AudioJEPAEncoder
 from .hlp import HLP, Ontology, Vocabulary, POLICIES
 from .metrics.d_prime.d_prime import auc_to_d_prime, roc_auc
