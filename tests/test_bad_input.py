@@ -66,6 +66,11 @@ def inputs(tmp_path_factory) -> Path:
     (d / 'segments.csv').write_text(SEGMENTS_HEAD + '\n'.join(rows) + '\n')
     (d / 'segments_cut.csv').write_text(SEGMENTS_HEAD + '\n'.join(rows[:2]) + '\na3, 0.000, 10.000, "/m/')
     (d / 'segments_unknown.csv').write_text(SEGMENTS_HEAD + '\n'.join(rows[:2]) + '\na3, 0.000, 10.000, "/m/not_a_mid"\n')
+    (d / 'as').mkdir()   # a segments file with its class list beside it, as `open_source` finds AudioSet's
+    (d / 'as' / 'class_labels_indices.csv').write_text((d / 'classes.csv').read_text())
+    (d / 'as' / 'segments_cut.csv').write_text((d / 'segments_cut.csv').read_text())
+    (d / 'as' / 'segments_cut').mkdir()   # its audio folder, found by the file's name
+    for y in ('a1', 'a2', 'a3'): sf.write(d / 'as' / 'segments_cut' / f'{y}.wav', tone(220), RATE)
     (d / 'segments_3fields.csv').write_text(SEGMENTS_HEAD + 'a1, 0.000, 10.000\n')
     (d / 'segments.wav').write_bytes((d / 'two' / 'low' / 'low0.wav').read_bytes())
     # tagging manifests (labels: MIDs separated by ';')
@@ -91,6 +96,7 @@ ROWS = [
     ('audiojepa-pretrain', 'folder of non-audio', ['--data', '{in}/text', '--out', '{out}/run'], 'no readable audio'),
     ('audiojepa-pretrain', 'zero-length audio', ['--data', '{in}/zero', '--out', '{out}/run'], 'no readable audio'),
     ('audiojepa-pretrain', 'truncated audio', ['--data', '{in}/cut', '--out', '{out}/run'], 'no readable audio'),
+    ('audiojepa-pretrain', 'cut-short segments CSV', ['--data', '{in}/as/segments_cut.csv', '--out', '{out}/run'], 'line 6 is incomplete'),
     ('audiojepa-pretrain', 'text as YAML config', ['--config', '{in}/words.yaml', '--out', '{out}/run'], '{in}/words.yaml'),
     ('audiojepa-pretrain', 'YAML list as config', ['--config', '{in}/list.yaml', '--out', '{out}/run'], '{in}/list.yaml'),
     ('audiojepa-pretrain', 'malformed YAML config', ['--config', '{in}/broken.yaml', '--out', '{out}/run'], '{in}/broken.yaml'),
@@ -162,6 +168,7 @@ ROWS = [
     ('audiojepa-tag', 'missing path', [*TAG, '--train', '{in}/nowhere.csv', '--out', '{out}/run'], '{in}/nowhere.csv'),
     ('audiojepa-tag', 'empty folder', [*TAG, '--train', '{in}/empty', '--out', '{out}/run'], '{in}/empty'),
     ('audiojepa-tag', 'folder of non-audio', [*TAG, '--train', '{in}/text', '--out', '{out}/run'], '{in}/text'),
+    ('audiojepa-tag', 'cut-short segments CSV', [*TAG, '--train', '{in}/as/segments_cut.csv', '--out', '{out}/run'], 'line 6 is incomplete'),
     ('audiojepa-tag', 'text as ontology', [*TAG, '--train', '{in}/train.csv', '--test', '{in}/train.csv', '--ontology', '{in}/notes.txt', '--out', '{out}/run'], '{in}/notes.txt'),
     ('audiojepa-tag', 'text as class list', [*TAG, '--train', '{in}/train.csv', '--classes', '{in}/notes.txt', '--out', '{out}/run'], '{in}/notes.txt'),
     ('audiojepa-tag', 'manifest with missing columns', [*TAG, '--train', '{in}/train_nopath.csv', '--out', '{out}/run'], '{in}/train_nopath.csv'),
