@@ -6,8 +6,7 @@
 from __future__ import annotations
 import logging
 
-from .cli import dashed_call_parse
-from .embed import fail
+from .cli import at_least, check_out, dashed_call_parse, fail
 from .models import load_authors_checkpoint, save_encoder
 
 # %% auto #0
@@ -22,6 +21,8 @@ def main(checkpoint:str, # the authors' Lightning checkpoint, e.g. `JEPA.ckpt` o
     "Convert the checkpoint the Audio-JEPA authors released into an audiojepa export."
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     try:
+        at_least(num_heads, '--num-heads')
+        check_out(out_dir, 'OUT_DIR')   # before the checkpoint is read: a ViT-B takes a while
         encoder, frontend, loaded = load_authors_checkpoint(checkpoint, num_heads)
         path = save_encoder(out_dir, encoder, frontend, training=loaded)
     except (ValueError, OSError) as e: fail('audiojepa-convert', e)

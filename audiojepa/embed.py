@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from tqdm import tqdm
 
 from .audio import FrontendConfig, LogMel, frontend_config
-from .cli import dashed_call_parse
+from .cli import at_least, check_out, dashed_call_parse, fail
 from . import models
 from .data import AUDIO_EXTENSIONS, NoAudioError, make_loader, mixed_seed, open_source
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'ENCODER_ENV', 'RANDOM_INIT_STREAM', 'POOLS', 'export_path', 'load_export', 'export_training', 'FrameEmbedder',
            'LogMelBaseline', 'load_pretrained', 'AudioJEPAEncoder', 'random_init_seed', 'random_encoder', 'random_like',
            'load_embedder', 'pool_frames', 'Embeddings', 'open_for_embedding', 'DecodedClips', 'decode_source',
-           'embed_source', 'fail', 'main']
+           'embed_source', 'main']
 
 # %% ../nbs/07_embed.ipynb #8802fc95
 ENCODER_ENV = 'AUDIOJEPA_ENCODER'  # the export `AudioJEPAEncoder()` loads when X-ARES builds it without arguments
@@ -381,11 +381,6 @@ def embed_source(embedder:FrameEmbedder, # from `load_embedder` / `AudioJEPAEnco
                       hop_size_in_ms=embedder.hop_size_in_ms)
 
 # %% ../nbs/07_embed.ipynb #2c71ba5f
-def fail(prog:str, message:str):
-    "End a command line with a one-line error (no traceback) and exit status 2."
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
 @dashed_call_parse
 def main(encoder:str=None, # export directory (or run directory), `random:PRESET`, `random:DIR` or `logmel`
          data:str=None, # an `audiojepa.data` source: folder, manifest (.csv/.jsonl), .h5, 'synthetic', ...
@@ -403,6 +398,7 @@ def main(encoder:str=None, # export directory (or run directory), `random:PRESET
     if missing: fail('audiojepa-embed', f"missing {', '.join(missing)}")
     try:
         if Path(out).suffix != '.npz': raise ValueError(f"--out must be an .npz file, got {out}")
+        check_out(out, '--out', kind='file'); at_least(batch_size, '--batch-size'); at_least(num_workers, '--num-workers', 0)
         embedder = load_embedder(encoder, seed=seed).to(device)
         emb = embed_source(embedder, data, pool=pool, batch_size=batch_size, keep_frames=frames, num_workers=num_workers)
         emb.save(out)

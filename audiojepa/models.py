@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from . import audio
 from .audio import FrontendConfig
+from .cli import what_file
 
 log = logging.getLogger(__name__)
 
@@ -389,13 +390,18 @@ def read_checkpoint(path, # a file written by `torch.save`, e.g. a Lightning `.c
                    ) -> dict:
     "A torch checkpoint's contents on the CPU; objects other than tensors and containers come back as `NotLoaded`."
     path = Path(path)
-    if not path.is_file(): raise ValueError(f"checkpoint {path} does not exist")
+    if not path.is_file(): raise ValueError(f"checkpoint {path} does not exist" if not path.exists() else f"checkpoint {path} is {what_file(path)}")
+    # torch.save writes a zip (or, before torch 1.6, a bare pickle); anything else would reach the unpickler as noise
+    kind = what_file(path)
+    if kind not in ('a torch checkpoint (zip)', 'a zip archive', 'a damaged zip archive', 'a pickle (a legacy torch checkpoint?)'):
+        raise ValueError(f"cannot read {path} as a torch checkpoint: it is {kind}")
     try: return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError: pass       # it holds other objects: read again with placeholders for them
-    except (RuntimeError, EOFError) as err: raise ValueError(f"cannot read {path} as a torch checkpoint: {err}") from None
+    except (RuntimeError, EOFError, KeyError, IndexError, ValueError) as err:
+        raise ValueError(f"cannot read {path} as a torch checkpoint: {err}") from None
     replaced = set()
     try: ckpt = torch.load(path, map_location='cpu', weights_only=False, pickle_module=_inert_pickle(replaced))
-    except (pickle.UnpicklingError, RuntimeError, EOFError, TypeError) as err:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, TypeError, KeyError, IndexError, ValueError) as err:
         raise ValueError(f"cannot read {path} as a torch checkpoint: {err}") from None
     log.info("%s: kept as placeholders, not imported: %s", path.name, ', '.join(sorted(replaced)))
     return ckpt
