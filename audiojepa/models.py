@@ -7,12 +7,15 @@ from __future__ import annotations
 import json, logging, math, pickle, types
 from copy import deepcopy
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from timm.models.vision_transformer import Block
+import torch.nn.functional as F
+from timm.layers import LayerNorm
+from timm.models.vision_transformer import Attention, Block
 from safetensors.torch import load_file, save_file
 
 from . import audio
@@ -22,10 +25,11 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'PRESETS', 'EXPORT_FORMAT', 'AUTHORS_PREFIXES', 'EncoderConfig', 'PredictorConfig', 'preset',
-           'sincos_pos_embed_1d', 'sincos_pos_embed_2d', 'SinCosPositions', 'LearnedPositions', 'PatchEmbed',
-           'patch_padding_mask', 'gather_tokens', 'attention_mask', 'ViTEncoder', 'Predictor', 'save_encoder',
-           'load_encoder', 'NotLoaded', 'read_checkpoint', 'authors_encoder_config', 'authors_state_dict',
-           'encoder_from_authors', 'authors_encoder_state', 'load_authors_checkpoint']
+           'sincos_pos_embed_1d', 'sincos_pos_embed_2d', 'SinCosPositions', 'LearnedPositions', 'rotary_angles',
+           'apply_rotary', 'RotaryPositions', 'PatchEmbed', 'patch_padding_mask', 'gather_tokens', 'attention_mask',
+           'RotaryAttention', 'RotaryBlock', 'ViTEncoder', 'Predictor', 'save_encoder', 'load_encoder', 'NotLoaded',
+           'read_checkpoint', 'authors_encoder_config', 'authors_state_dict', 'encoder_from_authors',
+           'authors_encoder_state', 'load_authors_checkpoint']
 
 # %% ../nbs/03_models.ipynb #4d00c6a7
 def _pair(x) -> tuple[int, int]:
@@ -44,8 +48,9 @@ class EncoderConfig:
     mlp_ratio: float = 4.0           # hidden width of the MLP as a multiple of embed_dim
     qkv_bias: bool = True            # bias in the attention's qkv projection
     drop_path: float = 0.0           # stochastic-depth rate of the last block (linearly increasing from 0)
-    positions: str = 'sincos'        # 'sincos' (fixed) or 'learned' (a trained vector per patch, as the authors' released ViT)
-    final_norm_eps: float = 1e-5     # eps of the LayerNorm after the blocks (the blocks' own: timm's 1e-6; the authors': 1e-6)
+    positions: str = 'sincos'        # 'sincos' (fixed, added), 'learned' (a trained vector per patch, as the authors' released ViT) or 'rope' (2-D rotary, on q and k)
+    final_norm_eps: float = 1e-5     # eps of the LayerNorm after the blocks (the authors' released ViT: 1e-6; their current code: 1e-5)
+    block_norm_eps: float = 1e-6     # eps of the blocks' LayerNorms (timm's 1e-6; the authors' current code: torch's 1e-5)
 
     def __post_init__(self):
         self.patch_size = _pair(self.patch_size)
@@ -55,9 +60,9 @@ class EncoderConfig:
             raise ValueError(f"the frequency patch size {pf} must divide n_mels={self.n_mels}")
         if self.max_frames < pt or self.max_frames % pt:
             raise ValueError(f"the time patch size {pt} must divide max_frames={self.max_frames}")
-        if self.positions not in ('sincos', 'learned'):
-            raise ValueError(f"positions must be 'sincos' or 'learned', got {self.positions!r}")
-        _check_width(self.embed_dim, self.num_heads, 'encoder')
+        if self.positions not in ('sincos', 'learned', 'rope'):
+            raise ValueError(f"positions must be 'sincos', 'learned' or 'rope', got {self.positions!r}")
+        _check_width(self.embed_dim, self.num_heads, 'encoder', self.positions)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -73,14 +78,21 @@ class PredictorConfig:
     mlp_ratio: float = 4.0           # hidden width of the MLP as a multiple of embed_dim
     qkv_bias: bool = True            # bias in the attention's qkv projection
     drop_path: float = 0.0           # stochastic-depth rate of the last block
+    positions: str = 'sincos'        # 'sincos' (added to every token) or 'rope' (2-D rotary, on q and k)
 
-    def __post_init__(self): _check_width(self.embed_dim, self.num_heads, 'predictor')
+    def __post_init__(self):
+        if self.positions not in ('sincos', 'rope'):
+            raise ValueError(f"predictor positions must be 'sincos' or 'rope', got {self.positions!r}")
+        _check_width(self.embed_dim, self.num_heads, 'predictor', self.positions)
 
-def _check_width(dim, heads, what):
+def _check_width(dim, heads, what, positions='sincos'):
     # sin-cos positions split the width in four (time/frequency × sin/cos)
     if dim % 4: raise ValueError(f"{what} embed_dim must be a multiple of 4 (2-D sin-cos positions), got {dim}")
     if heads < 1 or dim % heads:
         raise ValueError(f"{what} num_heads={heads} must divide embed_dim={dim}")
+    # rotary positions split each head in four (frequency/time × the two halves of a rotation)
+    if positions == 'rope' and (dim // heads) % 4:
+        raise ValueError(f"{what} with positions='rope' needs heads whose width is a multiple of 4, got {dim} / {heads} = {dim // heads}")
 
 # %% ../nbs/03_models.ipynb #43764b74
 PRESETS = {
@@ -155,6 +167,48 @@ class LearnedPositions(nn.Module):
                              f"cut the input into pieces of at most {max_t} time patches")
         return self.table[:n_t].reshape(n_t * n_f, -1)
 
+# %% ../nbs/03_models.ipynb #56a42ab7
+def rotary_angles(n_t:int, # patches along time
+                  n_f:int, # patches along frequency
+                  head_dim:int, # width of one attention head (multiple of 4)
+                  base:float=10000.0, # the frequencies are base^(-2c/h) for a half of width h
+                 ) -> Tensor: # [n_t * n_f, head_dim] float64, time-major
+    "Rotation angle of every channel of a head at every patch: frequency index on the first half, time index on the second."
+    if head_dim % 4: raise ValueError(f"rotary positions need a head width that is a multiple of 4, got {head_dim}")
+    half = head_dim // 2
+    omega = base ** (-torch.arange(0, half, 2, dtype=torch.float64) / half)            # [head_dim // 4]
+    f = torch.arange(n_f, dtype=torch.float64)[:, None] * omega                          # [n_f, head_dim // 4]
+    t = torch.arange(n_t, dtype=torch.float64)[:, None] * omega
+    # each angle twice: channel c and c + h/2 of a half are rotated together
+    f, t = torch.cat([f, f], -1), torch.cat([t, t], -1)
+    return torch.cat([f[None].expand(n_t, -1, -1), t[:, None].expand(-1, n_f, -1)], -1).reshape(n_t * n_f, head_dim)
+
+def apply_rotary(x:Tensor, # [..., N, head_dim] queries or keys
+                 cos:Tensor, # [..., N, head_dim] cosines of `rotary_angles`, broadcast against `x`
+                 sin:Tensor, # [..., N, head_dim] sines
+                ) -> Tensor:
+    "Rotate each half of the head's channels in pairs (c, c + h/2), h the half's width, by the angles given by their cosines and sines."
+    a, b, c, d = x.chunk(4, dim=-1)               # a, b: the frequency half's pairs; c, d: the time half's
+    return x * cos + torch.cat([-b, a, -d, c], dim=-1) * sin
+
+class RotaryPositions(nn.Module):
+    "Cosines and sines of `rotary_angles` for a maximum grid, sliced for shorter inputs and recomputed for others."
+    def __init__(self, head_dim:int, # width of one attention head
+                 max_grid:tuple|None=None, # (n_t, n_f) precomputed; None computes on every call
+                ):
+        super().__init__()
+        self.head_dim = head_dim
+        angles = rotary_angles(*max_grid, head_dim).view(*max_grid, head_dim) if max_grid else torch.zeros(0, 0, head_dim, dtype=torch.float64)
+        # not persistent: a fixed function, so exports carry no positions
+        self.register_buffer('cos', angles.cos().float(), persistent=False)
+        self.register_buffer('sin', angles.sin().float(), persistent=False)
+
+    def forward(self, n_t:int, n_f:int) -> tuple: # (cos, sin), each [n_t * n_f, head_dim]
+        if n_t <= self.cos.shape[0] and n_f == self.cos.shape[1]:
+            return self.cos[:n_t].reshape(-1, self.head_dim), self.sin[:n_t].reshape(-1, self.head_dim)
+        angles = rotary_angles(n_t, n_f, self.head_dim).to(self.cos.device)
+        return angles.cos().float(), angles.sin().float()
+
 # %% ../nbs/03_models.ipynb #6bd1a085
 class PatchEmbed(nn.Module):
     "Cut `[B, N, F]` log-mel into (time × frequency) patches and project each to `embed_dim`."
@@ -213,19 +267,51 @@ def attention_mask(key_padding:Tensor|None, # bool [B, K], True = padding
     return ~key_padding[:, None, None, :]
 
 # %% ../nbs/03_models.ipynb #b99a9180
-def _blocks(dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path) -> nn.ModuleList:
-    rates = torch.linspace(0, drop_path, depth).tolist()
-    return nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=r) for r in rates)
+class RotaryAttention(Attention):
+    "timm's `Attention` with rotary positions applied to the queries and keys: `rope` = (cos, sin), each [B or 1, 1, N, head_dim]."
+    def forward(self, x:Tensor, attn_mask:Tensor|None=None, is_causal:bool=False, rope:tuple|None=None) -> Tensor:
+        B, N, _ = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            cos, sin = (r.to(q.dtype) for r in rope)
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if self.fused_attn:
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+                                               dropout_p=self.attn_drop.p if self.training else 0.0)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            if attn_mask is not None: attn = attn.masked_fill(~attn_mask, float('-inf'))
+            x = self.attn_drop(attn.softmax(dim=-1)) @ v
+        return self.proj_drop(self.proj(self.norm(x.transpose(1, 2).reshape(B, N, self.attn_dim))))
 
-def _run_blocks(blocks:nn.ModuleList, x:Tensor, attn_mask:Tensor|None, keep:set|None=None) -> tuple[Tensor, list]:
-    "Apply `blocks`; also return the outputs of the blocks whose index is in `keep`."
+class RotaryBlock(Block):
+    "timm's pre-norm transformer `Block` (the same weights and names) whose attention takes rotary positions."
+    def __init__(self, *args, **kwargs): super().__init__(*args, attn_layer=RotaryAttention, **kwargs)
+
+    def forward(self, x:Tensor, attn_mask:Tensor|None=None, rope:tuple|None=None) -> Tensor:
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), attn_mask=attn_mask, rope=rope)))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+def _blocks(dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path, rotary=False, norm_eps=1e-6) -> nn.ModuleList:
+    rates = torch.linspace(0, drop_path, depth).tolist()
+    block, norm = (RotaryBlock if rotary else Block), partial(LayerNorm, eps=norm_eps)
+    return nn.ModuleList(block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=r, norm_layer=norm) for r in rates)
+
+def _rope_rows(rope:tuple, idx:Tensor|None=None) -> tuple:
+    "Per-patch (cos, sin) [P, head_dim] as [1, 1, P, head_dim], or at the patches `idx` [B, K] as [B, 1, K, head_dim]."
+    return tuple(r[None, None] if idx is None else r[idx][:, None] for r in rope)
+
+def _run_blocks(blocks:nn.ModuleList, x:Tensor, attn_mask:Tensor|None, keep:set|None=None,
+                rope:tuple|None=None) -> tuple[Tensor, list]:
+    "Apply `blocks` (with rotary positions `rope`, see `_rope_rows`); also return the outputs of the blocks whose index is in `keep`."
     # PyTorch's fused CPU attention kernel is about 3x slower than matmul + softmax in bf16 at these lengths;
     # timm's explicit path computes the same attention
     fused = not (x.device.type == 'cpu' and x.dtype == torch.bfloat16)
     hidden = []
     for i, blk in enumerate(blocks):
         blk.attn.fused_attn = fused
-        x = blk(x, attn_mask=attn_mask)
+        x = blk(x, attn_mask=attn_mask) if rope is None else blk(x, attn_mask=attn_mask, rope=rope)
         if keep and i in keep: hidden.append(x)
     return x, hidden
 
@@ -246,9 +332,10 @@ class ViTEncoder(nn.Module):
         super().__init__()
         self.config = cfg
         self.patch_embed = PatchEmbed(cfg.patch_size, cfg.embed_dim, cfg.n_mels)
-        positions = SinCosPositions if cfg.positions == 'sincos' else LearnedPositions
-        self.positions = positions(cfg.embed_dim, cfg.grid)
-        self.blocks = _blocks(cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.drop_path)
+        if cfg.positions == 'rope': self.positions = RotaryPositions(cfg.embed_dim // cfg.num_heads, cfg.grid)
+        else: self.positions = (SinCosPositions if cfg.positions == 'sincos' else LearnedPositions)(cfg.embed_dim, cfg.grid)
+        self.blocks = _blocks(cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.drop_path,
+                              rotary=cfg.positions == 'rope', norm_eps=cfg.block_norm_eps)
         self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.final_norm_eps)
         _init_weights(self, self.blocks)
 
@@ -271,7 +358,8 @@ class ViTEncoder(nn.Module):
                ) -> Tensor|list[Tensor]: # [B, K or P, D] after the final LayerNorm; or a list of [B, K or P, D]
         x = self.patch_embed(mel)
         grid = self.grid(mel.shape[1])
-        x = x + self.positions(*grid).to(x.dtype)
+        rotary = self.config.positions == 'rope'
+        if not rotary: x = x + self.positions(*grid).to(x.dtype)
         pad = None if padding_mask is None else patch_padding_mask(padding_mask, self.config.patch_size, grid)
         if keep_idx is not None:
             if keep_idx.ndim != 2 or keep_idx.shape[0] != x.shape[0] or keep_idx.dtype != torch.long:
@@ -279,8 +367,9 @@ class ViTEncoder(nn.Module):
             x = gather_tokens(x, keep_idx)
             if pad is not None: pad = pad.gather(1, keep_idx)
         mask = attention_mask(pad)
+        rope = _rope_rows(self.positions(*grid), keep_idx) if rotary else None
         wanted = None if return_layers is None else {self._block_index(i) for i in return_layers}
-        x, hidden = _run_blocks(self.blocks, x, mask, wanted)
+        x, hidden = _run_blocks(self.blocks, x, mask, wanted, rope)
         return hidden if wanted is not None else self.norm(x)
 
 # %% ../nbs/03_models.ipynb #a4e31ec6
@@ -294,8 +383,9 @@ class Predictor(nn.Module):
         self.config = cfg
         self.embed = nn.Linear(encoder_dim, cfg.embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
-        self.positions = SinCosPositions(cfg.embed_dim, grid)
-        self.blocks = _blocks(cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.drop_path)
+        self.rotary = cfg.positions == 'rope'
+        self.positions = RotaryPositions(cfg.embed_dim // cfg.num_heads, grid) if self.rotary else SinCosPositions(cfg.embed_dim, grid)
+        self.blocks = _blocks(cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.drop_path, rotary=self.rotary)
         self.norm = nn.LayerNorm(cfg.embed_dim)
         self.proj = nn.Linear(cfg.embed_dim, encoder_dim)
         _init_weights(self, self.blocks)
@@ -309,16 +399,22 @@ class Predictor(nn.Module):
                ) -> Tensor: # [B, Kt, encoder_dim]
         if ctx.shape[:2] != context_idx.shape:
             raise ValueError(f"ctx {tuple(ctx.shape)} and context_idx {tuple(context_idx.shape)} disagree on [B, Kc]")
-        pos = self.positions(*grid).to(ctx.dtype)
-        x = self.embed(ctx) + pos[context_idx]
-        queries = (self.mask_token + pos[target_idx]).to(x.dtype)
+        rope = None
+        if self.rotary:   # nothing added: every block rotates q and k by the tokens' positions
+            x = self.embed(ctx)
+            queries = self.mask_token.expand(*target_idx.shape, -1).to(x.dtype)
+            rope = _rope_rows(self.positions(*grid), torch.cat([context_idx, target_idx], 1))
+        else:
+            pos = self.positions(*grid).to(ctx.dtype)
+            x = self.embed(ctx) + pos[context_idx]
+            queries = (self.mask_token + pos[target_idx]).to(x.dtype)
         x = torch.cat([x, queries], dim=1)
         mask = None
         if padding_mask is not None:
             if padding_mask.shape != (ctx.shape[0], grid[0] * grid[1]):
                 raise ValueError(f"the predictor's padding_mask must be patch-level [B, {grid[0] * grid[1]}], got {tuple(padding_mask.shape)}")
             mask = attention_mask(torch.cat([padding_mask.gather(1, context_idx), padding_mask.gather(1, target_idx)], 1))
-        x, _ = _run_blocks(self.blocks, x, mask)
+        x, _ = _run_blocks(self.blocks, x, mask, rope=rope)
         return self.proj(self.norm(x[:, context_idx.shape[1]:]))
 
 # %% ../nbs/03_models.ipynb #58fd58a9
