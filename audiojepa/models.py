@@ -14,8 +14,9 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 import torch.nn.functional as F
-from timm.layers import LayerNorm
+from timm.layers import LayerNorm, build_sincos2d_pos_embed
 from timm.models.vision_transformer import Attention, Block
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import audio
@@ -24,12 +25,13 @@ from .audio import FrontendConfig
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PRESETS', 'EXPORT_FORMAT', 'AUTHORS_PREFIXES', 'EncoderConfig', 'PredictorConfig', 'preset',
-           'sincos_pos_embed_1d', 'sincos_pos_embed_2d', 'SinCosPositions', 'LearnedPositions', 'rotary_angles',
-           'apply_rotary', 'RotaryPositions', 'PatchEmbed', 'patch_padding_mask', 'gather_tokens', 'attention_mask',
-           'RotaryAttention', 'RotaryBlock', 'ViTEncoder', 'Predictor', 'save_encoder', 'load_encoder', 'NotLoaded',
-           'read_checkpoint', 'authors_encoder_config', 'authors_state_dict', 'encoder_from_authors',
-           'authors_encoder_state', 'load_authors_checkpoint']
+__all__ = ['log', 'PRESETS', 'EXPORT_FORMAT', 'AUTHORS_PREFIXES', 'AE_NETWORKS', 'AE_PATCH', 'AE_OTHERS', 'AE_FRONTEND',
+           'NETWORKS', 'EncoderConfig', 'PredictorConfig', 'preset', 'sincos_pos_embed_1d', 'sincos_pos_embed_2d',
+           'SinCosPositions', 'LearnedPositions', 'rotary_angles', 'apply_rotary', 'RotaryPositions', 'PatchEmbed',
+           'patch_padding_mask', 'gather_tokens', 'attention_mask', 'RotaryAttention', 'RotaryBlock', 'ViTEncoder',
+           'Predictor', 'save_encoder', 'load_encoder', 'NotLoaded', 'read_checkpoint', 'authors_encoder_config',
+           'authors_state_dict', 'encoder_from_authors', 'ae_encoder_config', 'ae_state_dict', 'encoder_from_ae',
+           'ae_check_frontend', 'authors_encoder_state', 'load_authors_checkpoint']
 
 # %% ../nbs/03_models.ipynb #4d00c6a7
 def _pair(x) -> tuple[int, int]:
@@ -486,6 +488,9 @@ def read_checkpoint(path, # a file written by `torch.save`, e.g. a Lightning `.c
     "A torch checkpoint's contents on the CPU; objects other than tensors and containers come back as `NotLoaded`."
     path = Path(path)
     if not path.is_file(): raise ValueError(f"checkpoint {path} does not exist")
+    if path.suffix == '.safetensors':   # weights only by design (the authors' current code writes these beside its .ckpt)
+        try: return {'state_dict': load_file(str(path))}
+        except (SafetensorError, OSError) as err: raise ValueError(f"cannot read {path} as safetensors: {err}") from None
     try: return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError: pass       # it holds other objects: read again with placeholders for them
     except (RuntimeError, EOFError) as err: raise ValueError(f"cannot read {path} as a torch checkpoint: {err}") from None
@@ -554,29 +559,175 @@ def encoder_from_authors(state:dict, # the encoder's weights in the authors' nam
     encoder.load_state_dict({name: state[_authors_name(name)].reshape(value.shape) for name, value in ours.items()})
     return encoder.eval()
 
+# %% ../nbs/03_models.ipynb #8e9c8afb
+AE_NETWORKS = {'student': 'student.', 'teacher': 'teacher.'}   # the authors' current code: its context and EMA encoders
+AE_PATCH = 'patch_embed.patch_embed.proj.'   # the patch embedding both networks share
+# the other parts of their Lightning module: known, not loaded
+AE_OTHERS = ('predictor.', 'predictor_input_proj.', 'predictor_output_proj.', 'mask_token', 'spectrogram.')
+AE_FRONTEND = 'audiojepa-ae16k'
+
+def _ae_prefix(network:str) -> str:
+    if network not in AE_NETWORKS: raise ValueError(f"network must be 'student' or 'teacher', got {network!r}")
+    return AE_NETWORKS[network]
+
+def _ae_inv_freq(head_dim:int) -> Tensor:
+    "Their rotary frequencies of one half of a head, as they compute them (float32)."
+    half = head_dim // 2
+    return 1.0 / (10000.0 ** (torch.arange(0, half, 2).float() / half))
+
+def ae_encoder_config(weights:dict, # one network's weights and the shared patch embedding, in their names (see `authors_encoder_state`)
+                      network:str='student', # 'student' or 'teacher'
+                      num_heads:int|None=None, # attention heads; None: from the rotary frequencies, else embed_dim // 64
+                     ) -> EncoderConfig:
+    "The `EncoderConfig` of the ViT of the authors' current code whose weights are `weights`, for the `audiojepa-ae16k` front end."
+    p = _ae_prefix(network)
+    kernel, fc1 = weights.get(AE_PATCH + 'weight'), weights.get(p + 'blocks.0.mlp.fc1.weight')
+    if not isinstance(kernel, Tensor) or not isinstance(fc1, Tensor):
+        raise ValueError(f"not the authors' ViT: missing keys {[k for k, v in ((AE_PATCH + 'weight', kernel), (p + 'blocks.0.mlp.fc1.weight', fc1)) if not isinstance(v, Tensor)]}")
+    if kernel.ndim != 4 or kernel.shape[1] != 1:
+        raise ValueError(f"{AE_PATCH}weight: expected a one-channel Conv2d kernel [D, 1, mels, frames], got {tuple(kernel.shape)}")
+    dim, _, pf, pt = kernel.shape
+    front = audio.frontend_config(AE_FRONTEND)
+    depth = 1 + max(int(k.split('.')[2]) for k in weights if k.startswith(p + 'blocks.') and k.split('.')[2].isdigit())
+    inv_freq, table = weights.get(p + 'rope.inv_freq_h'), weights.get(p + 'pos_embed')
+    if isinstance(inv_freq, Tensor):
+        heads = max(1, dim // (4 * inv_freq.numel()))
+        if num_heads not in (None, heads):
+            raise ValueError(f"{p}rope.inv_freq_h has {inv_freq.numel()} frequencies, so heads {4 * inv_freq.numel()} wide: "
+                             f"{heads} heads, not {num_heads}")
+        positions, max_frames = 'rope', front.num_frames
+    elif isinstance(table, Tensor):
+        n_f = front.n_mels // pf
+        if table.ndim != 3 or table.shape[1] % n_f:
+            raise ValueError(f"{p}pos_embed {tuple(table.shape)}: expected [1, {n_f} x time patches, {dim}]")
+        heads, positions, max_frames = num_heads or max(1, dim // 64), 'learned', table.shape[1] // n_f * pt
+    else: raise ValueError(f"not the authors' ViT: neither {p}pos_embed nor {p}rope.inv_freq_h (positions) is there")
+    return EncoderConfig(n_mels=front.n_mels, max_frames=max_frames, patch_size=(pt, pf), embed_dim=dim, depth=depth,
+                         num_heads=heads, mlp_ratio=fc1.shape[0] / dim, qkv_bias=p + 'blocks.0.attn.qkv.bias' in weights,
+                         positions=positions, final_norm_eps=1e-5, block_norm_eps=1e-5)
+
+def ae_state_dict(encoder:ViTEncoder, # with `positions='learned'` or `'rope'`
+                  network:str='student', # the network to name the weights after
+                 ) -> dict:
+    "The weights of `encoder` under the names and in the shapes of the authors' current code: `network`'s ViT and the shared patch embedding."
+    p, cfg = _ae_prefix(network), encoder.config
+    if cfg.positions == 'sincos':
+        raise ValueError("the authors' ViT has a position table or rotary positions; this encoder's are this project's sin-cos")
+    (pt, pf), (n_t, n_f), D = cfg.patch_size, cfg.grid, cfg.embed_dim
+    state = {}
+    for name, value in encoder.state_dict().items():
+        if name == 'patch_embed.proj.weight': state[AE_PATCH + 'weight'] = value.reshape(D, pt, pf).transpose(1, 2)[:, None].contiguous()
+        elif name == 'patch_embed.proj.bias': state[AE_PATCH + 'bias'] = value
+        elif name == 'positions.table': state[p + 'pos_embed'] = value.transpose(0, 1).reshape(1, n_f * n_t, D)   # frequency-major
+        else: state[p + name] = value
+    if cfg.positions == 'rope':   # the shared rotary module is saved under the ViT and under every block's attention
+        inv = _ae_inv_freq(D // cfg.num_heads)
+        for where in ['rope.'] + [f'blocks.{i}.attn.rope.' for i in range(cfg.depth)]:
+            state[p + where + 'inv_freq_h'], state[p + where + 'inv_freq_w'] = inv.clone(), inv.clone()
+    return state
+
+def encoder_from_ae(weights:dict, # one network's weights and the shared patch embedding, in their names
+                    network:str='student', # 'student' or 'teacher'
+                    num_heads:int|None=None, # attention heads; None: see `ae_encoder_config`
+                   ) -> tuple: # (ViTEncoder in eval mode, their position type: 'sincos', 'learnable' or 'rope')
+    "A `ViTEncoder` holding a ViT of the authors' current code; a `ValueError` names every missing, unexpected or misshapen key."
+    p = _ae_prefix(network)
+    encoder = ViTEncoder(ae_encoder_config(weights, network, num_heads))
+    expected = ae_state_dict(encoder, network)
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    wrong = [f"{k} {_shape(weights[k])}, expected {tuple(v.shape)}" for k, v in expected.items() if k in weights and _shape(weights[k]) != tuple(v.shape)]
+    if not wrong:   # rotary frequencies are buffers: they must be the ones this project rotates with
+        wrong = [f"{k}: not the frequencies 10000^(-2c/{len(v) * 2}) of rotary positions" for k, v in expected.items()
+                 if 'inv_freq' in k and k in weights and not torch.allclose(weights[k].float(), v, rtol=1e-5)]
+    if missing or unexpected or wrong:
+        problems = [_listed(what, keys) for what, keys in (('missing keys', missing), ('unexpected keys', unexpected),
+                                                           ('shape mismatches', wrong)) if keys]
+        raise ValueError(f"the weights are not those of the authors' {encoder.config.positions} ViT with {encoder.config.depth} "
+                         f"blocks of width {encoder.embed_dim}: " + '; '.join(problems))
+    cfg = encoder.config
+    (pt, pf), (n_t, n_f), D = cfg.patch_size, cfg.grid, cfg.embed_dim
+    def ours(name):
+        if name == 'patch_embed.proj.weight': return weights[AE_PATCH + 'weight'][:, 0].transpose(1, 2).reshape(D, pt * pf)
+        if name == 'patch_embed.proj.bias': return weights[AE_PATCH + 'bias']
+        if name == 'positions.table': return weights[p + 'pos_embed'][0].reshape(n_f, n_t, D).transpose(0, 1)
+        return weights[p + name]
+    encoder.load_state_dict({name: ours(name) for name in encoder.state_dict()})
+    kind = 'rope'
+    if cfg.positions == 'learned':
+        sincos = build_sincos2d_pos_embed((n_f, n_t), D)[None]
+        kind = 'sincos' if torch.allclose(weights[p + 'pos_embed'].float(), sincos, atol=1e-5) else 'learnable'
+    return encoder.eval(), kind
+
+def ae_check_frontend(state:dict, # the whole state_dict of their Lightning module
+                     ):
+    "Refuse (`ValueError`) a checkpoint whose front-end buffers are not those of `audiojepa-ae16k`."
+    melspec = audio.LogMel(AE_FRONTEND).melspec   # the same torchaudio modules, with the setting's sizes
+    for key, ours in (('spectrogram.mel_spec.spectrogram.window', melspec.spectrogram.window),
+                      ('spectrogram.mel_spec.mel_scale.fb', melspec.mel_scale.fb)):
+        theirs = state.get(key)
+        if theirs is None: continue   # a checkpoint of the networks only: nothing to compare
+        if _shape(theirs) != tuple(ours.shape) or not torch.allclose(theirs.float(), ours, atol=1e-6):
+            raise ValueError(f"{key} {_shape(theirs)} is not that of the {AE_FRONTEND} front end {tuple(ours.shape)} "
+                             f"(16 kHz, 2048-sample window, 128 mels to 8 kHz): the checkpoint was trained with another front end")
+
 # %% ../nbs/03_models.ipynb #5227d2f8
+NETWORKS = ('target', 'context', 'teacher', 'student')   # the EMA encoder is 'target' / 'teacher', the other 'context' / 'student'
+_SAME_NETWORK = {'target': 'teacher', 'teacher': 'target', 'context': 'student', 'student': 'context'}
+
+def _released_layout(state:dict) -> bool: return not any(isinstance(k, str) and k.startswith(tuple(AE_NETWORKS.values())) for k in state)
+
 def authors_encoder_state(ckpt:dict, # what `read_checkpoint` returned
-                         ) -> tuple: # (weights with the prefix removed, the prefix)
-    "The encoder weights of an authors' checkpoint (`state_dict` nesting optional), preferring the target encoder."
+                          network:str|None=None, # one of `NETWORKS`; None: the released checkpoint's target encoder (else its context encoder), the current code's student
+                         ) -> tuple: # (weights, the network's prefix)
+    """The encoder weights of an authors' checkpoint (`state_dict` nesting optional): of the released layout with the prefix
+    removed; of the current code's layout under their own names, the network's keys and the shared patch embedding."""
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict): raise ValueError(f"expected a checkpoint dict (with a 'state_dict'), got {type(ckpt).__name__}")
-    for prefix in AUTHORS_PREFIXES:
+    if network is not None and network not in NETWORKS: raise ValueError(f"network must be one of {', '.join(NETWORKS)}, got {network!r}")
+    if not _released_layout(state):   # the authors' current code: every key but the other network's and the known rest
+        net = 'student' if network is None else network if network in AE_NETWORKS else _SAME_NETWORK[network]
+        prefix, other = AE_NETWORKS[net], AE_NETWORKS['teacher' if net == 'student' else 'student']
+        weights = {k: v for k, v in state.items() if not str(k).startswith((other,) + AE_OTHERS)}
+        if not any(str(k).startswith(prefix) for k in weights):
+            raise ValueError(f"no {net} weights: no key starts with {prefix}")
+        return weights, prefix
+    released = dict(zip(('target', 'context'), AUTHORS_PREFIXES))
+    wanted = AUTHORS_PREFIXES if network is None else (released.get(network) or released[_SAME_NETWORK[network]],)
+    for prefix in wanted:
         weights = {k[len(prefix):]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)}
         if weights: return weights, prefix
     roots = sorted({str(k).split('.')[0] + '.' for k in state})
-    raise ValueError(f"no encoder weights: no key starts with {' or '.join(AUTHORS_PREFIXES)} "
+    every = AUTHORS_PREFIXES + tuple(AE_NETWORKS.values())
+    names = wanted[0] if network else ', '.join(every[:-1]) + ' or ' + every[-1]
+    raise ValueError(f"no encoder weights: no key starts with {names} "
                      f"(the keys start with {', '.join(roots[:8]) or 'nothing: the state_dict is empty'})")
 
-def load_authors_checkpoint(path, # the authors' Lightning checkpoint, e.g. `JEPA.ckpt` of `ltuncay/Audio-JEPA`
-                            num_heads:int|None=None, # attention heads; None: embed_dim // 64 (12 for their ViT-B)
-                           ) -> tuple: # (ViTEncoder in eval mode, the 'audiojepa-paper' FrontendConfig, what was loaded)
-    "The authors' released encoder as a `ViTEncoder`, with the front end it reads."
+def _hparam_heads(ckpt:dict) -> int|None:
+    "`num_heads` of the encoder in the hyper-parameters Lightning saved, when they are plain containers."
+    net = (ckpt.get('hyper_parameters') or {}).get('net') if isinstance(ckpt.get('hyper_parameters'), dict) else None
+    heads = (net.get('encoder') or {}).get('num_heads') if isinstance(net, dict) and isinstance(net.get('encoder'), dict) else None
+    return heads if isinstance(heads, int) and not isinstance(heads, bool) else None
+
+def load_authors_checkpoint(path, # a Lightning checkpoint of the authors: `JEPA.ckpt` of `ltuncay/Audio-JEPA`, or one their current code wrote (`.ckpt` or `.safetensors`)
+                            num_heads:int|None=None, # attention heads; None: read where the file says it, else embed_dim // 64 (12 for a ViT-B)
+                            network:str|None=None, # one of `NETWORKS`; None: the released checkpoint's target encoder, the current code's student
+                           ) -> tuple: # (ViTEncoder in eval mode, its FrontendConfig, what was loaded)
+    "An encoder of the authors as a `ViTEncoder`, with the front end it reads: 'audiojepa-paper' (released) or 'audiojepa-ae16k' (current code)."
     path = Path(path)
     ckpt = read_checkpoint(path)
-    state, prefix = authors_encoder_state(ckpt)
-    try: encoder = encoder_from_authors(state, num_heads)
+    state, prefix = authors_encoder_state(ckpt, network)
+    try:
+        if prefix in AUTHORS_PREFIXES: encoder = encoder_from_authors(state, num_heads)
+        else:
+            ae_check_frontend(ckpt.get('state_dict', ckpt))
+            net = next(n for n, p in AE_NETWORKS.items() if p == prefix)
+            encoder, kind = encoder_from_ae(state, net, num_heads or _hparam_heads(ckpt))
     except ValueError as err: raise ValueError(f"{path} ({prefix}...): {err}") from None
-    loaded = {'source': "the authors' Lightning checkpoint", 'checkpoint': path.name,
-              'network': 'target' if prefix == 'target_encoder.' else 'context'}
+    if prefix in AUTHORS_PREFIXES:
+        loaded = {'source': "the authors' Lightning checkpoint", 'checkpoint': path.name,
+                  'network': 'target' if prefix == 'target_encoder.' else 'context'}
+        front = 'audiojepa-paper'
+    else: loaded, front = {'source': "the authors' training code", 'checkpoint': path.name, 'network': net, 'positions': kind}, AE_FRONTEND
     if isinstance(ckpt.get('global_step'), int): loaded['step'] = ckpt['global_step']
-    return encoder, audio.frontend_config('audiojepa-paper'), loaded
+    return encoder, audio.frontend_config(front), loaded
