@@ -637,12 +637,12 @@ def encoder_from_ae(weights:dict, # one network's weights and the shared patch e
     missing = [k for k in expected if k not in weights]
     unexpected = [k for k in weights if k not in expected]
     wrong = [f"{k} {_shape(weights[k])}, expected {tuple(v.shape)}" for k, v in expected.items() if k in weights and _shape(weights[k]) != tuple(v.shape)]
-    if not wrong:   # rotary frequencies are buffers: they must be the ones this project rotates with
-        wrong = [f"{k}: not the frequencies 10000^(-2c/{len(v) * 2}) of rotary positions" for k, v in expected.items()
-                 if 'inv_freq' in k and k in weights and not torch.allclose(weights[k].float(), v, rtol=1e-5)]
-    if missing or unexpected or wrong:
+    # rotary frequencies are buffers: they must be the ones this project rotates with
+    values = [f"{k}: not the frequencies 10000^(-2c/{len(v) * 2})" for k, v in expected.items() if 'inv_freq' in k
+              and k in weights and _shape(weights[k]) == tuple(v.shape) and not torch.allclose(weights[k].float(), v, rtol=1e-5)]
+    if missing or unexpected or wrong or values:
         problems = [_listed(what, keys) for what, keys in (('missing keys', missing), ('unexpected keys', unexpected),
-                                                           ('shape mismatches', wrong)) if keys]
+                                                           ('shape mismatches', wrong), ('other rotary positions', values)) if keys]
         raise ValueError(f"the weights are not those of the authors' {encoder.config.positions} ViT with {encoder.config.depth} "
                          f"blocks of width {encoder.embed_dim}: " + '; '.join(problems))
     cfg = encoder.config
