@@ -716,7 +716,8 @@ def load_authors_checkpoint(path, # a Lightning checkpoint of the authors: `JEPA
     "An encoder of the authors as a `ViTEncoder`, with the front end it reads: 'audiojepa-paper' (released) or 'audiojepa-ae16k' (current code)."
     path = Path(path)
     ckpt = read_checkpoint(path)
-    state, prefix = authors_encoder_state(ckpt, network)
+    try: state, prefix = authors_encoder_state(ckpt, network)
+    except ValueError as err: raise ValueError(f"{path}: {err}") from None
     try:
         if prefix in AUTHORS_PREFIXES: encoder = encoder_from_authors(state, num_heads)
         else:
