@@ -171,10 +171,12 @@ def _no_export_named():
     raise ValueError(f"AudioJEPAEncoder() without arguments loads the export named by ${ENCODER_ENV}, which is not set; "
                      f"set it (e.g. {ENCODER_ENV}=runs/pretrain/encoder) or use AudioJEPAEncoder.from_pretrained(DIR)")
 
-def load_pretrained(path, # an export directory, a run directory holding `encoder/`, or the authors' checkpoint file
+def load_pretrained(path, # an export directory, a run directory holding `encoder/`, or a checkpoint file of the authors
+                    network:str|None=None, # for a checkpoint of the authors: which encoder (see `models.load_authors_checkpoint`)
                    ) -> tuple: # (ViTEncoder in eval mode, FrontendConfig)
-    "The encoder and front end at `path`: an export of this library, or the checkpoint the authors released."
-    if Path(path).is_file(): return models.load_authors_checkpoint(path)[:2]
+    "The encoder and front end at `path`: an export of this library, or a checkpoint of the authors (released or from their current code)."
+    if Path(path).is_file(): return models.load_authors_checkpoint(path, network=network)[:2]
+    if network is not None: raise ValueError(f"network={network!r} chooses an encoder of an authors' checkpoint; {path} is an export, which holds one")
     return load_export(path)
 
 class AudioJEPAEncoder(FrameEmbedder):
@@ -198,11 +200,12 @@ class AudioJEPAEncoder(FrameEmbedder):
         self.hop_size_in_ms = self.patch_frames * self.frame_ms
 
     @classmethod
-    def from_pretrained(cls, path, # an export directory (or a run directory holding `encoder/`), or the authors' checkpoint file
+    def from_pretrained(cls, path, # an export directory (or a run directory holding `encoder/`), or a checkpoint file of the authors
+                        network:str|None=None, # for a checkpoint of the authors: 'student' / 'teacher' (current code), 'target' / 'context' (released)
                         **kwargs, # `sampling_rate`, `chunks_per_batch`
                        ) -> AudioJEPAEncoder:
         "The encoder at `path` (see `load_pretrained`), with the front end it was trained with."
-        return cls(*load_pretrained(path), **kwargs)
+        return cls(*load_pretrained(path, network), **kwargs)
 
     def embed_chunks(self, mel, frame_mask):
         if self.logmel.config.framing == 'clip': tokens = self.encoder(mel)   # the whole padded clip, unmasked
