@@ -147,16 +147,19 @@ def _tar_name(plan:dict, split:str) -> str:
 def _sample_key(i:int, path:str) -> str:
     return f"{i:06d}_" + re.sub(r'[^A-Za-z0-9_-]+', '_', Path(path).stem)[:60]   # webdataset: no dots in a key
 
+_EXACT = ('PCM_16', 'PCM_24', 'PCM_32', 'FLOAT', 'DOUBLE')   # sample formats a WAV file holds as they are
+
 def _wav_bytes(path:str) -> bytes:
-    "A file's audio as mono float WAV at its own rate; a `ValueError` naming the file when it cannot be read."
+    "A file's audio as a mono WAV at its own rate (its own sample format if WAV has it, else float); a `ValueError` naming the file when it cannot be read."
     try:
-        try: rate = sf.info(path).samplerate
-        except (sf.LibsndfileError, RuntimeError): rate = 16000    # `load_audio` says why it cannot be read
-        wav = load_audio(path, rate)
+        try: info = sf.info(path)
+        except (sf.LibsndfileError, RuntimeError): info = None       # `load_audio` says why it cannot be read
+        wav = load_audio(path, info.samplerate if info else 16000)
     except AudioDecodeError as e: raise ValueError(f"cannot read {e}") from None
     except OSError as e: raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+    subtype = info.subtype if info.subtype in _EXACT and info.channels == 1 else 'FLOAT'   # a downmix is not on the 16-bit grid
     buf = io.BytesIO()
-    sf.write(buf, wav.numpy(), rate, format='WAV', subtype='FLOAT')
+    sf.write(buf, wav.numpy(), info.samplerate, format='WAV', subtype=subtype)
     return buf.getvalue()
 
 def write_local_task(plan:dict, # from `plan_local_task`
@@ -322,7 +325,7 @@ def write_report(report:dict, out) -> tuple:
     return paths
 
 # %% ../nbs/12_xares.ipynb #360eb862
-def run_xares(encoder:str, # export or run directory, the authors' checkpoint, `random:PRESET`, `random:DIR` or `logmel`
+def run_xares(encoder:str|FrameEmbedder, # export or run directory, the authors' checkpoint, `random:PRESET`, `random:DIR`, `logmel`, or an embedder
               tasks:list|None=None, # X-ARES suite task names (`suite_tasks()`), downloaded into `env` when missing
               local:dict|None=None, # {name: labelled folder}: private tasks made from local folders
               env='env', # X-ARES' env_root: audio tars, embeddings and heads of every task
@@ -344,13 +347,13 @@ def run_xares(encoder:str, # export or run directory, the authors' checkpoint, `
     if unknown: raise ValueError(f"X-ARES has no task {unknown[0]!r}; its tasks: {', '.join(known) or 'none'}")
     both = sorted(set(tasks) & set(local))
     if both: raise ValueError(f"{both[0]!r} is both an X-ARES task and a --local name; rename the local task")
-    embedder = name_for_xares(xares_embedder(encoder, seed))
+    embedder = name_for_xares(encoder if isinstance(encoder, FrameEmbedder) else xares_embedder(encoder, seed))
     if not check_audio_encoder(embedder): raise ValueError(f"X-ARES' checker rejects the encoder {encoder}")
     # every folder written (or found unchanged) before any task runs; a task's splits do not depend on the encoder's seed
     records = {name: local_task(name, folder, env, folds) for name, folder in local.items()}
     configs = [(n, lambda n=n: suite_config(n, embedder)) for n in tasks] + \
               [(n, lambda n=n: local_config(n, records[n], env, embedder, epochs, batch_size)) for n in local]
-    report = {'encoder': str(encoder), 'encoder_name': type(embedder).__name__, 'xares_version': version('xares'),
+    report = {'encoder': type(embedder).xares_base.__name__ if isinstance(encoder, FrameEmbedder) else str(encoder), 'encoder_name': type(embedder).__name__, 'xares_version': version('xares'),
               'env': str(env), 'planned': [n for n, _ in configs], 'local': {n: str(f) for n, f in local.items()},
               'local_tasks': records, 'complete': False, 'tasks': [], 'weighted_mean': {'all': None, 'public': None}}
     for name, make in configs:
@@ -364,7 +367,7 @@ def run_xares(encoder:str, # export or run directory, the authors' checkpoint, `
         if out: write_report(report, out)
     return report
 
-# %% ../nbs/12_xares.ipynb #e2b62a63
+# %% ../nbs/12_xares.ipynb #ffc74e9a
 def parse_local(items:list|None, # NAME=FOLDER strings
                ) -> dict: # {name: folder}
     "`--local NAME=FOLDER` arguments as a dict; a malformed or repeated one is an error naming it."
