@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'ENCODER_ENV', 'RANDOM_INIT_STREAM', 'POOLS', 'export_path', 'load_export', 'export_training', 'trailing_zeros',
-           'fill_padding', 'FrameEmbedder', 'LogMelBaseline', 'load_pretrained', 'AudioJEPAEncoder', 'random_init_seed',
-           'random_encoder', 'random_like', 'load_embedder', 'pool_frames', 'Embeddings', 'open_for_embedding',
-           'DecodedClips', 'decode_source', 'embed_source', 'fail', 'main']
+           'batch_padding_mask', 'fill_padding', 'FrameEmbedder', 'LogMelBaseline', 'load_pretrained',
+           'AudioJEPAEncoder', 'random_init_seed', 'random_encoder', 'random_like', 'load_embedder', 'pool_frames',
+           'Embeddings', 'open_for_embedding', 'DecodedClips', 'decode_source', 'embed_source', 'fail', 'main']
 
 # %% ../nbs/07_embed.ipynb #8802fc95
 ENCODER_ENV = 'AUDIOJEPA_ENCODER'  # the export `AudioJEPAEncoder()` loads when X-ARES builds it without arguments
@@ -66,6 +66,14 @@ def trailing_zeros(audio:torch.Tensor, # waveforms [B, T]
     last = torch.where(nonzero.any(1), last, -1)
     return torch.arange(audio.shape[1], device=audio.device)[None] > last[:, None]
 
+def batch_padding_mask(audio:torch.Tensor, # waveforms [B, T], padded at the end of each row
+                       kind:str='zeros', # 'zeros': the trailing run of exact zeros; 'nan': the NaNs
+                      ) -> torch.Tensor: # [B, T] bool, True where padded
+    "Where each row of a padded batch is padding, read from the audio alone."
+    if kind == 'nan': return torch.isnan(audio)
+    if kind == 'zeros': return trailing_zeros(audio)
+    raise ValueError(f"batch padding must be 'zeros' or 'nan', got {kind!r}")
+
 def fill_padding(frames:torch.Tensor, # [B, T', D]
                  frame_mask:torch.Tensor, # [B, T'] bool, True where padded
                 ) -> torch.Tensor: # [B, T', D]
@@ -79,6 +87,7 @@ class FrameEmbedder(nn.Module):
     "Waveforms in, one embedding per frame out, a few front-end clips at a time."
     default_pool = 'mean'  # how `embed_source` pools frames into a clip embedding unless told otherwise
     frame_multiple = 1  # `embed_chunks` reads frames in groups of this many (a patch column); see `encode`
+    batch_padding = 'zeros'  # what `forward` reads as a padded batch's padding: trailing 'zeros' or 'nan' (see `batch_padding_mask`)
 
     def __init__(self, frontend:str|dict|FrontendConfig='audiojepa', # the log-mel front end
                  sampling_rate:int|None=None, # rate of the waveforms given to `encode`; None: the front end's rate
@@ -166,11 +175,13 @@ class FrameEmbedder(nn.Module):
         n = torch.tensor([len(c) for c in clips], device=out.device)
         return out, torch.arange(out.shape[1], device=out.device)[None] >= n[:, None]
 
-    def forward(self, audio:torch.Tensor, # waveforms [B, T] (or one [T]) at `sampling_rate`, zero-padded at the end
+    def forward(self, audio:torch.Tensor, # waveforms [B, T] (or one [T]) at `sampling_rate`, padded at the end (`batch_padding`)
                ) -> torch.Tensor: # frames [B, T', D]; a clip's frames over its padding are the mean of its own frames
-        "X-ARES' interface: frame embeddings of a zero-padded batch that do not depend on the clip's batch companions."
+        "X-ARES' interface: frame embeddings of a padded batch (see `batch_padding`) that do not depend on a clip's batch companions."
         if audio.ndim == 1: audio = audio[None]
-        frames, frame_mask = self.encode(audio, trailing_zeros(audio) if audio.ndim == 2 else None)
+        padding = batch_padding_mask(audio, self.batch_padding) if audio.ndim == 2 else None
+        if self.batch_padding == 'nan' and padding is not None: audio = torch.nan_to_num(audio, nan=0.0)
+        frames, frame_mask = self.encode(audio, padding)
         return fill_padding(frames, frame_mask)
 
 # %% ../nbs/07_embed.ipynb #e9df66f0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_xares.ipynb #f4f22ef2
 from __future__ import annotations
-import hashlib, importlib.util, io, json, logging, re, shutil, sys, tarfile, time
+import contextlib, functools, hashlib, importlib.util, io, json, logging, re, shutil, sys, tarfile, time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'READY', 'RECORD', 'LOCAL_VERSION', 'VALID_FRACTION', 'SETTINGS', 'import_xares', 'xares_embedder',
            'embedder_digest', 'name_for_xares', 'suite_tasks', 'suite_config', 'plan_local_task', 'write_local_task',
-           'local_task', 'local_config', 'run_task', 'weighted_means', 'format_table', 'write_report', 'run_xares',
-           'parse_local', 'main']
+           'local_task', 'local_config', 'nan_padded_batches', 'run_task', 'weighted_means', 'format_table',
+           'write_report', 'run_xares', 'parse_local', 'main']
 
 # %% ../nbs/12_xares.ipynb #0503d46a
 def import_xares():
@@ -48,10 +48,10 @@ _CODE = ('audio', 'models', 'embed')   # the modules whose code decides what an 
 
 def embedder_digest(embedder:FrameEmbedder, # any embedder of `audiojepa.embed`
                    ) -> str: # 12 hex digits
-    "A fingerprint of what `embedder` computes: its class, input rate, front end, weights and the code that runs them."
+    "A fingerprint of what `embedder` computes: its class, input rate, batch padding, front end, weights and the code that runs them."
     h = hashlib.sha256()
     cls = getattr(type(embedder), 'xares_base', type(embedder))
-    h.update(json.dumps([cls.__name__, embedder.sampling_rate, asdict(embedder.logmel.config)], sort_keys=True).encode())
+    h.update(json.dumps([cls.__name__, embedder.sampling_rate, embedder.batch_padding, asdict(embedder.logmel.config)], sort_keys=True).encode())
     for name in _CODE: h.update(Path(sys.modules[f'audiojepa.{name}'].__file__).read_bytes())
     for key, t in embedder.state_dict().items():
         h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
@@ -251,6 +251,15 @@ def _count_samples(pattern:Path) -> int:
         with tarfile.open(tar) as t: n += sum(m.name.endswith('.npy') for m in t.getmembers())
     return n
 
+@contextlib.contextmanager
+def nan_padded_batches():
+    "X-ARES collates clips padded with NaN instead of zeros: the encoder (`batch_padding='nan'`) then knows every clip's end."
+    import xares.audiowebdataset as xa
+    zero_pad = xa.pad
+    xa.pad = functools.partial(zero_pad, padding_value=float('nan'))
+    try: yield
+    finally: xa.pad = zero_pad
+
 def _test_splits(task) -> list:
     c = task.config
     return list(c.k_fold_splits) if c.k_fold_splits else [c.test_split]
@@ -271,7 +280,8 @@ def run_task(config, # X-ARES' `TaskConfig`, its encoder set
     if not cached:   # an encoding that did not finish leaves shards without the ready flag: start afresh
         for p in task.encoded_tar_dir.glob('*.tar'): p.unlink()
         log.info(f"{config.name}: encoding with {task.encoder_name} in batches of {config.batch_size_encode}")
-    task.make_encoded_tar()
+    with nan_padded_batches() if getattr(task.encoder, 'batch_padding', None) == 'nan' else contextlib.nullcontext():
+        task.make_encoded_tar()
     t1 = time.perf_counter()
     settings = {k: getattr(config, k) for k in ('epochs', 'learning_rate', 'batch_size_train', 'seed')}
     _stale_scores(task, settings)
@@ -334,6 +344,7 @@ def run_xares(encoder:str|FrameEmbedder, # export or run directory, the authors'
               seed:int=0, # the seed of random weights (`random:...`)
               epochs:int=10, # MLP epochs of local tasks (the suite's tasks keep X-ARES' settings)
               batch_size:int=16, # clips per encoding batch (X-ARES' default)
+              batch_padding:str='nan', # what X-ARES pads batches with for the encoder: 'nan', or X-ARES' own 'zeros'
              ) -> dict: # the report: a row per task and X-ARES' weighted means
     "Evaluate an encoder with X-ARES' own pipeline on suite tasks and on local folders made private tasks."
     xt = import_xares()
@@ -347,7 +358,10 @@ def run_xares(encoder:str|FrameEmbedder, # export or run directory, the authors'
     if unknown: raise ValueError(f"X-ARES has no task {unknown[0]!r}; its tasks: {', '.join(known) or 'none'}")
     both = sorted(set(tasks) & set(local))
     if both: raise ValueError(f"{both[0]!r} is both an X-ARES task and a --local name; rename the local task")
-    embedder = name_for_xares(encoder if isinstance(encoder, FrameEmbedder) else xares_embedder(encoder, seed))
+    embedder = encoder if isinstance(encoder, FrameEmbedder) else xares_embedder(encoder, seed)
+    if batch_padding not in ('nan', 'zeros'): raise ValueError(f"batch_padding must be 'nan' or 'zeros', got {batch_padding!r}")
+    embedder.batch_padding = batch_padding   # 'nan': `run_task` has X-ARES pad with NaN, a clip's trailing silence stays audio
+    embedder = name_for_xares(embedder)
     if not check_audio_encoder(embedder): raise ValueError(f"X-ARES' checker rejects the encoder {encoder}")
     # every folder written (or found unchanged) before any task runs; a task's splits do not depend on the encoder's seed
     records = {name: local_task(name, folder, env, folds) for name, folder in local.items()}
