@@ -25,10 +25,10 @@ from .data import AUDIO_EXTENSIONS, NoAudioError, make_loader, mixed_seed, open_
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ENCODER_ENV', 'RANDOM_INIT_STREAM', 'POOLS', 'export_path', 'load_export', 'export_training', 'FrameEmbedder',
-           'LogMelBaseline', 'load_pretrained', 'AudioJEPAEncoder', 'random_init_seed', 'random_encoder', 'random_like',
-           'load_embedder', 'pool_frames', 'Embeddings', 'open_for_embedding', 'DecodedClips', 'decode_source',
-           'embed_source', 'main']
+__all__ = ['log', 'ENCODER_ENV', 'RANDOM_INIT_STREAM', 'POOLS', 'export_path', 'load_export', 'export_training', 'trailing_zeros',
+           'batch_padding_mask', 'fill_padding', 'FrameEmbedder', 'LogMelBaseline', 'load_pretrained',
+           'AudioJEPAEncoder', 'random_init_seed', 'random_encoder', 'random_like', 'load_embedder', 'pool_frames',
+           'Embeddings', 'open_for_embedding', 'DecodedClips', 'decode_source', 'embed_source', 'main']
 
 # %% ../nbs/07_embed.ipynb #8802fc95
 ENCODER_ENV = 'AUDIOJEPA_ENCODER'  # the export `AudioJEPAEncoder()` loads when X-ARES builds it without arguments
@@ -57,10 +57,37 @@ def export_training(path, # an export directory, or a run directory holding `enc
     except (OSError, ValueError, AttributeError): return {}
     return dict(training) if isinstance(training, dict) else {}
 
+# %% ../nbs/07_embed.ipynb #49490efc
+def trailing_zeros(audio:torch.Tensor, # waveforms [B, T]
+                  ) -> torch.Tensor: # [B, T] bool, True on each row's trailing run of exact zeros
+    "Where each row of a zero-padded batch is padding, read from the audio alone: the run of exact zeros at its end."
+    nonzero = audio != 0
+    last = audio.shape[1] - 1 - nonzero.flip(1).int().argmax(1)         # the last nonzero sample of each row
+    last = torch.where(nonzero.any(1), last, -1)
+    return torch.arange(audio.shape[1], device=audio.device)[None] > last[:, None]
+
+def batch_padding_mask(audio:torch.Tensor, # waveforms [B, T], padded at the end of each row
+                       kind:str='zeros', # 'zeros': the trailing run of exact zeros; 'nan': the NaNs
+                      ) -> torch.Tensor: # [B, T] bool, True where padded
+    "Where each row of a padded batch is padding, read from the audio alone."
+    if kind == 'nan': return torch.isnan(audio)
+    if kind == 'zeros': return trailing_zeros(audio)
+    raise ValueError(f"batch padding must be 'zeros' or 'nan', got {kind!r}")
+
+def fill_padding(frames:torch.Tensor, # [B, T', D]
+                 frame_mask:torch.Tensor, # [B, T'] bool, True where padded
+                ) -> torch.Tensor: # [B, T', D]
+    "`frames` with each clip's padded frames replaced by the mean of its real ones (a mean over all frames is then theirs)."
+    real = (~frame_mask)[..., None].to(frames.dtype)
+    mean = (frames * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp_min(1)
+    return torch.where(frame_mask[..., None], mean, frames)
+
 # %% ../nbs/07_embed.ipynb #80998e03
 class FrameEmbedder(nn.Module):
     "Waveforms in, one embedding per frame out, a few front-end clips at a time."
     default_pool = 'mean'  # how `embed_source` pools frames into a clip embedding unless told otherwise
+    frame_multiple = 1  # `embed_chunks` reads frames in groups of this many (a patch column); see `encode`
+    batch_padding = 'zeros'  # what `forward` reads as a padded batch's padding: trailing 'zeros' or 'nan' (see `batch_padding_mask`)
 
     def __init__(self, frontend:str|dict|FrontendConfig='audiojepa', # the log-mel front end
                  sampling_rate:int|None=None, # rate of the waveforms given to `encode`; None: the front end's rate
@@ -86,6 +113,12 @@ class FrameEmbedder(nn.Module):
 
     @property
     def device(self) -> torch.device: return next(self.logmel.buffers()).device
+
+    @property
+    def _zero_margin(self) -> int:
+        "Input samples after a group's longest signal that still reach a frame `embed_chunks` reads (plus the resampler's reach)."
+        cfg = self.logmel.config
+        return math.ceil(((self.frame_multiple + 1) * cfg.hop_length + cfg.n_fft) * self.sampling_rate / cfg.sample_rate) + 64
 
     @property
     def frame_ms(self) -> float:
@@ -120,19 +153,20 @@ class FrameEmbedder(nn.Module):
         lengths = lengths.clamp(min=self.min_input_samples)
         per_clip = [[] for _ in range(len(audio))]
         for owners, wav, valid in self._chunk_groups(audio, lengths):
+            if cfg.framing == 'frames':   # beyond the longest signal of the group only zeros: resample and analyse no more
+                wav = wav[:, :min(wav.shape[1], int(valid.max()) + self._zero_margin)]
             if self.sampling_rate != cfg.sample_rate:
                 wav = torchaudio.functional.resample(wav, self.sampling_rate, cfg.sample_rate)
                 valid = -(-valid * cfg.sample_rate // self.sampling_rate)   # ceil
-            wav = F.pad(wav, (0, self.chunk_samples - wav.shape[1])) if wav.shape[1] < self.chunk_samples \
-                  else wav[:, :self.chunk_samples]
-            valid = valid.to(wav.device)
+            if cfg.framing == 'clip': wav = F.pad(wav, (0, self.chunk_samples - wav.shape[1]))
+            wav, valid = wav[:, :self.chunk_samples], valid.to(wav.device)
             if cfg.framing == 'clip':   # the padding is part of the chunk, normalised with it, as in the authors' wrapper
                 mel, _ = self.logmel(wav)
                 starts = torch.arange(cfg.num_frames, device=wav.device) * self.chunk_samples   # × num_frames: in samples
                 unmade = self.logmel.frame_padding_mask(torch.zeros_like(wav, dtype=torch.bool))   # beyond Kaldi's frames
                 frame_mask = unmade | (starts[None] >= valid[:, None] * cfg.num_frames)
             else:
-                pad = torch.arange(self.chunk_samples, device=wav.device)[None] >= valid[:, None]
+                pad = torch.arange(wav.shape[1], device=wav.device)[None] >= valid[:, None]
                 mel, frame_mask = self.logmel(wav, pad)
             frames, mask = self.embed_chunks(mel[:, :cfg.num_frames], frame_mask[:, :cfg.num_frames])
             for b, f, m in zip(owners, frames, mask): per_clip[b].append(f[~m])
@@ -141,10 +175,14 @@ class FrameEmbedder(nn.Module):
         n = torch.tensor([len(c) for c in clips], device=out.device)
         return out, torch.arange(out.shape[1], device=out.device)[None] >= n[:, None]
 
-    def forward(self, audio:torch.Tensor, # waveforms [B, T] at `sampling_rate`
-               ) -> torch.Tensor: # frames [B, T', D]
-        "Frame embeddings (X-ARES' interface; `encode` also returns the frame mask)."
-        return self.encode(audio)[0]
+    def forward(self, audio:torch.Tensor, # waveforms [B, T] (or one [T]) at `sampling_rate`, padded at the end (`batch_padding`)
+               ) -> torch.Tensor: # frames [B, T', D]; a clip's frames over its padding are the mean of its own frames
+        "X-ARES' interface: frame embeddings of a padded batch (see `batch_padding`) that do not depend on a clip's batch companions."
+        if audio.ndim == 1: audio = audio[None]
+        padding = batch_padding_mask(audio, self.batch_padding) if audio.ndim == 2 else None
+        if self.batch_padding == 'nan' and padding is not None: audio = torch.nan_to_num(audio, nan=0.0)
+        frames, frame_mask = self.encode(audio, padding)
+        return fill_padding(frames, frame_mask)
 
 # %% ../nbs/07_embed.ipynb #e9df66f0
 class LogMelBaseline(FrameEmbedder):
@@ -197,6 +235,7 @@ class AudioJEPAEncoder(FrameEmbedder):
         self.encoder = encoder.eval()
         self.output_dim = encoder.embed_dim
         self.patch_frames = encoder.config.patch_size[0]
+        self.frame_multiple = self.patch_frames     # the last column's padded frames enter its patches
         self.hop_size_in_ms = self.patch_frames * self.frame_ms
 
     @classmethod

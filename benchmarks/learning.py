@@ -34,6 +34,10 @@ What it does:
    other tasks are reported): the final encoder beats the best random init (either kind) by >= `--margin` (3 points)
    in linear AND kNN accuracy. Whether each curve rises (Spearman correlation of accuracy with the step) is reported.
 
+6. `--xares` (off by default: it costs X-ARES' own encoding of every task per encoder): X-ARES' MLP and kNN, its own
+   pipeline through `audiojepa.xares` with each task as a local private task (in OUT/xares_env, written once), for the
+   final export and `--xares-random-seeds` random inits of it, next to the probe's numbers (`result['xares']`).
+
 OUT/run is the pretraining run (its metrics.csv, config.yaml, last checkpoint and encoder export); OUT/run and
 OUT/calibration are removed first when they exist.
 """
@@ -50,7 +54,7 @@ from safetensors.torch import load_file
 
 from audiojepa.cli import dashed_call_parse
 from audiojepa.data import FolderSource, NoAudioError
-from audiojepa.embed import AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, pool_frames, random_encoder
+from audiojepa.embed import AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, pool_frames, random_encoder, random_like
 from audiojepa.probe import json_safe, probe_embeddings
 from audiojepa.train import (ConfigError, PretrainError, TrainConfig, build_frontend_config, build_model,
                              config_to_dict, find_checkpoint, pretrain, resolve_config,
@@ -429,6 +433,44 @@ def plot(result:dict, path:Path):
     plt.close(fig)
 
 
+# ------------------------------------------------------------------------------------------------------------ X-ARES
+def xares_scores(encoder_dir:Path, # the final export
+                 task_dirs:list, # dev task folders TASK/{train,test}/<label>/
+                 env:Path, # X-ARES' env_root: the tasks' tars (written once) and every encoder's embeddings and heads
+                 random_seeds:int=1, # random inits of the export's architecture and front end (audiojepa.embed.random_like)
+                 epochs:int=10, # X-ARES' MLP epochs (its default)
+                 run=None, # `audiojepa.xares.run_xares` (a test passes a stand-in)
+                ) -> dict: # {task: {'final': {'mlp', 'knn'}, 'random': mean {'mlp', 'knn'}, 'random_per_seed': [...], 'n_test'}}
+    "X-ARES' own MLP and kNN on the dev tasks (as local private tasks) for the final export and random inits of it."
+    if run is None: from audiojepa.xares import run_xares as run
+    local = {d.name: d for d in task_dirs}
+    final = AudioJEPAEncoder.from_pretrained(encoder_dir)          # X-ARES' input rate for this project's encoders: 16 kHz
+    reports = [run(final, local=local, env=env, epochs=epochs)] + \
+              [run(random_like(final, s), local=local, env=env, epochs=epochs) for s in range(random_seeds)]
+    out = {}
+    for name in local:
+        final_row, *random_rows = [next(r for r in rep['tasks'] if r['task'] == name) for rep in reports]
+        scores = lambda row: {p: row[p] for p in ('mlp', 'knn')}
+        out[name] = {'final': scores(final_row), 'n_test': final_row['n_test'], 'encoder': final_row['encoder'],
+                     'random': {p: float(np.mean([r[p] for r in random_rows])) for p in ('mlp', 'knn')} if random_rows else None,
+                     'random_per_seed': [{'seed': s, **scores(r)} for s, r in enumerate(random_rows)]}
+    return out
+
+def format_xares(result:dict) -> str:
+    "X-ARES' MLP / kNN next to the probe's linear / kNN accuracy: the final encoder and the mean of the random inits."
+    lines = [f"{'task':8} {'':12} {'final':>13} {'random mean':>13}   (X-ARES: MLP / kNN; audiojepa-probe: linear / kNN)"]
+    for name, x in result.get('xares', {}).items():
+        task = result['tasks'].get(name, {})
+        rnd = task.get('baselines', {}).get('random')
+        last = task['curve'][-1] if task.get('curve') else None
+        pair = lambda a, b: f"{pct(a)} / {pct(b)}"
+        lines.append(f"{name:8} {'X-ARES':12} {pair(x['final']['mlp'], x['final']['knn']):>13} "
+                     f"{pair(x['random']['mlp'], x['random']['knn']) if x['random'] else '-':>13}")
+        lines.append(f"{'':8} {'probe':12} {pair(last['linear'], last['knn']) if last else '-':>13} "
+                     f"{pair(rnd['linear']['mean'], rnd['knn']['mean']) if rnd else '-':>13}")
+    return '\n'.join(lines)
+
+
 # ------------------------------------------------------------------------------------------------------------- main
 def clear_dir(path:Path):
     "Remove a benchmark-owned run folder left by an earlier run (only if it looks like one)."
@@ -454,6 +496,8 @@ def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpo
          k:int=10, # neighbours of the kNN probe
          batch_size:int=64, # clips per embedding batch when probing
          probe_context:store_true=False, # also probe the encoder that is not exported (the context encoder, by default)
+         xares:store_true=False, # also score the final export and random inits with X-ARES' own MLP and kNN (slow: X-ARES encodes every task)
+         xares_random_seeds:int=1, # random inits X-ARES scores with --xares
          overrides:Param("pretraining config changes KEY=VALUE as audiojepa-pretrain takes them, e.g. model.preset=small "
                          "data.clip_seconds=10", str, nargs='*', opt=False)=None,
         ):
@@ -501,7 +545,8 @@ def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpo
               'complete': False, 'args': {'corpora': str(corpora), 'tasks': [p.name for p in task_dirs],
               'budget_minutes': budget_minutes, 'max_steps': max_steps, 'probe_every': probe_every, 'out': str(out),
               'random_seeds': random_seeds, 'judge': judge, 'baseline_cache': baseline_cache, 'threads': threads, 'config': config, 'overrides': overrides,
-              'calibration_steps': calibration_steps, 'margin': margin, 'k': k, 'probe_context': probe_context},
+              'calibration_steps': calibration_steps, 'margin': margin, 'k': k, 'probe_context': probe_context,
+              'xares': xares, 'xares_random_seeds': xares_random_seeds},
               'config': config_to_dict(cfg), 'machine': machine, 'calibration': calibration,
               'schedule': {'max_steps': fixed, 'probe_every': probe_every or (steps[1] if len(steps) > 1 else fixed),
                            'probe_steps': steps},
@@ -586,6 +631,13 @@ def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpo
               (f"  loss {diag['loss']:.4f}" if 'loss' in diag else '') +
               (f"  target_rank {diag['target_rank']:.1f}" if 'target_rank' in diag else ''), flush=True)
 
+    if xares and stopped is None and (run_dir / 'encoder').is_dir():
+        t0 = time.perf_counter()
+        print(f"X-ARES: final export and {xares_random_seeds} random inits on {len(task_dirs)} tasks ...", flush=True)
+        result['xares'] = xares_scores(run_dir / 'encoder', task_dirs, out / 'xares_env', xares_random_seeds)
+        result['seconds']['xares'] = round(time.perf_counter() - t0, 1)
+        save()
+
     judged = [t.strip() for t in judge.split(',') if t.strip()]
     for name, task in result['tasks'].items():
         if task['curve'] and 'random_best' in task['baselines']:
@@ -604,6 +656,7 @@ def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpo
     print(format_curves(result))
     print()
     print(format_summary(result))
+    if 'xares' in result: print('\n' + format_xares(result))
     print(f"\npretraining {fixed} steps: {pretrain_s:.0f} s; probing {len(probe_s)} points: {sum(probe_s):.0f} s "
           f"({np.mean(probe_s):.1f} s each); total {time.perf_counter() - t_start:.0f} s")
     print(f"written: {out / 'learning.json'}, {out / 'learning.png'}")

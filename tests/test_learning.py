@@ -149,3 +149,35 @@ def test_compact_is_exact():
     assert learning.compact(pcm).dtype == torch.int16 and torch.equal(learning.as_float(learning.compact(pcm)), pcm)
     other = torch.rand(1000) - 0.5                                          # not on the 16-bit grid: kept as is
     assert learning.compact(other) is other and learning.as_float(other) is other
+
+
+def test_xares_scores_pair_the_final_export_with_random_inits(tmp_path):
+    "--xares: X-ARES scores the final export first, then random inits of its architecture and front end (a stand-in for run_xares)."
+    import torch
+    from audiojepa.audio import FrontendConfig
+    from audiojepa.embed import random_like
+    from audiojepa.models import ViTEncoder, preset, save_encoder
+    export = save_encoder(tmp_path / 'encoder', ViTEncoder(preset('tiny')['encoder']), FrontendConfig(mean=-4.0, std=3.0))
+    seen = []
+    def fake_run_xares(embedder, local, env, epochs):
+        seen.append(embedder)
+        return {'tasks': [{'task': n, 'mlp': 0.9 if len(seen) == 1 else 0.2 * len(seen), 'knn': 0.5, 'n_test': 7,
+                           'encoder': f'E{len(seen)}'} for n in local]}
+    dirs = [tmp_path / 'music', tmp_path / 'drums']
+    scores = learning.xares_scores(export, dirs, tmp_path / 'env', random_seeds=2, run=fake_run_xares)
+    assert len(seen) == 3 and all(e.sampling_rate == 16000 for e in seen)                   # X-ARES' rate
+    weights = lambda e: torch.cat([p.flatten() for p in e.encoder.parameters()])
+    assert torch.equal(weights(seen[0]), weights(learning.AudioJEPAEncoder.from_pretrained(export)))
+    assert torch.equal(weights(seen[2]), weights(random_like(seen[0], 1)))
+    assert seen[1].logmel.config == seen[0].logmel.config                                    # the export's front end
+    assert scores['drums']['final'] == {'mlp': 0.9, 'knn': 0.5} and scores['drums']['n_test'] == 7
+    assert scores['music']['random'] == {'mlp': pytest.approx(0.5), 'knn': 0.5}              # mean of 0.4 and 0.6
+    assert [r['seed'] for r in scores['music']['random_per_seed']] == [0, 1]
+    rnd = random_baseline([0.6, 0.66, 0.63], [0.5, 0.58, 0.55])
+    result = {'tasks': {'music': {'curve': curve([0.62, 0.75], [0.55, 0.64]), 'baselines': {'random': rnd}}}, 'xares': scores}
+    table = learning.format_xares(result)
+    assert '90.0 / 50.0' in table and '50.0 / 50.0' in table and '75.0 / 64.0' in table and '63.0 / 54.3' in table
+    from audiojepa.cli import cli_parser, dashed_flags
+    args = cli_parser(learning.main).parse_intermixed_args(dashed_flags(['--xares', '--xares-random-seeds', '2']))
+    assert args.xares and args.xares_random_seeds == 2
+    assert not cli_parser(learning.main).parse_intermixed_args([]).xares                      # off by default
