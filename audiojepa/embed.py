@@ -71,7 +71,11 @@ def batch_padding_mask(audio:torch.Tensor, # waveforms [B, T], padded at the end
                       ) -> torch.Tensor: # [B, T] bool, True where padded
     "Where each row of a padded batch is padding, read from the audio alone."
     if kind == 'nan': return torch.isnan(audio)
-    if kind == 'zeros': return trailing_zeros(audio)
+    if kind == 'zeros':
+        # a batch is padded to its longest clip, so the row with the fewest trailing zeros is not padded: that many
+        # zeros end every row as its own silence (a batch of one is never trimmed)
+        T, zeros = audio.shape[1], trailing_zeros(audio).sum(1)
+        return torch.arange(T, device=audio.device)[None] >= (T - (zeros - zeros.min()))[:, None]
     raise ValueError(f"batch padding must be 'zeros' or 'nan', got {kind!r}")
 
 def fill_padding(frames:torch.Tensor, # [B, T', D]
