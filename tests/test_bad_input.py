@@ -183,11 +183,25 @@ ROWS = [
     ('audiojepa-tag', '--out is a file', [*TAG, '--train', '{in}/train.csv', '--out', '{in}/afile'], '{in}/afile'),
     ('audiojepa-tag', 'unwritable --out', [*TAG, '--train', '{in}/train.csv', '--out', '{in}/readonly/run'], '{in}/readonly'),
 ]
-# ---- audiojepa-xares (issue 20): add its rows here after the merge, in the same form ----------------------------
-XARES_ROWS = []
+# audiojepa-xares
+X = ['--env', '{out}/env', '--out', '{out}/xares.json']
+XARES_ROWS = [
+    ('audiojepa-xares', 'missing path', ['--encoder', 'random:tiny', '--local', 'toy={in}/nowhere', *X], '{in}/nowhere'),
+    ('audiojepa-xares', 'empty folder', ['--encoder', 'random:tiny', '--local', 'toy={in}/empty', *X], '{in}/empty'),
+    ('audiojepa-xares', 'folder of non-audio', ['--encoder', 'random:tiny', '--local', 'toy={in}/text', *X], '{in}/text'),
+    ('audiojepa-xares', 'one-class folder', ['--encoder', 'random:tiny', '--local', 'toy={in}/one', *X], '{in}/one'),
+    ('audiojepa-xares', 'local task without a name', ['--encoder', 'random:tiny', '--local', '{in}/two', *X], '{in}/two'),
+    ('audiojepa-xares', 'unknown task', ['--encoder', 'random:tiny', '--tasks', 'esc5000', *X], 'esc5000'),
+    ('audiojepa-xares', 'text as encoder', ['--encoder', '{in}/notes.txt', '--local', 'toy={in}/two', *X], '{in}/notes.txt'),
+    ('audiojepa-xares', 'unknown preset', ['--encoder', 'random:huge', '--local', 'toy={in}/two', *X], 'huge'),
+    ('audiojepa-xares', 'negative number', ['--encoder', 'random:tiny', '--local', 'toy={in}/two', '--epochs', '-3', *X], '-3'),
+    ('audiojepa-xares', 'non-numeric number', ['--encoder', 'random:tiny', '--local', 'toy={in}/two', '--folds', 'five', *X], 'five'),
+    ('audiojepa-xares', '--out is a folder', ['--encoder', 'random:tiny', '--local', 'toy={in}/two', '--env', '{out}/env', '--out', '{in}/empty'], '{in}/empty'),
+    ('audiojepa-xares', 'unwritable --out', ['--encoder', 'random:tiny', '--local', 'toy={in}/two', '--env', '{out}/env', '--out', '{in}/readonly/xares.json'], '{in}/readonly'),
+]
 ROWS += XARES_ROWS
 
-RESULTS = ('encoder', 'report.json', 'propagated.csv', 'e.npz', 'model.safetensors', 'metrics.csv', 'checkpoints')
+RESULTS = ('encoder', 'report.json', 'propagated.csv', 'e.npz', 'model.safetensors', 'metrics.csv', 'checkpoints', 'xares.json', 'xares.md')
 
 
 def run_command(script:str, argv:list, monkeypatch, capsys) -> tuple:
