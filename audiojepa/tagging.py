@@ -61,6 +61,11 @@ def _vocab_columns(mids:Sequence[str], # a clip's label MIDs
     if missing and unknown == 'skip': return None, f"unknown MID{'s' if len(missing) > 1 else ''} {' '.join(missing)}", []
     return [vocab.index(m) for m in mids if m in vocab], None, missing
 
+def _source_name(source) -> str:
+    "A source as an error message names it: its file or folder, else its class."
+    where = getattr(source, 'path', None) or getattr(source, 'root', None)
+    return f"{where} ({type(source).__name__})" if where else type(source).__name__
+
 class LabelledClips(Dataset):
     "The clips of a map-style source with multi-hot targets over `vocab`; unusable clips are listed in `skipped`."
     def __init__(self, source:MapSource, # a labelled source from `audiojepa.data.open_source`
@@ -69,7 +74,7 @@ class LabelledClips(Dataset):
                 ):
         if isinstance(source, IterableDataset):
             raise TagError(f"{type(source).__name__} streams its clips: put it in a vocabulary with LabelledStream")
-        if getattr(source, 'classes', None) is None: raise TagError(f"{type(source).__name__} has no labels")
+        if getattr(source, 'classes', None) is None: raise TagError(f"{_source_name(source)} has no labels")
         self.source, self.vocab = source, vocab
         mids, keep, rows, self.skipped, dropped = _source_mids(source, vocab), [], [], [], set()
         for i in range(len(source)):
@@ -95,7 +100,7 @@ class LabelledStream(StreamSource):
                  vocab:Vocabulary, # the tagger's classes
                  unknown:str='skip', # as in `LabelledClips`
                 ):
-        if getattr(source, 'classes', None) is None: raise TagError(f"{type(source).__name__} has no labels")
+        if getattr(source, 'classes', None) is None: raise TagError(f"{_source_name(source)} has no labels")
         super().__init__(sample_rate=source.sample_rate, clip_seconds=source.clip_seconds, crop=source.crop,
                          seed=source.seed, classes=vocab.mids)
         self.source, self.vocab, self.unknown = source, vocab, unknown
@@ -507,7 +512,7 @@ def open_tagging_data(spec:str, # an `open_source` spec or a `path,labels` manif
         if not train: clips.rank, clips.world_size = 0, 1   # the main process scores the whole test set, not its share
         return clips
     except (FileNotFoundError, ValueError, TypeError) as e:
-        raise e if isinstance(e, TagError) and str(spec) in str(e) else TagError(f"{spec}: {e}") from None
+        raise e if isinstance(e, TagError) else TagError(f"{spec}: {e}") from None
 
 # %% ../nbs/11_tagging.ipynb #1d49ea89
 @torch.no_grad()

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 _ini = configparser.ConfigParser(); _ini.read(ROOT / 'settings.ini')
