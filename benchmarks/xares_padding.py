@@ -89,7 +89,7 @@ def main(data:str=str(ROOT / 'benchmarks' / 'results' / 'corpora' / 'drums'), # 
             print(f"{mode:>7} batch {b:>3}: MLP {np.mean(mlps):.3f} (runs {', '.join(f'{m:.3f}' for m in mlps)})  "
                   f"kNN {r['knn']:.3f}  ({r['n_test']} test clips; encoding {r['encode_seconds']:.0f} s)", flush=True)
     FrameEmbedder.forward = forward
-    result = {'data': data, 'encoder': encoder, 'epochs': epochs, 'mlp_repeats': mlp_repeats, 'rows': rows}
+    result = {'data': str(data), 'encoder': encoder, 'epochs': epochs, 'mlp_repeats': mlp_repeats, 'rows': rows}
     for mode in dict.fromkeys(r['mode'] for r in rows):
         sizes = [r for r in rows if r['mode'] == mode]
         if len(sizes) > 1:
