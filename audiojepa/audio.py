@@ -145,11 +145,16 @@ class FrontendConfig:
     std:float=1.0 # dataset std of the log-mel values
     std_scale:float=1.0 # normalise by std_scale*std (AudioMAE: 2)
     framing:str='frames' # how `audiojepa.embed` cuts audio into clips: 'frames' (this project) or 'clip' (the authors' wrapper)
+    normalized:bool=False # 'torchaudio' kind: divide the STFT by the window's L2 norm (`MelSpectrogram(normalized=True)`)
+    log:str='ln' # 'ln': natural log of max(power, float32 eps); 'db': 10 log10(max(power, 1e-10)) (`AmplitudeToDB`)
 
     def __post_init__(self):
         if self.kind not in ('kaldi', 'torchaudio'): raise ValueError(f"kind must be 'kaldi' or 'torchaudio', got {self.kind!r}")
         if self.window not in ('hanning', 'povey'): raise ValueError(f"window must be 'hanning' or 'povey', got {self.window!r}")
         if self.framing not in ('frames', 'clip'): raise ValueError(f"framing must be 'frames' or 'clip', got {self.framing!r}")
+        if self.log not in ('ln', 'db'): raise ValueError(f"log must be 'ln' or 'db', got {self.log!r}")
+        if self.normalized and self.kind != 'torchaudio':
+            raise ValueError(f"normalized=True is a setting of the 'torchaudio' kind (MelSpectrogram), not of {self.kind!r}")
         if self.kind == 'kaldi' and self.n_fft != 1 << (self.win_length - 1).bit_length():
             raise ValueError(f"for kind='kaldi', n_fft must be the power of two Kaldi pads a {self.win_length}-sample window to "
                              f"({1 << (self.win_length - 1).bit_length()}), got {self.n_fft}")
@@ -176,6 +181,11 @@ FRONTENDS = {
     # the released model's: hop 320000 / (256 - 1 + 2.5) and window 2.5 hops, both rounded to samples (see above)
     'audiojepa-paper': FrontendConfig(name='audiojepa-paper', n_mels=128, hop_length=1243, win_length=3108, n_fft=4096,
                                       num_frames=256, peak_normalise=True, framing='clip'),
+    # the authors' current training code (`LudovicTuncay/audio-embeddings`): MelSpectrogram(normalized=True) + AmplitudeToDB
+    # at 16 kHz, 128 ms window, 39.0625 ms hop; 10 s give 257 centred frames, cut to 256 (a multiple of the 16-frame patch)
+    'audiojepa-ae16k': FrontendConfig(name='audiojepa-ae16k', kind='torchaudio', sample_rate=16000, n_mels=128, hop_length=625,
+                                      win_length=2048, n_fft=2048, f_min=0.0, f_max=8000.0, remove_mean=False, num_frames=256,
+                                      normalized=True, log='db'),
 }
 
 def frontend_config(config:str|dict|FrontendConfig='audiojepa', # a name in `FRONTENDS`, a dict of fields, or a config
@@ -210,7 +220,12 @@ class LogMel(nn.Module):
         else:
             self.melspec = torchaudio.transforms.MelSpectrogram(
                 sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_length, hop_length=cfg.hop_length,
-                f_min=cfg.f_min, f_max=cfg.f_max, n_mels=cfg.n_mels, power=2.0, center=True)
+                f_min=cfg.f_min, f_max=cfg.f_max, n_mels=cfg.n_mels, power=2.0, center=True, normalized=cfg.normalized)
+
+    def _log(self, power:torch.Tensor) -> torch.Tensor:
+        "The configured log of mel power: natural log above float32's eps, or decibels above 1e-10 (as `AmplitudeToDB`)."
+        if self.config.log == 'db': return power.clamp_min_(1e-10).log10_().mul_(10.0)
+        return power.clamp_min_(torch.finfo(torch.float32).eps).log_()
 
     def _raw_frame_count(self, num_samples:int) -> int:
         cfg = self.config
@@ -255,10 +270,10 @@ class LogMel(nn.Module):
         power = torch.view_as_real(torch.fft.rfft(shaped)).square_().flatten(-2)   # [B, n, 2K]: re², im² pairs
         # each triangular filter spans few FFT bins: a product per band of 16 filters skips the zeros of the dense one
         mel = torch.cat([power[..., lo:hi] @ self.mel_banks[lo:hi, f0:f1] for lo, hi, f0, f1 in self.mel_bands], dim=-1)
-        return mel.clamp_min_(torch.finfo(torch.float32).eps).log_()
+        return self._log(mel)
 
     def _torchaudio_logmel(self, wav:torch.Tensor) -> torch.Tensor:
-        return self.melspec(wav).clamp_min(torch.finfo(torch.float32).eps).log().transpose(1, 2)
+        return self._log(self.melspec(wav)).transpose(1, 2)
 
     def _unnormalised(self, wav:torch.Tensor, padding_mask:torch.Tensor|None) -> torch.Tensor:
         "Log-mel `[b, n, F]` of a few clips, as Kaldi (or torchaudio) computes it: no frame padding, no normalisation."

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['log', 'SYNTH_FAMILIES', 'AUDIO_EXTENSIONS', 'AUDIOSET_URLS', 'NoAudioError', 'skip_item', 'write_skipped_csv',
            'SkipLog', 'mixed_seed', 'ClipSource', 'MapSource', 'SyntheticSounds', 'find_audio_files', 'FolderSource',
-           'split_labels', 'read_manifest', 'ManifestSource', 'audioset_file', 'read_class_labels',
+           'split_labels', 'csv_rows', 'read_manifest', 'ManifestSource', 'audioset_file', 'read_class_labels',
            'audioset_segment_rows', 'read_audioset_segments', 'HDF5Source', 'AudioSetSource', 'distributed_rank',
            'reader_slot', 'StreamSource', 'expand_urls', 'WebDatasetSource', 'HFSource', 'HFStreamSource',
            'is_shard_spec', 'open_source', 'collate', 'Loader', 'make_loader', 'check_readable']
@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 from torch.utils.data import get_worker_info
 
 from .audio import CROP_MODES, AudioDecodeError, crop_or_pad, finish_waveform, load_audio
+from .cli import what_file
 
 log = logging.getLogger(__name__)
 
@@ -362,6 +363,42 @@ def split_labels(value, # a label field: names separated by ',' or ';', a list o
     # AudioSet MIDs contain neither separator: a manifest may list them with ',' or ';'
     return [s.strip() for s in str(value).replace(';', ',').split(',') if s.strip()]
 
+# %% ../nbs/01_data.ipynb #4f7222ef
+def csv_rows(path:str|Path, # a CSV file
+             n_fields:int|None=None, # the number of fields every row must have (`#` comment lines aside); None: any
+             skipinitialspace:bool=False, # as in `csv.reader`: AudioSet's segments files put a space after each comma
+            ) -> Iterator[tuple[int, list[str]]]: # (the line the row starts on, its fields); blank lines are left out
+    "The rows of a CSV file, strictly: a file that is not text, or a last line cut short, is a `ValueError` naming the file and the line."
+    path = Path(path)
+    with open(path, 'rb') as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell(): f.seek(-1, os.SEEK_END)
+        ends_in_newline = f.read(1) in (b'\n', b'\r', b'')
+    start = 1
+    def problem(line, fields, last):
+        if n_fields is None or len(fields) == n_fields or fields[0].startswith('#'): return None
+        if last and not ends_in_newline and len(fields) < n_fields:
+            return f"{path}: line {line} is incomplete ({len(fields)} of {n_fields} fields, and the file ends there: cut short?)"
+        return f"{path}:{line}: expected {n_fields} fields, got {len(fields)}: {','.join(fields)[:120]}"
+    try:
+        with open(path, newline='', encoding='utf-8') as f:
+            reader = csv.reader(f, skipinitialspace=skipinitialspace, strict=True)
+            held = None   # one row held back: only the last row of the file may be a cut-short one
+            for fields in reader:
+                if held is not None:
+                    if (why := problem(*held, False)): raise ValueError(why)
+                    yield held
+                held = (start, fields) if fields else None
+                start = reader.line_num + 1
+            if held is not None:
+                if (why := problem(*held, True)): raise ValueError(why)
+                yield held
+    except csv.Error as e:
+        if 'unexpected end of data' in str(e):
+            raise ValueError(f"{path}: line {start} is incomplete (the file ends inside a quoted field: cut short?)") from None
+        raise ValueError(f"{path}:{start}: not CSV ({e})") from None
+    except UnicodeDecodeError: raise ValueError(f"{path} is {what_file(path)}, not a CSV file") from None
+
 # %% ../nbs/01_data.ipynb #08a876c2
 def read_manifest(path:str|Path, # a .csv or .jsonl manifest
                  ) -> list[tuple[int, str, list[str]|None]]: # (line number, path as written, label names or None)
@@ -375,12 +412,15 @@ def read_manifest(path:str|Path, # a .csv or .jsonl manifest
             if not isinstance(obj, dict) or not obj.get('path'): raise ValueError(f"{path} line {lineno}: no 'path'")
             rows.append((lineno, str(obj['path']), split_labels(obj['labels']) if 'labels' in obj else None))
         return rows
-    with open(path, newline='') as f: lines = list(csv.reader(f))
-    has_header = bool(lines) and lines[0] and lines[0][0].strip().lower() == 'path'
-    header = [h.strip().lower() for h in lines[0]] if has_header else ['path', 'labels']
+    lines = list(csv_rows(path))
+    first = [h.strip().lower() for h in lines[0][1]] if lines else []
+    has_header = bool(first) and first[0] == 'path'
+    if not has_header and 'labels' in first:
+        raise ValueError(f"{path}: the header ({','.join(first)}) has no 'path' column: expected path,labels")
+    header = first if has_header else ['path', 'labels']
     label_col = header.index('labels') if 'labels' in header else None
-    for lineno, fields in enumerate(lines[1:] if has_header else lines, 2 if has_header else 1):
-        if not fields or not ''.join(fields).strip(): continue
+    for lineno, fields in lines[1:] if has_header else lines:
+        if not ''.join(fields).strip(): continue
         if not fields[0].strip(): raise ValueError(f"{path} line {lineno}: empty path")
         labels = None
         if label_col is not None and (has_header or len(fields) > 1):
@@ -452,15 +492,10 @@ def read_class_labels(path:str|Path, # class_labels_indices.csv, or any class li
 
 def audioset_segment_rows(path:str|Path, # a segments CSV: `#` header lines, then `YTID, start_seconds, end_seconds, "mid,mid,..."`
                          ) -> Iterator[tuple[int, str, str, str, list[str]]]: # (line, YTID, start text, end text, MIDs)
-    "The rows of an AudioSet segments CSV as written; a row without 4 fields is an error naming `path:line`."
-    with open(path, newline='', encoding='utf-8') as f:
-        reader = csv.reader(f, skipinitialspace=True)
-        for fields in reader:
-            if not fields or fields[0].startswith('#'): continue
-            if len(fields) != 4:
-                raise ValueError(f'{path}:{reader.line_num}: expected 4 fields (YTID, start_seconds, end_seconds, '
-                                 f'"positive_labels"), got {len(fields)}: {",".join(fields)[:120]}')
-            yield reader.line_num, fields[0], fields[1], fields[2], split_labels(fields[3])
+    "The rows of an AudioSet segments CSV as written; a row without 4 fields, or a last line cut short, is an error naming `path:line`."
+    # csv_rows checks the count: 4 fields (YTID, start_seconds, end_seconds, "positive_labels") on every row
+    for line, fields in csv_rows(path, 4, skipinitialspace=True):
+        if not fields[0].startswith('#'): yield line, fields[0], fields[1], fields[2], split_labels(fields[3])
 
 def read_audioset_segments(path:str|Path, # a segments CSV (balanced_train_segments.csv, ...)
                            classes:Sequence[str], # label ids (mids) in target order, from `read_class_labels`

@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from tqdm import tqdm
 
 from .audio import FrontendConfig, LogMel, frontend_config
-from .cli import dashed_call_parse
+from .cli import at_least, check_out, dashed_call_parse, fail
 from . import models
 from .data import AUDIO_EXTENSIONS, NoAudioError, make_loader, mixed_seed, open_source
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'ENCODER_ENV', 'RANDOM_INIT_STREAM', 'POOLS', 'export_path', 'load_export', 'export_training', 'trailing_zeros',
            'batch_padding_mask', 'fill_padding', 'FrameEmbedder', 'LogMelBaseline', 'load_pretrained',
            'AudioJEPAEncoder', 'random_init_seed', 'random_encoder', 'random_like', 'load_embedder', 'pool_frames',
-           'Embeddings', 'open_for_embedding', 'DecodedClips', 'decode_source', 'embed_source', 'fail', 'main']
+           'Embeddings', 'open_for_embedding', 'DecodedClips', 'decode_source', 'embed_source', 'main']
 
 # %% ../nbs/07_embed.ipynb #8802fc95
 ENCODER_ENV = 'AUDIOJEPA_ENCODER'  # the export `AudioJEPAEncoder()` loads when X-ARES builds it without arguments
@@ -71,7 +71,11 @@ def batch_padding_mask(audio:torch.Tensor, # waveforms [B, T], padded at the end
                       ) -> torch.Tensor: # [B, T] bool, True where padded
     "Where each row of a padded batch is padding, read from the audio alone."
     if kind == 'nan': return torch.isnan(audio)
-    if kind == 'zeros': return trailing_zeros(audio)
+    if kind == 'zeros':
+        # a batch is padded to its longest clip, so the row with the fewest trailing zeros is not padded: that many
+        # zeros end every row as its own silence (a batch of one is never trimmed)
+        T, zeros = audio.shape[1], trailing_zeros(audio).sum(1)
+        return torch.arange(T, device=audio.device)[None] >= (T - (zeros - zeros.min()))[:, None]
     raise ValueError(f"batch padding must be 'zeros' or 'nan', got {kind!r}")
 
 def fill_padding(frames:torch.Tensor, # [B, T', D]
@@ -209,10 +213,12 @@ def _no_export_named():
     raise ValueError(f"AudioJEPAEncoder() without arguments loads the export named by ${ENCODER_ENV}, which is not set; "
                      f"set it (e.g. {ENCODER_ENV}=runs/pretrain/encoder) or use AudioJEPAEncoder.from_pretrained(DIR)")
 
-def load_pretrained(path, # an export directory, a run directory holding `encoder/`, or the authors' checkpoint file
+def load_pretrained(path, # an export directory, a run directory holding `encoder/`, or a checkpoint file of the authors
+                    network:str|None=None, # for a checkpoint of the authors: which encoder (see `models.load_authors_checkpoint`)
                    ) -> tuple: # (ViTEncoder in eval mode, FrontendConfig)
-    "The encoder and front end at `path`: an export of this library, or the checkpoint the authors released."
-    if Path(path).is_file(): return models.load_authors_checkpoint(path)[:2]
+    "The encoder and front end at `path`: an export of this library, or a checkpoint of the authors (released or from their current code)."
+    if Path(path).is_file(): return models.load_authors_checkpoint(path, network=network)[:2]
+    if network is not None: raise ValueError(f"network={network!r} chooses an encoder of an authors' checkpoint; {path} is an export, which holds one")
     return load_export(path)
 
 class AudioJEPAEncoder(FrameEmbedder):
@@ -237,11 +243,12 @@ class AudioJEPAEncoder(FrameEmbedder):
         self.hop_size_in_ms = self.patch_frames * self.frame_ms
 
     @classmethod
-    def from_pretrained(cls, path, # an export directory (or a run directory holding `encoder/`), or the authors' checkpoint file
+    def from_pretrained(cls, path, # an export directory (or a run directory holding `encoder/`), or a checkpoint file of the authors
+                        network:str|None=None, # for a checkpoint of the authors: 'student' / 'teacher' (current code), 'target' / 'context' (released)
                         **kwargs, # `sampling_rate`, `chunks_per_batch`
                        ) -> AudioJEPAEncoder:
         "The encoder at `path` (see `load_pretrained`), with the front end it was trained with."
-        return cls(*load_pretrained(path), **kwargs)
+        return cls(*load_pretrained(path, network), **kwargs)
 
     def embed_chunks(self, mel, frame_mask):
         if self.logmel.config.framing == 'clip': tokens = self.encoder(mel)   # the whole padded clip, unmasked
@@ -420,11 +427,6 @@ def embed_source(embedder:FrameEmbedder, # from `load_embedder` / `AudioJEPAEnco
                       hop_size_in_ms=embedder.hop_size_in_ms)
 
 # %% ../nbs/07_embed.ipynb #2c71ba5f
-def fail(prog:str, message:str):
-    "End a command line with a one-line error (no traceback) and exit status 2."
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
 @dashed_call_parse
 def main(encoder:str=None, # export directory (or run directory), `random:PRESET`, `random:DIR` or `logmel`
          data:str=None, # an `audiojepa.data` source: folder, manifest (.csv/.jsonl), .h5, 'synthetic', ...
@@ -442,6 +444,7 @@ def main(encoder:str=None, # export directory (or run directory), `random:PRESET
     if missing: fail('audiojepa-embed', f"missing {', '.join(missing)}")
     try:
         if Path(out).suffix != '.npz': raise ValueError(f"--out must be an .npz file, got {out}")
+        check_out(out, '--out', kind='file'); at_least(batch_size, '--batch-size'); at_least(num_workers, '--num-workers', 0)
         embedder = load_embedder(encoder, seed=seed).to(device)
         emb = embed_source(embedder, data, pool=pool, batch_size=batch_size, keep_frames=frames, num_workers=num_workers)
         emb.save(out)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 
-from .cli import dashed_call_parse
+from .cli import InputError, at_least, check_out, dashed_call_parse, fail, what_file
 from .data import audioset_segment_rows, read_class_labels
 
 # %% auto #0
@@ -102,7 +103,8 @@ class Ontology:
     def from_json(cls, path:str|Path): # AudioSet's `ontology.json`
         "Read AudioSet's `ontology.json`; a malformed file raises `OntologyError` naming the file and the problem."
         try: records = json.loads(Path(path).read_text(encoding='utf-8'))
-        except json.JSONDecodeError as e: raise OntologyError(f'{path}: not valid JSON ({e})') from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise OntologyError(f'{path}: not valid JSON, {what_file(path)} ({e})') from None
         return cls.from_records(records, str(path))
 
     def __len__(self): return len(self.nodes)
@@ -420,12 +422,14 @@ def write_segments(path:str|Path, # where to write
                          f'do not make {len(vocab)}-class segments')
     rows, cols = np.nonzero(labels)
     per_row = np.split(cols, np.cumsum(np.bincount(rows, minlength=len(labels)))[:-1])
-    with open(path, 'w', encoding='utf-8', newline='') as f:
+    tmp = Path(f'{path}.tmp')   # written whole, then renamed: a failed write leaves no file that looks finished
+    with open(tmp, 'w', encoding='utf-8', newline='') as f:
         f.write(f'# Segments csv written by audiojepa.hlp{": " + comment if comment else ""}\n'
                 f'# num_ytids={len(set(ytids))}, num_segs={len(labels)}, num_unique_labels={int(labels.any(0).sum())}, '
                 f'num_positive_labels={len(rows)}\n# YTID, start_seconds, end_seconds, positive_labels\n')
         for ytid, (start, end), js in zip(ytids, times, per_row):
             f.write(f'{ytid}, {start}, {end}, "{",".join(vocab.mids[j] for j in js)}"\n')
+    os.replace(tmp, path)
 
 # %% ../nbs/06_hlp.ipynb #943d2988
 @dataclass(frozen=True, repr=False)
@@ -497,12 +501,18 @@ def main(segments_csv:str, # AudioSet segments file: `YTID, start_seconds, end_s
     "Print what hierarchical label propagation changes in an AudioSet segments file, and optionally write the result."
     folder = Path(segments_csv).parent
     ontology, class_labels = ontology or folder/'ontology.json', class_labels or folder/'class_labels_indices.csv'
-    try:
+    try:   # everything is checked, and read, before anything is written
+        if policy not in POLICIES: raise InputError(f"unknown --policy {policy!r}; expected one of {', '.join(POLICIES)}")
+        at_least(top, '--top', 0)
+        if out: check_out(out, '--out', kind='file')
         for path, option in ((segments_csv, 'SEGMENTS_CSV'), (ontology, '--ontology'), (class_labels, '--class-labels')):
-            if not Path(path).is_file(): raise FileNotFoundError(f'{path} not found (see {option})')
-        hlp = HLP.from_audioset(ontology, class_labels, policy)
+            if not Path(path).exists(): raise InputError(f'{path} not found (see {option})')
+            if not Path(path).is_file(): raise InputError(f'{path} is {what_file(path)}, not a file (see {option})')
+        onto, vocab = Ontology.from_json(ontology), Vocabulary.from_csv(class_labels)
+        try: hlp = HLP.from_ontology(onto, vocab, policy)
+        except KeyError as e: raise InputError(f'{class_labels}: {e.args[0]} (--ontology {ontology})') from None
         ytids, before, times = read_segments(segments_csv, hlp.vocab, with_times=True)
-    except (OSError, ValueError, KeyError) as e: raise SystemExit(f'audiojepa-hlp: error: {e}') from None
+    except (OSError, ValueError, KeyError) as e: fail('audiojepa-hlp', e)
     after = hlp.propagate(before)
     print(f'{segments_csv} (policy {policy})')
     print(PropagationStats.from_labels(before, after, hlp.vocab.names).summary(top=top))

@@ -7,25 +7,32 @@ from __future__ import annotations
 import json, logging, math, pickle, types
 from copy import deepcopy
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from timm.models.vision_transformer import Block
+import torch.nn.functional as F
+from timm.layers import LayerNorm, build_sincos2d_pos_embed
+from timm.models.vision_transformer import Attention, Block
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import audio
 from .audio import FrontendConfig
+from .cli import what_file
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PRESETS', 'EXPORT_FORMAT', 'AUTHORS_PREFIXES', 'EncoderConfig', 'PredictorConfig', 'preset',
-           'sincos_pos_embed_1d', 'sincos_pos_embed_2d', 'SinCosPositions', 'LearnedPositions', 'PatchEmbed',
-           'patch_padding_mask', 'gather_tokens', 'attention_mask', 'ViTEncoder', 'Predictor', 'save_encoder',
-           'load_encoder', 'NotLoaded', 'read_checkpoint', 'authors_encoder_config', 'authors_state_dict',
-           'encoder_from_authors', 'authors_encoder_state', 'load_authors_checkpoint']
+__all__ = ['log', 'PRESETS', 'EXPORT_FORMAT', 'AUTHORS_PREFIXES', 'AE_NETWORKS', 'AE_PATCH', 'AE_OTHERS', 'AE_FRONTEND',
+           'NETWORKS', 'EncoderConfig', 'PredictorConfig', 'preset', 'sincos_pos_embed_1d', 'sincos_pos_embed_2d',
+           'SinCosPositions', 'LearnedPositions', 'rotary_angles', 'apply_rotary', 'RotaryPositions', 'PatchEmbed',
+           'patch_padding_mask', 'gather_tokens', 'attention_mask', 'RotaryAttention', 'RotaryBlock', 'ViTEncoder',
+           'Predictor', 'save_encoder', 'load_encoder', 'NotLoaded', 'read_checkpoint', 'authors_encoder_config',
+           'authors_state_dict', 'encoder_from_authors', 'ae_encoder_config', 'ae_state_dict', 'encoder_from_ae',
+           'ae_check_frontend', 'authors_encoder_state', 'load_authors_checkpoint']
 
 # %% ../nbs/03_models.ipynb #4d00c6a7
 def _pair(x) -> tuple[int, int]:
@@ -44,8 +51,9 @@ class EncoderConfig:
     mlp_ratio: float = 4.0           # hidden width of the MLP as a multiple of embed_dim
     qkv_bias: bool = True            # bias in the attention's qkv projection
     drop_path: float = 0.0           # stochastic-depth rate of the last block (linearly increasing from 0)
-    positions: str = 'sincos'        # 'sincos' (fixed) or 'learned' (a trained vector per patch, as the authors' released ViT)
-    final_norm_eps: float = 1e-5     # eps of the LayerNorm after the blocks (the blocks' own: timm's 1e-6; the authors': 1e-6)
+    positions: str = 'sincos'        # 'sincos' (fixed, added), 'learned' (a trained vector per patch, as the authors' released ViT) or 'rope' (2-D rotary, on q and k)
+    final_norm_eps: float = 1e-5     # eps of the LayerNorm after the blocks (the authors' released ViT: 1e-6; their current code: 1e-5)
+    block_norm_eps: float = 1e-6     # eps of the blocks' LayerNorms (timm's 1e-6; the authors' current code: torch's 1e-5)
 
     def __post_init__(self):
         self.patch_size = _pair(self.patch_size)
@@ -55,9 +63,9 @@ class EncoderConfig:
             raise ValueError(f"the frequency patch size {pf} must divide n_mels={self.n_mels}")
         if self.max_frames < pt or self.max_frames % pt:
             raise ValueError(f"the time patch size {pt} must divide max_frames={self.max_frames}")
-        if self.positions not in ('sincos', 'learned'):
-            raise ValueError(f"positions must be 'sincos' or 'learned', got {self.positions!r}")
-        _check_width(self.embed_dim, self.num_heads, 'encoder')
+        if self.positions not in ('sincos', 'learned', 'rope'):
+            raise ValueError(f"positions must be 'sincos', 'learned' or 'rope', got {self.positions!r}")
+        _check_width(self.embed_dim, self.num_heads, 'encoder', self.positions)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -73,14 +81,21 @@ class PredictorConfig:
     mlp_ratio: float = 4.0           # hidden width of the MLP as a multiple of embed_dim
     qkv_bias: bool = True            # bias in the attention's qkv projection
     drop_path: float = 0.0           # stochastic-depth rate of the last block
+    positions: str = 'sincos'        # 'sincos' (added to every token) or 'rope' (2-D rotary, on q and k)
 
-    def __post_init__(self): _check_width(self.embed_dim, self.num_heads, 'predictor')
+    def __post_init__(self):
+        if self.positions not in ('sincos', 'rope'):
+            raise ValueError(f"predictor positions must be 'sincos' or 'rope', got {self.positions!r}")
+        _check_width(self.embed_dim, self.num_heads, 'predictor', self.positions)
 
-def _check_width(dim, heads, what):
+def _check_width(dim, heads, what, positions='sincos'):
     # sin-cos positions split the width in four (time/frequency × sin/cos)
     if dim % 4: raise ValueError(f"{what} embed_dim must be a multiple of 4 (2-D sin-cos positions), got {dim}")
     if heads < 1 or dim % heads:
         raise ValueError(f"{what} num_heads={heads} must divide embed_dim={dim}")
+    # rotary positions split each head in four (frequency/time × the two halves of a rotation)
+    if positions == 'rope' and (dim // heads) % 4:
+        raise ValueError(f"{what} with positions='rope' needs heads whose width is a multiple of 4, got {dim} / {heads} = {dim // heads}")
 
 # %% ../nbs/03_models.ipynb #43764b74
 PRESETS = {
@@ -155,6 +170,48 @@ class LearnedPositions(nn.Module):
                              f"cut the input into pieces of at most {max_t} time patches")
         return self.table[:n_t].reshape(n_t * n_f, -1)
 
+# %% ../nbs/03_models.ipynb #56a42ab7
+def rotary_angles(n_t:int, # patches along time
+                  n_f:int, # patches along frequency
+                  head_dim:int, # width of one attention head (multiple of 4)
+                  base:float=10000.0, # the frequencies are base^(-2c/h) for a half of width h
+                 ) -> Tensor: # [n_t * n_f, head_dim] float64, time-major
+    "Rotation angle of every channel of a head at every patch: frequency index on the first half, time index on the second."
+    if head_dim % 4: raise ValueError(f"rotary positions need a head width that is a multiple of 4, got {head_dim}")
+    half = head_dim // 2
+    omega = base ** (-torch.arange(0, half, 2, dtype=torch.float64) / half)            # [head_dim // 4]
+    f = torch.arange(n_f, dtype=torch.float64)[:, None] * omega                          # [n_f, head_dim // 4]
+    t = torch.arange(n_t, dtype=torch.float64)[:, None] * omega
+    # each angle twice: channel c and c + h/2 of a half are rotated together
+    f, t = torch.cat([f, f], -1), torch.cat([t, t], -1)
+    return torch.cat([f[None].expand(n_t, -1, -1), t[:, None].expand(-1, n_f, -1)], -1).reshape(n_t * n_f, head_dim)
+
+def apply_rotary(x:Tensor, # [..., N, head_dim] queries or keys
+                 cos:Tensor, # [..., N, head_dim] cosines of `rotary_angles`, broadcast against `x`
+                 sin:Tensor, # [..., N, head_dim] sines
+                ) -> Tensor:
+    "Rotate each half of the head's channels in pairs (c, c + h/2), h the half's width, by the angles given by their cosines and sines."
+    a, b, c, d = x.chunk(4, dim=-1)               # a, b: the frequency half's pairs; c, d: the time half's
+    return x * cos + torch.cat([-b, a, -d, c], dim=-1) * sin
+
+class RotaryPositions(nn.Module):
+    "Cosines and sines of `rotary_angles` for a maximum grid, sliced for shorter inputs and recomputed for others."
+    def __init__(self, head_dim:int, # width of one attention head
+                 max_grid:tuple|None=None, # (n_t, n_f) precomputed; None computes on every call
+                ):
+        super().__init__()
+        self.head_dim = head_dim
+        angles = rotary_angles(*max_grid, head_dim).view(*max_grid, head_dim) if max_grid else torch.zeros(0, 0, head_dim, dtype=torch.float64)
+        # not persistent: a fixed function, so exports carry no positions
+        self.register_buffer('cos', angles.cos().float(), persistent=False)
+        self.register_buffer('sin', angles.sin().float(), persistent=False)
+
+    def forward(self, n_t:int, n_f:int) -> tuple: # (cos, sin), each [n_t * n_f, head_dim]
+        if n_t <= self.cos.shape[0] and n_f == self.cos.shape[1]:
+            return self.cos[:n_t].reshape(-1, self.head_dim), self.sin[:n_t].reshape(-1, self.head_dim)
+        angles = rotary_angles(n_t, n_f, self.head_dim).to(self.cos.device)
+        return angles.cos().float(), angles.sin().float()
+
 # %% ../nbs/03_models.ipynb #6bd1a085
 class PatchEmbed(nn.Module):
     "Cut `[B, N, F]` log-mel into (time × frequency) patches and project each to `embed_dim`."
@@ -213,19 +270,51 @@ def attention_mask(key_padding:Tensor|None, # bool [B, K], True = padding
     return ~key_padding[:, None, None, :]
 
 # %% ../nbs/03_models.ipynb #b99a9180
-def _blocks(dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path) -> nn.ModuleList:
-    rates = torch.linspace(0, drop_path, depth).tolist()
-    return nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=r) for r in rates)
+class RotaryAttention(Attention):
+    "timm's `Attention` with rotary positions applied to the queries and keys: `rope` = (cos, sin), each [B or 1, 1, N, head_dim]."
+    def forward(self, x:Tensor, attn_mask:Tensor|None=None, is_causal:bool=False, rope:tuple|None=None) -> Tensor:
+        B, N, _ = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            cos, sin = (r.to(q.dtype) for r in rope)
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if self.fused_attn:
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+                                               dropout_p=self.attn_drop.p if self.training else 0.0)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            if attn_mask is not None: attn = attn.masked_fill(~attn_mask, float('-inf'))
+            x = self.attn_drop(attn.softmax(dim=-1)) @ v
+        return self.proj_drop(self.proj(self.norm(x.transpose(1, 2).reshape(B, N, self.attn_dim))))
 
-def _run_blocks(blocks:nn.ModuleList, x:Tensor, attn_mask:Tensor|None, keep:set|None=None) -> tuple[Tensor, list]:
-    "Apply `blocks`; also return the outputs of the blocks whose index is in `keep`."
+class RotaryBlock(Block):
+    "timm's pre-norm transformer `Block` (the same weights and names) whose attention takes rotary positions."
+    def __init__(self, *args, **kwargs): super().__init__(*args, attn_layer=RotaryAttention, **kwargs)
+
+    def forward(self, x:Tensor, attn_mask:Tensor|None=None, rope:tuple|None=None) -> Tensor:
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), attn_mask=attn_mask, rope=rope)))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+def _blocks(dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path, rotary=False, norm_eps=1e-6) -> nn.ModuleList:
+    rates = torch.linspace(0, drop_path, depth).tolist()
+    block, norm = (RotaryBlock if rotary else Block), partial(LayerNorm, eps=norm_eps)
+    return nn.ModuleList(block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=r, norm_layer=norm) for r in rates)
+
+def _rope_rows(rope:tuple, idx:Tensor|None=None) -> tuple:
+    "Per-patch (cos, sin) [P, head_dim] as [1, 1, P, head_dim], or at the patches `idx` [B, K] as [B, 1, K, head_dim]."
+    return tuple(r[None, None] if idx is None else r[idx][:, None] for r in rope)
+
+def _run_blocks(blocks:nn.ModuleList, x:Tensor, attn_mask:Tensor|None, keep:set|None=None,
+                rope:tuple|None=None) -> tuple[Tensor, list]:
+    "Apply `blocks` (with rotary positions `rope`, see `_rope_rows`); also return the outputs of the blocks whose index is in `keep`."
     # PyTorch's fused CPU attention kernel is about 3x slower than matmul + softmax in bf16 at these lengths;
     # timm's explicit path computes the same attention
     fused = not (x.device.type == 'cpu' and x.dtype == torch.bfloat16)
     hidden = []
     for i, blk in enumerate(blocks):
         blk.attn.fused_attn = fused
-        x = blk(x, attn_mask=attn_mask)
+        x = blk(x, attn_mask=attn_mask) if rope is None else blk(x, attn_mask=attn_mask, rope=rope)
         if keep and i in keep: hidden.append(x)
     return x, hidden
 
@@ -246,9 +335,10 @@ class ViTEncoder(nn.Module):
         super().__init__()
         self.config = cfg
         self.patch_embed = PatchEmbed(cfg.patch_size, cfg.embed_dim, cfg.n_mels)
-        positions = SinCosPositions if cfg.positions == 'sincos' else LearnedPositions
-        self.positions = positions(cfg.embed_dim, cfg.grid)
-        self.blocks = _blocks(cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.drop_path)
+        if cfg.positions == 'rope': self.positions = RotaryPositions(cfg.embed_dim // cfg.num_heads, cfg.grid)
+        else: self.positions = (SinCosPositions if cfg.positions == 'sincos' else LearnedPositions)(cfg.embed_dim, cfg.grid)
+        self.blocks = _blocks(cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.drop_path,
+                              rotary=cfg.positions == 'rope', norm_eps=cfg.block_norm_eps)
         self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.final_norm_eps)
         _init_weights(self, self.blocks)
 
@@ -271,7 +361,8 @@ class ViTEncoder(nn.Module):
                ) -> Tensor|list[Tensor]: # [B, K or P, D] after the final LayerNorm; or a list of [B, K or P, D]
         x = self.patch_embed(mel)
         grid = self.grid(mel.shape[1])
-        x = x + self.positions(*grid).to(x.dtype)
+        rotary = self.config.positions == 'rope'
+        if not rotary: x = x + self.positions(*grid).to(x.dtype)
         pad = None if padding_mask is None else patch_padding_mask(padding_mask, self.config.patch_size, grid)
         if keep_idx is not None:
             if keep_idx.ndim != 2 or keep_idx.shape[0] != x.shape[0] or keep_idx.dtype != torch.long:
@@ -279,8 +370,9 @@ class ViTEncoder(nn.Module):
             x = gather_tokens(x, keep_idx)
             if pad is not None: pad = pad.gather(1, keep_idx)
         mask = attention_mask(pad)
+        rope = _rope_rows(self.positions(*grid), keep_idx) if rotary else None
         wanted = None if return_layers is None else {self._block_index(i) for i in return_layers}
-        x, hidden = _run_blocks(self.blocks, x, mask, wanted)
+        x, hidden = _run_blocks(self.blocks, x, mask, wanted, rope)
         return hidden if wanted is not None else self.norm(x)
 
 # %% ../nbs/03_models.ipynb #a4e31ec6
@@ -294,8 +386,9 @@ class Predictor(nn.Module):
         self.config = cfg
         self.embed = nn.Linear(encoder_dim, cfg.embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
-        self.positions = SinCosPositions(cfg.embed_dim, grid)
-        self.blocks = _blocks(cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.drop_path)
+        self.rotary = cfg.positions == 'rope'
+        self.positions = RotaryPositions(cfg.embed_dim // cfg.num_heads, grid) if self.rotary else SinCosPositions(cfg.embed_dim, grid)
+        self.blocks = _blocks(cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.drop_path, rotary=self.rotary)
         self.norm = nn.LayerNorm(cfg.embed_dim)
         self.proj = nn.Linear(cfg.embed_dim, encoder_dim)
         _init_weights(self, self.blocks)
@@ -309,16 +402,22 @@ class Predictor(nn.Module):
                ) -> Tensor: # [B, Kt, encoder_dim]
         if ctx.shape[:2] != context_idx.shape:
             raise ValueError(f"ctx {tuple(ctx.shape)} and context_idx {tuple(context_idx.shape)} disagree on [B, Kc]")
-        pos = self.positions(*grid).to(ctx.dtype)
-        x = self.embed(ctx) + pos[context_idx]
-        queries = (self.mask_token + pos[target_idx]).to(x.dtype)
+        rope = None
+        if self.rotary:   # nothing added: every block rotates q and k by the tokens' positions
+            x = self.embed(ctx)
+            queries = self.mask_token.expand(*target_idx.shape, -1).to(x.dtype)
+            rope = _rope_rows(self.positions(*grid), torch.cat([context_idx, target_idx], 1))
+        else:
+            pos = self.positions(*grid).to(ctx.dtype)
+            x = self.embed(ctx) + pos[context_idx]
+            queries = (self.mask_token + pos[target_idx]).to(x.dtype)
         x = torch.cat([x, queries], dim=1)
         mask = None
         if padding_mask is not None:
             if padding_mask.shape != (ctx.shape[0], grid[0] * grid[1]):
                 raise ValueError(f"the predictor's padding_mask must be patch-level [B, {grid[0] * grid[1]}], got {tuple(padding_mask.shape)}")
             mask = attention_mask(torch.cat([padding_mask.gather(1, context_idx), padding_mask.gather(1, target_idx)], 1))
-        x, _ = _run_blocks(self.blocks, x, mask)
+        x, _ = _run_blocks(self.blocks, x, mask, rope=rope)
         return self.proj(self.norm(x[:, context_idx.shape[1]:]))
 
 # %% ../nbs/03_models.ipynb #58fd58a9
@@ -389,13 +488,21 @@ def read_checkpoint(path, # a file written by `torch.save`, e.g. a Lightning `.c
                    ) -> dict:
     "A torch checkpoint's contents on the CPU; objects other than tensors and containers come back as `NotLoaded`."
     path = Path(path)
-    if not path.is_file(): raise ValueError(f"checkpoint {path} does not exist")
+    if not path.is_file(): raise ValueError(f"checkpoint {path} does not exist" if not path.exists() else f"checkpoint {path} is {what_file(path)}")
+    if path.suffix == '.safetensors':   # weights only by design (the authors' current code writes these beside its .ckpt)
+        try: return {'state_dict': load_file(str(path))}
+        except (SafetensorError, OSError) as err: raise ValueError(f"cannot read {path} as safetensors: {err}") from None
+    # torch.save writes a zip (or, before torch 1.6, a bare pickle); anything else would reach the unpickler as noise
+    kind = what_file(path)
+    if kind not in ('a torch checkpoint (zip)', 'a zip archive', 'a damaged zip archive', 'a pickle (a legacy torch checkpoint?)'):
+        raise ValueError(f"cannot read {path} as a torch checkpoint: it is {kind}")
     try: return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError: pass       # it holds other objects: read again with placeholders for them
-    except (RuntimeError, EOFError) as err: raise ValueError(f"cannot read {path} as a torch checkpoint: {err}") from None
+    except (RuntimeError, EOFError, KeyError, IndexError, ValueError) as err:
+        raise ValueError(f"cannot read {path} as a torch checkpoint: {err}") from None
     replaced = set()
     try: ckpt = torch.load(path, map_location='cpu', weights_only=False, pickle_module=_inert_pickle(replaced))
-    except (pickle.UnpicklingError, RuntimeError, EOFError, TypeError) as err:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, TypeError, KeyError, IndexError, ValueError) as err:
         raise ValueError(f"cannot read {path} as a torch checkpoint: {err}") from None
     log.info("%s: kept as placeholders, not imported: %s", path.name, ', '.join(sorted(replaced)))
     return ckpt
@@ -458,29 +565,176 @@ def encoder_from_authors(state:dict, # the encoder's weights in the authors' nam
     encoder.load_state_dict({name: state[_authors_name(name)].reshape(value.shape) for name, value in ours.items()})
     return encoder.eval()
 
+# %% ../nbs/03_models.ipynb #8e9c8afb
+AE_NETWORKS = {'student': 'student.', 'teacher': 'teacher.'}   # the authors' current code: its context and EMA encoders
+AE_PATCH = 'patch_embed.patch_embed.proj.'   # the patch embedding both networks share
+# the other parts of their Lightning module: known, not loaded
+AE_OTHERS = ('predictor.', 'predictor_input_proj.', 'predictor_output_proj.', 'mask_token', 'spectrogram.')
+AE_FRONTEND = 'audiojepa-ae16k'
+
+def _ae_prefix(network:str) -> str:
+    if network not in AE_NETWORKS: raise ValueError(f"network must be 'student' or 'teacher', got {network!r}")
+    return AE_NETWORKS[network]
+
+def _ae_inv_freq(head_dim:int) -> Tensor:
+    "Their rotary frequencies of one half of a head, as they compute them (float32)."
+    half = head_dim // 2
+    return 1.0 / (10000.0 ** (torch.arange(0, half, 2).float() / half))
+
+def ae_encoder_config(weights:dict, # one network's weights and the shared patch embedding, in their names (see `authors_encoder_state`)
+                      network:str='student', # 'student' or 'teacher'
+                      num_heads:int|None=None, # attention heads; None: from the rotary frequencies, else embed_dim // 64
+                     ) -> EncoderConfig:
+    "The `EncoderConfig` of the ViT of the authors' current code whose weights are `weights`, for the `audiojepa-ae16k` front end."
+    p = _ae_prefix(network)
+    kernel, fc1 = weights.get(AE_PATCH + 'weight'), weights.get(p + 'blocks.0.mlp.fc1.weight')
+    if not isinstance(kernel, Tensor) or not isinstance(fc1, Tensor):
+        raise ValueError(f"not the authors' ViT: missing keys {[k for k, v in ((AE_PATCH + 'weight', kernel), (p + 'blocks.0.mlp.fc1.weight', fc1)) if not isinstance(v, Tensor)]}")
+    if kernel.ndim != 4 or kernel.shape[1] != 1:
+        raise ValueError(f"{AE_PATCH}weight: expected a one-channel Conv2d kernel [D, 1, mels, frames], got {tuple(kernel.shape)}")
+    dim, _, pf, pt = kernel.shape
+    front = audio.frontend_config(AE_FRONTEND)
+    depth = 1 + max(int(k.split('.')[2]) for k in weights if k.startswith(p + 'blocks.') and k.split('.')[2].isdigit())
+    inv_freq, table = weights.get(p + 'rope.inv_freq_h'), weights.get(p + 'pos_embed')
+    if isinstance(inv_freq, Tensor):
+        heads = max(1, dim // (4 * inv_freq.numel()))
+        if num_heads not in (None, heads):
+            raise ValueError(f"{p}rope.inv_freq_h has {inv_freq.numel()} frequencies, so heads {4 * inv_freq.numel()} wide: "
+                             f"{heads} heads, not {num_heads}")
+        positions, max_frames = 'rope', front.num_frames
+    elif isinstance(table, Tensor):
+        n_f = front.n_mels // pf
+        if table.ndim != 3 or table.shape[1] % n_f:
+            raise ValueError(f"{p}pos_embed {tuple(table.shape)}: expected [1, {n_f} x time patches, {dim}]")
+        heads, positions, max_frames = num_heads or max(1, dim // 64), 'learned', table.shape[1] // n_f * pt
+    else: raise ValueError(f"not the authors' ViT: neither {p}pos_embed nor {p}rope.inv_freq_h (positions) is there")
+    return EncoderConfig(n_mels=front.n_mels, max_frames=max_frames, patch_size=(pt, pf), embed_dim=dim, depth=depth,
+                         num_heads=heads, mlp_ratio=fc1.shape[0] / dim, qkv_bias=p + 'blocks.0.attn.qkv.bias' in weights,
+                         positions=positions, final_norm_eps=1e-5, block_norm_eps=1e-5)
+
+def ae_state_dict(encoder:ViTEncoder, # with `positions='learned'` or `'rope'`
+                  network:str='student', # the network to name the weights after
+                 ) -> dict:
+    "The weights of `encoder` under the names and in the shapes of the authors' current code: `network`'s ViT and the shared patch embedding."
+    p, cfg = _ae_prefix(network), encoder.config
+    if cfg.positions == 'sincos':
+        raise ValueError("the authors' ViT has a position table or rotary positions; this encoder's are this project's sin-cos")
+    (pt, pf), (n_t, n_f), D = cfg.patch_size, cfg.grid, cfg.embed_dim
+    state = {}
+    for name, value in encoder.state_dict().items():
+        if name == 'patch_embed.proj.weight': state[AE_PATCH + 'weight'] = value.reshape(D, pt, pf).transpose(1, 2)[:, None].contiguous()
+        elif name == 'patch_embed.proj.bias': state[AE_PATCH + 'bias'] = value
+        elif name == 'positions.table': state[p + 'pos_embed'] = value.transpose(0, 1).reshape(1, n_f * n_t, D)   # frequency-major
+        else: state[p + name] = value
+    if cfg.positions == 'rope':   # the shared rotary module is saved under the ViT and under every block's attention
+        inv = _ae_inv_freq(D // cfg.num_heads)
+        for where in ['rope.'] + [f'blocks.{i}.attn.rope.' for i in range(cfg.depth)]:
+            state[p + where + 'inv_freq_h'], state[p + where + 'inv_freq_w'] = inv.clone(), inv.clone()
+    return state
+
+def encoder_from_ae(weights:dict, # one network's weights and the shared patch embedding, in their names
+                    network:str='student', # 'student' or 'teacher'
+                    num_heads:int|None=None, # attention heads; None: see `ae_encoder_config`
+                   ) -> tuple: # (ViTEncoder in eval mode, their position type: 'sincos', 'learnable' or 'rope')
+    "A `ViTEncoder` holding a ViT of the authors' current code; a `ValueError` names every missing, unexpected or misshapen key."
+    p = _ae_prefix(network)
+    encoder = ViTEncoder(ae_encoder_config(weights, network, num_heads))
+    expected = ae_state_dict(encoder, network)
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    wrong = [f"{k} {_shape(weights[k])}, expected {tuple(v.shape)}" for k, v in expected.items() if k in weights and _shape(weights[k]) != tuple(v.shape)]
+    # rotary frequencies are buffers: they must be the ones this project rotates with
+    values = [f"{k}: not the frequencies 10000^(-2c/{len(v) * 2})" for k, v in expected.items() if 'inv_freq' in k
+              and k in weights and _shape(weights[k]) == tuple(v.shape) and not torch.allclose(weights[k].float(), v, rtol=1e-5)]
+    if missing or unexpected or wrong or values:
+        problems = [_listed(what, keys) for what, keys in (('missing keys', missing), ('unexpected keys', unexpected),
+                                                           ('shape mismatches', wrong), ('other rotary positions', values)) if keys]
+        raise ValueError(f"the weights are not those of the authors' {encoder.config.positions} ViT with {encoder.config.depth} "
+                         f"blocks of width {encoder.embed_dim}: " + '; '.join(problems))
+    cfg = encoder.config
+    (pt, pf), (n_t, n_f), D = cfg.patch_size, cfg.grid, cfg.embed_dim
+    def ours(name):
+        if name == 'patch_embed.proj.weight': return weights[AE_PATCH + 'weight'][:, 0].transpose(1, 2).reshape(D, pt * pf)
+        if name == 'patch_embed.proj.bias': return weights[AE_PATCH + 'bias']
+        if name == 'positions.table': return weights[p + 'pos_embed'][0].reshape(n_f, n_t, D).transpose(0, 1)
+        return weights[p + name]
+    encoder.load_state_dict({name: ours(name) for name in encoder.state_dict()})
+    kind = 'rope'
+    if cfg.positions == 'learned':
+        sincos = build_sincos2d_pos_embed((n_f, n_t), D)[None]
+        kind = 'sincos' if torch.allclose(weights[p + 'pos_embed'].float(), sincos, atol=1e-5) else 'learnable'
+    return encoder.eval(), kind
+
+def ae_check_frontend(state:dict, # the whole state_dict of their Lightning module
+                     ):
+    "Refuse (`ValueError`) a checkpoint whose front-end buffers are not those of `audiojepa-ae16k`."
+    melspec = audio.LogMel(AE_FRONTEND).melspec   # the same torchaudio modules, with the setting's sizes
+    for key, ours in (('spectrogram.mel_spec.spectrogram.window', melspec.spectrogram.window),
+                      ('spectrogram.mel_spec.mel_scale.fb', melspec.mel_scale.fb)):
+        theirs = state.get(key)
+        if theirs is None: continue   # a checkpoint of the networks only: nothing to compare
+        if _shape(theirs) != tuple(ours.shape) or not torch.allclose(theirs.float(), ours, atol=1e-6):
+            raise ValueError(f"{key} {_shape(theirs)} is not that of the {AE_FRONTEND} front end {tuple(ours.shape)} "
+                             f"(16 kHz, 2048-sample window, 128 mels to 8 kHz): the checkpoint was trained with another front end")
+
 # %% ../nbs/03_models.ipynb #5227d2f8
+NETWORKS = ('target', 'context', 'teacher', 'student')   # the EMA encoder is 'target' / 'teacher', the other 'context' / 'student'
+_SAME_NETWORK = {'target': 'teacher', 'teacher': 'target', 'context': 'student', 'student': 'context'}
+
+def _released_layout(state:dict) -> bool: return not any(isinstance(k, str) and k.startswith(tuple(AE_NETWORKS.values())) for k in state)
+
 def authors_encoder_state(ckpt:dict, # what `read_checkpoint` returned
-                         ) -> tuple: # (weights with the prefix removed, the prefix)
-    "The encoder weights of an authors' checkpoint (`state_dict` nesting optional), preferring the target encoder."
+                          network:str|None=None, # one of `NETWORKS`; None: the released checkpoint's target encoder (else its context encoder), the current code's student
+                         ) -> tuple: # (weights, the network's prefix)
+    """The encoder weights of an authors' checkpoint (`state_dict` nesting optional): of the released layout with the prefix
+    removed; of the current code's layout under their own names, the network's keys and the shared patch embedding."""
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict): raise ValueError(f"expected a checkpoint dict (with a 'state_dict'), got {type(ckpt).__name__}")
-    for prefix in AUTHORS_PREFIXES:
+    if network is not None and network not in NETWORKS: raise ValueError(f"network must be one of {', '.join(NETWORKS)}, got {network!r}")
+    if not _released_layout(state):   # the authors' current code: every key but the other network's and the known rest
+        net = 'student' if network is None else network if network in AE_NETWORKS else _SAME_NETWORK[network]
+        prefix, other = AE_NETWORKS[net], AE_NETWORKS['teacher' if net == 'student' else 'student']
+        weights = {k: v for k, v in state.items() if not str(k).startswith((other,) + AE_OTHERS)}
+        if not any(str(k).startswith(prefix) for k in weights):
+            raise ValueError(f"no {net} weights: no key starts with {prefix}")
+        return weights, prefix
+    released = dict(zip(('target', 'context'), AUTHORS_PREFIXES))
+    wanted = AUTHORS_PREFIXES if network is None else (released.get(network) or released[_SAME_NETWORK[network]],)
+    for prefix in wanted:
         weights = {k[len(prefix):]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)}
         if weights: return weights, prefix
     roots = sorted({str(k).split('.')[0] + '.' for k in state})
-    raise ValueError(f"no encoder weights: no key starts with {' or '.join(AUTHORS_PREFIXES)} "
+    every = AUTHORS_PREFIXES + tuple(AE_NETWORKS.values())
+    names = wanted[0] if network else ', '.join(every[:-1]) + ' or ' + every[-1]
+    raise ValueError(f"no encoder weights: no key starts with {names} "
                      f"(the keys start with {', '.join(roots[:8]) or 'nothing: the state_dict is empty'})")
 
-def load_authors_checkpoint(path, # the authors' Lightning checkpoint, e.g. `JEPA.ckpt` of `ltuncay/Audio-JEPA`
-                            num_heads:int|None=None, # attention heads; None: embed_dim // 64 (12 for their ViT-B)
-                           ) -> tuple: # (ViTEncoder in eval mode, the 'audiojepa-paper' FrontendConfig, what was loaded)
-    "The authors' released encoder as a `ViTEncoder`, with the front end it reads."
+def _hparam_heads(ckpt:dict) -> int|None:
+    "`num_heads` of the encoder in the hyper-parameters Lightning saved, when they are plain containers."
+    net = (ckpt.get('hyper_parameters') or {}).get('net') if isinstance(ckpt.get('hyper_parameters'), dict) else None
+    heads = (net.get('encoder') or {}).get('num_heads') if isinstance(net, dict) and isinstance(net.get('encoder'), dict) else None
+    return heads if isinstance(heads, int) and not isinstance(heads, bool) else None
+
+def load_authors_checkpoint(path, # a Lightning checkpoint of the authors: `JEPA.ckpt` of `ltuncay/Audio-JEPA`, or one their current code wrote (`.ckpt` or `.safetensors`)
+                            num_heads:int|None=None, # attention heads; None: read where the file says it, else embed_dim // 64 (12 for a ViT-B)
+                            network:str|None=None, # one of `NETWORKS`; None: the released checkpoint's target encoder, the current code's student
+                           ) -> tuple: # (ViTEncoder in eval mode, its FrontendConfig, what was loaded)
+    "An encoder of the authors as a `ViTEncoder`, with the front end it reads: 'audiojepa-paper' (released) or 'audiojepa-ae16k' (current code)."
     path = Path(path)
     ckpt = read_checkpoint(path)
-    state, prefix = authors_encoder_state(ckpt)
-    try: encoder = encoder_from_authors(state, num_heads)
+    try: state, prefix = authors_encoder_state(ckpt, network)
+    except ValueError as err: raise ValueError(f"{path}: {err}") from None
+    try:
+        if prefix in AUTHORS_PREFIXES: encoder = encoder_from_authors(state, num_heads)
+        else:
+            ae_check_frontend(ckpt.get('state_dict', ckpt))
+            net = next(n for n, p in AE_NETWORKS.items() if p == prefix)
+            encoder, kind = encoder_from_ae(state, net, num_heads or _hparam_heads(ckpt))
     except ValueError as err: raise ValueError(f"{path} ({prefix}...): {err}") from None
-    loaded = {'source': "the authors' Lightning checkpoint", 'checkpoint': path.name,
-              'network': 'target' if prefix == 'target_encoder.' else 'context'}
+    if prefix in AUTHORS_PREFIXES:
+        loaded = {'source': "the authors' Lightning checkpoint", 'checkpoint': path.name,
+                  'network': 'target' if prefix == 'target_encoder.' else 'context'}
+        front = 'audiojepa-paper'
+    else: loaded, front = {'source': "the authors' training code", 'checkpoint': path.name, 'network': net, 'positions': kind}, AE_FRONTEND
     if isinstance(ckpt.get('global_step'), int): loaded['step'] = ckpt['global_step']
-    return encoder, audio.frontend_config('audiojepa-paper'), loaded
+    return encoder, audio.frontend_config(front), loaded

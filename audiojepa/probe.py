@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.script import store_true
 
-from .cli import dashed_call_parse
+from .cli import at_least, check_out, dashed_call_parse
 from .data import FolderSource, NoAudioError, open_source
 from .embed import (AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, decode_source,
                              embed_source, export_training, fail, load_embedder, random_init_seed, random_like)
@@ -450,6 +450,8 @@ def main(encoder:str=None, # export directory (or run directory), `random:PRESET
     if missing: fail('audiojepa-probe', f"missing {', '.join(missing)}")
     try:
         if random_seeds < 0: raise ValueError(f"--random_seeds must be 0 or more, got {random_seeds}")
+        at_least(folds, '--folds', 2); at_least(k, '--k'); at_least(batch_size, '--batch-size')
+        if out: check_out(out, '--out', kind='file')   # before the hour of embedding, not after
         report = run_probe(encoder, data, test=test, folds=folds, k=k, pool=pool, batch_size=batch_size, seed=seed,
                            device=device, progress=True, random_seeds=random_seeds, logmel=logmel)
         if out:

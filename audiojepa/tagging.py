@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from .data import (MapSource, NoAudioError, SkipLog, StreamSource, audioset_file, collate, is_shard_spec,
                             make_loader, mixed_seed, open_source, split_labels)
-from .cli import dashed_call_parse
-from .embed import AudioJEPAEncoder, fail
+from .cli import InputError, check_out, dashed_call_parse, fail, what_file
+from .embed import AudioJEPAEncoder
 from .hlp import HLP, Ontology, Vocabulary, POLICIES
 from .metrics.d_prime.d_prime import auc_to_d_prime, roc_auc
 from .metrics.mean_average_precision.mean_average_precision import average_precision
@@ -61,6 +61,11 @@ def _vocab_columns(mids:Sequence[str], # a clip's label MIDs
     if missing and unknown == 'skip': return None, f"unknown MID{'s' if len(missing) > 1 else ''} {' '.join(missing)}", []
     return [vocab.index(m) for m in mids if m in vocab], None, missing
 
+def _source_name(source) -> str:
+    "A source as an error message names it: its file or folder, else its class."
+    where = getattr(source, 'path', None) or getattr(source, 'root', None)
+    return f"{where} ({type(source).__name__})" if where else type(source).__name__
+
 class LabelledClips(Dataset):
     "The clips of a map-style source with multi-hot targets over `vocab`; unusable clips are listed in `skipped`."
     def __init__(self, source:MapSource, # a labelled source from `audiojepa.data.open_source`
@@ -69,7 +74,7 @@ class LabelledClips(Dataset):
                 ):
         if isinstance(source, IterableDataset):
             raise TagError(f"{type(source).__name__} streams its clips: put it in a vocabulary with LabelledStream")
-        if getattr(source, 'classes', None) is None: raise TagError(f"{type(source).__name__} has no labels")
+        if getattr(source, 'classes', None) is None: raise TagError(f"{_source_name(source)} has no labels")
         self.source, self.vocab = source, vocab
         mids, keep, rows, self.skipped, dropped = _source_mids(source, vocab), [], [], [], set()
         for i in range(len(source)):
@@ -95,7 +100,7 @@ class LabelledStream(StreamSource):
                  vocab:Vocabulary, # the tagger's classes
                  unknown:str='skip', # as in `LabelledClips`
                 ):
-        if getattr(source, 'classes', None) is None: raise TagError(f"{type(source).__name__} has no labels")
+        if getattr(source, 'classes', None) is None: raise TagError(f"{_source_name(source)} has no labels")
         super().__init__(sample_rate=source.sample_rate, clip_seconds=source.clip_seconds, crop=source.crop,
                          seed=source.seed, classes=vocab.mids)
         self.source, self.vocab, self.unknown = source, vocab, unknown
@@ -449,6 +454,7 @@ def load_ontology(path:str|Path|None) -> Ontology:
     "AudioSet's ontology from `path`, or the cached official file."
     try: return Ontology.from_json(path or audioset_file('ontology.json'))
     except FileNotFoundError as e: raise TagError(f"no ontology: {e} (pass --ontology ontology.json)") from None
+    except (OSError, ValueError) as e: raise TagError(f"ontology {path}: {e}" if str(path) not in str(e) else str(e)) from None
 
 def run_vocabulary(cfg:TagConfig, onto:Ontology|None=None,
                    checkpoint=None, # the checkpoint a resumed run continues from
@@ -471,7 +477,15 @@ def run_vocabulary(cfg:TagConfig, onto:Ontology|None=None,
     else: names = {source.classes[j] for i in range(len(source)) for j in (source.item_labels(i) or ())}
     mids = sorted({m for n in names for m in split_labels(n)})
     if not mids: raise TagError(f"{cfg.train} has no labels")
-    return Vocabulary(mids, [onto.name(m) if onto is not None and m in onto else m for m in mids])
+    if onto is not None and (unknown := [m for m in mids if m not in onto]):
+        # propagation needs every class in the ontology: the clips that use other MIDs are skipped (and listed) in training
+        if len(unknown) == len(mids):
+            raise TagError(f"none of the MIDs of {cfg.train} is in the ontology {cfg.ontology or ''}".rstrip() +
+                           f": {' '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
+        log.warning("%d MID(s) of %s are not in the ontology, left out of the classes (the clips that use them are skipped): %s",
+                    len(unknown), cfg.train, ' '.join(unknown[:10]) + (' ...' if len(unknown) > 10 else ''))
+        mids = [m for m in mids if m in onto]
+    return Vocabulary(mids, [onto.name(m) if onto is not None else m for m in mids])
 
 def write_class_labels(path, # where to write
                        vocab:Vocabulary, # the classes, in column order
@@ -561,7 +575,7 @@ def _check(cfg:TagConfig):
     if cfg.optimizer not in ('adam', 'adamw'): raise TagError(f"optimizer must be adam or adamw, got {cfg.optimizer!r}")
     if cfg.schedule not in ('constant', 'onecycle'): raise TagError(f"schedule must be constant or onecycle, got {cfg.schedule!r}")
     for key in ('batch_size', 'max_steps', 'log_every', 'shuffle_buffer'):
-        if getattr(cfg, key) < 1: raise TagError(f"{key} must be at least 1")
+        if (value := getattr(cfg, key)) < 1: raise TagError(f"{key} must be at least 1, got {value}")
     if not cfg.train: raise TagError("no training data: pass --train SPEC")
     if is_shard_spec(cfg.train) and cfg.sampler != 'random':
         raise TagError(f"sampler={cfg.sampler} needs random access to the training clips and {cfg.train} is streamed: "
@@ -589,7 +603,8 @@ def train_tagger(cfg:TagConfig, # the run
     needs_onto = cfg.hlp == 'train' or bool(cfg.test)
     onto = load_ontology(cfg.ontology) if needs_onto or cfg.classes is None and cfg.ontology else None
     vocab = run_vocabulary(cfg, onto, checkpoint)
-    hlp = HLP.from_ontology(onto, vocab, cfg.policy) if onto is not None else None
+    try: hlp = HLP.from_ontology(onto, vocab, cfg.policy) if onto is not None else None
+    except KeyError as e: raise TagError(f"class list {cfg.classes}: {e.args[0]}" + (f" {cfg.ontology}" if cfg.ontology else '')) from None
     torch.manual_seed(cfg.seed)
     model = build_tagger(cfg.model, len(vocab), cfg.model_options, cfg.clip_seconds)
     train_set = open_tagging_data(cfg.train, vocab, model.sample_rate, cfg.clip_seconds, train=True, seed=cfg.seed)
@@ -734,7 +749,9 @@ def resolve_tag_config(config:str|None=None, # YAML file of `TagConfig` keys
     changes = {}
     if config is not None:
         if not Path(config).is_file(): raise TagError(f"config file {config} does not exist")
-        changes = yaml.safe_load(Path(config).read_text()) or {}
+        try: changes = yaml.safe_load(Path(config).read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise TagError(f"{config} is not a YAML file ({what_file(config)}): {str(e).splitlines()[0]}") from None
         if not isinstance(changes, dict): raise TagError(f"{config} must hold a mapping of TagConfig keys")
     for text in overrides:
         key, eq, value = text.partition('=')
@@ -773,7 +790,8 @@ def main(model:str=None, # cnn6, convnext_femto, passt or encoder:DIR
                           checkpoint_every=checkpoint_every)
     try:
         cfg, checkpoint = resolve_tag_config(config, flags, overrides or [], resume)
+        check_out(cfg.out, '--out' if out else 'out')   # before any work: the run needs somewhere to go
         result = train_tagger(cfg, checkpoint)
-    except (TagError, ConfigError, PretrainError, NoAudioError) as e: fail('audiojepa-tag', str(e))
+    except (TagError, ConfigError, InputError, PretrainError, NoAudioError) as e: fail('audiojepa-tag', str(e))
     if int(os.environ.get('RANK', 0)) == 0: print(result.summary())
     if result.stopped_by: sys.exit(128 + getattr(signal, result.stopped_by, signal.SIGTERM))

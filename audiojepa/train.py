@@ -20,7 +20,7 @@ from safetensors import safe_open
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
-from .cli import dashed_call_parse
+from .cli import InputError, check_out, dashed_call_parse, what_file
 from .audio import FrontendConfig, LogMel, compute_norm_stats, frontend_config
 from .data import (NoAudioError, SkipLog, check_readable, collate, is_shard_spec, make_loader, mixed_seed,
                             open_source)
@@ -719,7 +719,7 @@ def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `Trai
     if cfg.run.export not in ('target', 'context'): raise ConfigError(f"run.export: expected 'target' or 'context', got {cfg.run.export!r}")
     for key in ('data.batch_size', 'schedule.max_steps', 'optim.grad_accum', 'run.log_every'):
         section, name = key.split('.')
-        if getattr(getattr(cfg, section), name) < 1: raise ConfigError(f"{key} must be at least 1")
+        if (value := getattr(getattr(cfg, section), name)) < 1: raise ConfigError(f"{key} must be at least 1, got {value}")
     if checkpoint is None and (existing := find_checkpoint(out)) is not None:
         raise PretrainError(f"{out} already holds a run ({existing.name}); continue it with --resume auto, "
                             f"or choose another --out")
@@ -894,7 +894,9 @@ def resolve_config(config:str|None=None, # YAML file with the keys to change
     file_changes = {}
     if config is not None:
         if not Path(config).is_file(): raise ConfigError(f"config file {config} does not exist")
-        file_changes = yaml.safe_load(Path(config).read_text()) or {}
+        try: file_changes = yaml.safe_load(Path(config).read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{config} is not a YAML file ({what_file(config)}): {str(e).splitlines()[0]}") from None
         if not isinstance(file_changes, dict): raise ConfigError(f"{config} must hold a mapping of config keys")
         # the file's source options (audio_dir, ...) belong to its source: --data names another one
         if (flags or {}).get('data.spec') is not None and isinstance(file_changes.get('data'), dict):
@@ -940,8 +942,9 @@ def main(config:str=None, # YAML config file (only the keys it changes); default
     try:
         cfg, checkpoint = resolve_config(config, flags, overrides, resume)
         if checkpoint is not None and is_main: print(f"resuming from {checkpoint}", file=sys.stderr)
+        check_out(cfg.run.out, '--out' if out else 'run.out')   # before any work: the result must have somewhere to go
         result = pretrain(cfg, checkpoint)
-    except (ConfigError, PretrainError, NoAudioError) as e:
+    except (ConfigError, InputError, PretrainError, NoAudioError) as e:
         if is_main: print(f"audiojepa-pretrain: error: {e}", file=sys.stderr)
         sys.exit(2)
     except RuntimeError as e:

@@ -15,9 +15,9 @@ import webdataset as wds
 from fastcore.script import Param
 
 from .audio import AudioDecodeError, load_audio
-from .cli import dashed_call_parse
+from .cli import at_least, check_out, dashed_call_parse, fail
 from .data import FolderSource, NoAudioError
-from .embed import FrameEmbedder, fail, load_embedder
+from .embed import FrameEmbedder, load_embedder
 from .probe import assign_folds, detect_layout, json_safe
 
 log = logging.getLogger(__name__)
@@ -424,6 +424,9 @@ def main(encoder:str=None, # export directory (or run directory), the authors' c
     if not encoder: fail(prog, "missing --encoder")
     try:
         if Path(out).suffix != '.json': raise ValueError(f"--out must be a .json file (the Markdown table goes beside it), got {out}")
+        for value, flag, least in ((folds, '--folds', 2), (epochs, '--epochs', 1), (batch_size, '--batch-size', 1)):
+            at_least(value, flag, least)
+        check_out(out, kind='file')   # before anything is encoded
         names = [t.strip() for t in (tasks or '').split(',') if t.strip()]
         report = run_xares(encoder, names, parse_local(local), env=env, out=out, folds=folds, seed=seed, epochs=epochs,
                            batch_size=batch_size)

@@ -37,6 +37,31 @@ def test_notebooks_name_their_kernel():
         assert kernel.get("name") == "python3" and kernel.get("language") == "python", nb.name
 
 
+# a path of the machine a notebook was run on: an environment, a system or home folder (temporary folders, whose
+# names are random and mean nothing outside the run, are allowed)
+MACHINE_PATH = re.compile(r'/\.?venv/|site-packages|dist-packages|/usr/(?:lib|local|bin|share|include)/|/opt/|/work/|'
+                          r'/root/|/home/[^/\s]+/|/Users/[^/\s]+/|[A-Za-z]:\\Users\\')
+
+def _output_texts(output:dict) -> list[str]:
+    "The text of a stored output as the site shows it: streams, results, errors."
+    texts = [''.join(output.get('text', ''))] + ['\n'.join(output.get('traceback', []))]
+    for kind, value in output.get('data', {}).items():
+        if kind.startswith('text/') or kind.endswith('json'): texts.append(value if isinstance(value, str) else ''.join(value))
+    return texts
+
+def test_stored_outputs_name_no_machine_paths():
+    "No stored output (which the site publishes) names a path of the machine outside the repo, e.g. a warning from `.venv/`."
+    found = []
+    for nb in sorted((ROOT / "nbs").rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in nb.parts: continue
+        for i, cell in enumerate(json.loads(nb.read_text())["cells"]):
+            for output in cell.get("outputs", []):
+                for text in _output_texts(output):
+                    found += [f"{nb.relative_to(ROOT)} cell {i}: ...{text[max(0, m.start() - 40):m.end() + 40]!r}..."
+                              for m in MACHINE_PATH.finditer(text)]
+    assert not found, "stored outputs that name machine paths (strip them, or stop them where they start):\n" + "\n".join(found)
+
+
 def test_export_matches_notebooks(repo_copy):
     "`nbdev_export` on a clean checkout must change nothing: the committed modules are what the notebooks say."
     _run([sys.executable, "-c", "from nbdev.doclinks import nbdev_export; nbdev_export.__wrapped__()"], repo_copy)

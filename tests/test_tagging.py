@@ -179,7 +179,7 @@ def test_cli_nothing_usable_is_one_clear_error(data, tmp_path):
     (tmp_path / 'train.csv').write_text(f'path,labels\n{data}/c0.wav,/m/0unknown\n{data}/c1.wav,\n')
     r = run_cli('--model', 'cnn6', '--train', str(tmp_path / 'train.csv'), '--out', str(tmp_path / 'run'),
                 '--classes', str(data / 'classes.csv'), cwd=tmp_path)
-    assert r.returncode == 2 and 'audiojepa-tag: error: no usable clip in 2' in r.stderr, r.stderr[-1000:]
+    assert r.returncode == 2 and 'audiojepa-tag: error: ' in r.stderr and 'no usable clip in 2' in r.stderr and 'c0.wav: unknown MID' in r.stderr, r.stderr[-1000:]
     assert 'Traceback' not in r.stderr
 
 

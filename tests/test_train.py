@@ -213,3 +213,23 @@ def test_data_flag_replaces_the_config_files_source_with_its_options():
     assert kept.data.options == {'audio_dir': 'data/audioset/unbalanced'}
     again, _ = resolve_config(config, {'data.spec': 'x.csv'}, ['data.options.audio_dir=clips'])
     assert again.data.options == {'audio_dir': 'clips'}
+
+def test_rotary_positions_train_resume_and_export(tmp_path):
+    "`positions: rope` (encoder and predictor): trains, resumes bit-exactly from its own config, exports and reloads as trained."
+    common = SMALL + ['data.spec=synthetic:16', 'data.batch_size=4', 'schedule.max_steps=6', 'run.checkpoint_every=0',
+                      'model.encoder.positions=rope', 'model.predictor.positions=rope']
+    done = pretrain(apply_overrides(TrainConfig(), common + [f'run.out={tmp_path}/one_go']))
+    losses = [float(r['loss']) for r in rows(tmp_path / 'one_go')]
+    assert done.step == 6 and all(np.isfinite(losses)) and losses[-1] < losses[0]
+    pretrain(apply_overrides(TrainConfig(), common + [f'run.out={tmp_path}/halves', 'run.stop_at=3']))
+    res = cli('--out', tmp_path / 'halves', '--resume', 'auto')   # positions come back from the checkpoint's config
+    assert res.returncode == 0, res.stderr
+    same_state(tmp_path / 'one_go/checkpoints/step_000006', tmp_path / 'halves/checkpoints/step_000006')
+    assert [r['loss'] for r in rows(tmp_path / 'one_go')] == [r['loss'] for r in rows(tmp_path / 'halves')]
+    weights = load_file(tmp_path / 'one_go/checkpoints/step_000006/model.safetensors')
+    assert not [k for k in weights if 'position' in k]              # rotary positions are computed, never stored
+    encoder, front = load_encoder(tmp_path / 'one_go/encoder')
+    assert (encoder.config.positions, type(encoder.blocks[0]).__name__) == ('rope', 'RotaryBlock')
+    exported = {k: v for k, v in weights.items() if k.startswith('encoder.')}   # run.export: the context encoder
+    assert {f'encoder.{k}' for k in encoder.state_dict()} == set(exported)
+    for k, v in encoder.state_dict().items(): assert torch.equal(v, exported[f'encoder.{k}']), k
