@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'READY', 'RECORD', 'LOCAL_VERSION', 'VALID_FRACTION', 'SETTINGS', 'import_xares', 'xares_embedder',
            'embedder_digest', 'name_for_xares', 'suite_tasks', 'suite_config', 'plan_local_task', 'write_local_task',
-           'local_task', 'local_config', 'nan_padded_batches', 'run_task', 'weighted_means', 'format_table',
-           'write_report', 'run_xares', 'parse_local', 'main']
+           'local_task', 'local_config', 'nan_padded_batches', 'seeded_shuffles', 'run_task', 'weighted_means',
+           'format_table', 'write_report', 'run_xares', 'parse_local', 'main']
 
 # %% ../nbs/12_xares.ipynb #0503d46a
 def import_xares():
@@ -260,6 +260,16 @@ def nan_padded_batches():
     try: yield
     finally: xa.pad = zero_pad
 
+@contextlib.contextmanager
+def seeded_shuffles(seed:int):
+    "X-ARES' webdataset shuffles drawn from one stream seeded with `seed` (webdataset seeds them from the clock): reproducible heads."
+    import random, webdataset, webdataset.filters as wf
+    seeded = wf.pipelinefilter(functools.partial(wf._shuffle, rng=random.Random(seed)))   # every epoch draws on
+    saved = webdataset.shuffle, wf.shuffle
+    webdataset.shuffle = wf.shuffle = seeded
+    try: yield
+    finally: webdataset.shuffle, wf.shuffle = saved
+
 def _test_splits(task) -> list:
     c = task.config
     return list(c.k_fold_splits) if c.k_fold_splits else [c.test_split]
@@ -285,8 +295,10 @@ def run_task(config, # X-ARES' `TaskConfig`, its encoder set
     t1 = time.perf_counter()
     settings = {k: getattr(config, k) for k in ('epochs', 'learning_rate', 'batch_size_train', 'seed')}
     _stale_scores(task, settings)
-    mlp, _ = task.run_mlp()
-    knn, _ = task.run_knn() if config.do_knn else (None, 0)
+    with seeded_shuffles(config.seed):
+        torch.manual_seed(config.seed); np.random.seed(config.seed)   # as X-ARES' scoring stage starts, encoded or not
+        mlp, _ = task.run_mlp()
+        knn, _ = task.run_knn() if config.do_knn else (None, 0)
     (task.ckpt_dir / SETTINGS).write_text(json.dumps(settings))
     n = sum(_count_samples(task.encoded_tar_path_of_split[s]) for s in _test_splits(task))
     return {**row, 'mlp': float(mlp), 'knn': None if knn is None else float(knn), 'n_test': n,

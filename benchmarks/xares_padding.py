@@ -50,10 +50,10 @@ def trimmed_copy(src:Path, dst:Path, max_train:int|None=None) -> Path:
     (dst / '.complete').touch()
     return dst
 
-def retrain_heads(task_dir:Path, encoder_name:str):
-    "Forget X-ARES' cached heads and scores, so that the next run trains the MLP again on the same embeddings."
+def retrain_heads(task_dir:Path):
+    "Forget X-ARES' cached heads and scores (of every encoder), so that the next run fits them again on the cached embeddings."
     for pattern in ('*_score.txt', '*.ckpt', '*.pt'):
-        for p in (task_dir / 'checkpoints' / encoder_name).glob(pattern): p.unlink()
+        for p in (task_dir / 'checkpoints').glob(f'*/{pattern}'): p.unlink()
 
 @dashed_call_parse
 def main(data:str=str(ROOT / 'benchmarks' / 'results' / 'corpora' / 'drums'), # a labelled folder (a local X-ARES task)
@@ -64,7 +64,7 @@ def main(data:str=str(ROOT / 'benchmarks' / 'results' / 'corpora' / 'drums'), # 
          trim:store_true=False, # first copy the folder without each file's trailing digital silence (clips of different lengths)
          max_train:int=None, # with --trim: at most this many training clips per class
          epochs:int=10, # X-ARES' MLP epochs (its default)
-         mlp_repeats:int=3, # MLP trainings per variant on the same embeddings (X-ARES' training shuffle is unseeded)
+         mlp_repeats:int=1, # MLP trainings per variant on the same embeddings (the same score each time: audiojepa-xares seeds X-ARES' shuffles)
         ):
     "X-ARES' scores of one encoder on one local task at several encoding batch sizes, before and after padding detection."
     if not Path(data).is_dir(): sys.exit(f"xares_padding.py: error: {data} is not a folder (build it with benchmarks/corpora.py --tasks drums)")
@@ -77,9 +77,9 @@ def main(data:str=str(ROOT / 'benchmarks' / 'results' / 'corpora' / 'drums'), # 
             env = out / f"env-{mode}-b{b}"
             xares = lambda: run_xares(encoder, local={'task': data}, env=env, epochs=epochs, batch_size=b,
                                       batch_padding='nan' if mode == 'nan' else 'zeros')['tasks'][0]
-            runs = [xares()]
-            for _ in range(mlp_repeats - 1):
-                retrain_heads(env / 'task', runs[0]['encoder'])
+            runs = []
+            for _ in range(mlp_repeats):
+                retrain_heads(env / 'task')
                 runs.append(xares())
             r, mlps = runs[0], [x['mlp'] for x in runs]
             rows.append({'mode': mode, 'batch_size': b, 'mlp': float(np.mean(mlps)), 'mlp_runs': mlps,
@@ -89,7 +89,7 @@ def main(data:str=str(ROOT / 'benchmarks' / 'results' / 'corpora' / 'drums'), # 
             print(f"{mode:>7} batch {b:>3}: MLP {np.mean(mlps):.3f} (runs {', '.join(f'{m:.3f}' for m in mlps)})  "
                   f"kNN {r['knn']:.3f}  ({r['n_test']} test clips; encoding {r['encode_seconds']:.0f} s)", flush=True)
     FrameEmbedder.forward = forward
-    result = {'data': data, 'encoder': encoder, 'epochs': epochs, 'mlp_repeats': mlp_repeats, 'rows': rows}
+    result = {'data': str(data), 'encoder': encoder, 'epochs': epochs, 'mlp_repeats': mlp_repeats, 'rows': rows}
     for mode in dict.fromkeys(r['mode'] for r in rows):
         sizes = [r for r in rows if r['mode'] == mode]
         if len(sizes) > 1:
@@ -99,7 +99,7 @@ def main(data:str=str(ROOT / 'benchmarks' / 'results' / 'corpora' / 'drums'), # 
             result[f'gap_{mode}']['pooled_embedding_max_abs_diff'] = diff
             result[f'gap_{mode}']['pooled_embedding_mean_abs'] = float(np.abs(pooled[0]).mean())
             print(f"{mode}: largest gap between batch sizes: MLP {100 * result[f'gap_{mode}']['mlp']:.1f} points (mean of "
-                  f"{mlp_repeats} trainings), kNN {100 * result[f'gap_{mode}']['knn']:.1f} points; pooled test embeddings "
+                  f"{mlp_repeats} training{'s' if mlp_repeats > 1 else ''}), kNN {100 * result[f'gap_{mode}']['knn']:.1f} points; pooled test embeddings "
                   f"differ by up to {diff:.2g} (their mean |value| {result[f'gap_{mode}']['pooled_embedding_mean_abs']:.2g})")
     out.mkdir(parents=True, exist_ok=True)
     (out / 'xares_padding.json').write_text(json.dumps(result, indent=1))
