@@ -38,7 +38,7 @@ __all__ = ['logger', 'MASKS', 'METRICS', 'MARKER', 'PRECISIONS', 'ConfigError', 
            'build_model', 'build_mask_generator', 'StepBatches', 'StepItems', 'StepMasks', 'StepCollator',
            'stream_batches', 'MetricsLog', 'seal_dir', 'state_bytes', 'prepare_tmp', 'disk_errors', 'find_checkpoint',
            'checkpoint_problem', 'resume_checkpoint', 'run_dir_of', 'PretrainResult', 'source_norm_stats',
-           'export_encoder', 'pretrain', 'resolve_config', 'main']
+           'export_encoder', 'pretrain', 'resolve_config', 'PeerLost', 'main']
 
 # %% ../nbs/05_train.ipynb #6f23bdd3
 class ConfigError(ValueError):
@@ -794,7 +794,12 @@ def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `Trai
         needed = state_bytes(core.state_dict(), optimizer.state_dict(), exported().state_dict()) + 2**20
         if is_main: prepare_tmp(final, needed)   # a full disk fails here, before anything is written
         accelerator.wait_for_everyone()
-        with disk_errors(tmp, final, needed): accelerator.save_state(str(tmp))
+        try:
+            with disk_errors(tmp, final, needed): accelerator.save_state(str(tmp))
+        except (RuntimeError, OSError) as err:
+            # the main process removes `tmp` when its own part fails (a full disk): this one has lost its peer, not failed
+            if is_main or tmp.exists(): raise
+            raise PeerLost(f"{tmp} was removed while this process wrote into it") from err
         positions = gather_object([list(position)]) if stream else None
         skipped = gather_object(list(skips.rows.items()))
         if is_main:
@@ -913,9 +918,12 @@ def resolve_config(config:str|None=None, # YAML file with the keys to change
     else: out = str(run_dir_of(checkpoint)) if cfg.run.out == saved.run.out else cfg.run.out
     return replace(cfg, run=replace(cfg.run, out=out)), checkpoint
 
+class PeerLost(RuntimeError):
+    "Another process of the run failed and took away what this one was writing into."
+
 def _lost_contact(err:Exception) -> bool:
     "Whether `err` is a collective operation that failed because another process of the group is gone (gloo, NCCL)."
-    return isinstance(err, getattr(torch.distributed, 'DistError', ())) or any(
+    return isinstance(err, (PeerLost, getattr(torch.distributed, 'DistError', PeerLost))) or any(
         s in str(err) for s in ('Connection closed by peer', 'Connection reset by peer', 'gloo', 'NCCL'))
 
 @dashed_call_parse
