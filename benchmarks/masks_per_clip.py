@@ -9,35 +9,24 @@ shared machine); tiny preset, the default 2 s clip (192 frames × 96 mels), rand
     python benchmarks/masks_per_clip.py
     python benchmarks/masks_per_clip.py --masks 1,4,8,16 --batch 32 --threads 1 --out benchmarks/results/masks_per_clip.json
 """
-import json, statistics, time
+import json, statistics
 from pathlib import Path
 
 import torch
 from audiojepa.cli import dashed_call_parse
-from audiojepa.jepa import AudioJEPA
 from audiojepa.masking import RandomPatchMask
-
-
-def step_seconds(model, opt, mel, ctx_idx, tgt_idx, steps, warmup):
-    "Median process CPU seconds and wall seconds of one step (forward, backward, AdamW, EMA)."
-    cpu, wall = [], []
-    for i in range(warmup + steps):
-        c0, t0 = time.process_time(), time.perf_counter()
-        loss, _ = model(mel, ctx_idx, tgt_idx)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); model.update_target(0.999)
-        if i >= warmup: cpu.append(time.process_time() - c0); wall.append(time.perf_counter() - t0)
-    return statistics.median(cpu), statistics.median(wall)
+from step import audiojepa_step, make, time_steps   # benchmarks/step.py: the same training step, timed the same way
 
 
 def measure(preset, clips, views, frames, steps, warmup, seed=0):
-    "One configuration: `clips` clips, `views` masks each."
-    torch.manual_seed(seed)
-    model = AudioJEPA.from_preset(preset)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
-    grid = model.encoder.grid(frames)
+    "Median process CPU and wall seconds of one step with `clips` clips, `views` masks each (benchmarks/step.py's step and timer)."
+    model, opt = make(preset, torch.device('cpu'), 'fused', seed)
     mel = torch.randn(clips, frames, model.encoder.config.n_mels)
-    ctx_idx, tgt_idx = RandomPatchMask()(clips * views, grid, generator=seed)
-    return step_seconds(model, opt, mel, ctx_idx, tgt_idx, steps, warmup)
+    batch = (mel, *RandomPatchMask()(clips * views, model.encoder.grid(frames), generator=seed))
+    no_autocast = lambda: torch.autocast('cpu', enabled=False)
+    time_steps(audiojepa_step, model, opt, batch, no_autocast, torch.device('cpu'), warmup)
+    wall, cpu = time_steps(audiojepa_step, model, opt, batch, no_autocast, torch.device('cpu'), steps)
+    return statistics.median(cpu), statistics.median(wall)
 
 
 @dashed_call_parse
