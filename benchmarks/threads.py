@@ -1,0 +1,414 @@
+"""How many torch threads the pretraining loop should compute on: `run.threads` measured with real files and synthetic sounds.
+
+`audiojepa.train.pretrain` computes on `run.threads` threads; 0 (the default) means OMP_NUM_THREADS if set, else the
+cores per process minus the data workers (`data.num_workers`), so one loader worker on a 2-core machine leaves the
+loop one thread. This script runs the real loop (`pretrain(apply_overrides(TrainConfig(), [...]))`) on the setting
+of issue 23: `tiny`, 10 s clips at 16 kHz, the torchaudio log-mel front end with 128 mels and 256 frames (128
+patches), `model.jepa.var_cov_weight=0`, batch 32, no trackers, no progress bar, a checkpoint only at the end,
+`frontend.norm_clips=0` (raw log-mel: the statistics pass costs time and changes nothing that is timed). For each
+loader {real 16 kHz WAV files, `SyntheticSounds`} x `data.num_workers` {0, 1} x `run.threads` {0 = the default rule,
+1, 2} it runs `--steps` steps in a fresh process (so no thread setting leaks from one run into the next), logging
+every `--log-every` steps; the result of a run is the median `clips_per_s` of its metrics.csv rows after the first
+(the first interval holds the loader's start-up), as benchmarks/pretrain_cpu.sh takes it. `--rounds` alternating
+rounds (each round in a rotated order) let load from other processes hit every setting alike; a setting's result is
+the median over rounds, with the smallest and largest round next to it. Each run's wall time (process start to exit:
+imports, start-up, the final checkpoint and export included), `pretrain`'s own seconds, the CPU seconds of the
+process and its loader workers, and the threads it computed on are recorded too. The runs see no OMP_NUM_THREADS
+(it is removed from their environment), so `run.threads=0` is the cores-minus-workers rule.
+
+The real files are built once by this script into OUT/audio (default benchmarks/results/threads/audio, git-ignored):
+`--n-files` mono 16-bit 16 kHz WAV files of 10 s, each a seeded sequence of the recordings Debian installs under
+/usr/share/lmms/samples and /usr/share/sounds (packages lmms-common and sound-theme-freedesktop), decoded and
+resampled with `audiojepa.audio.load_audio`; a folder already built with the same settings is reused.
+
+`--profile` times instead the parts of one logged step on the main thread, for the same config, at `--profile-threads`
+(1 and 2): the batch (read, crop, collate, masks: the loader's work, which runs here with `data.num_workers=0`), the
+front end (LogMel), the target pass (`AudioJEPA.targets`), the target gather, the context pass (encoder on the
+visible patches), the predictor, the loss, the diagnostics of `diagnostics=True` (std, effective rank, oracle losses),
+backward, gradient clipping, the AdamW step, the EMA update (`update_target`) and `drift_from_init` (run on logged
+steps only, like the diagnostics). The pieces are the steps of `AudioJEPA.forward` called one by one (their loss is
+checked against `forward`'s), and `forward` itself is timed whole (with and without diagnostics) next to them. One
+step is also run under `torch.profiler`: its heaviest operators, and what the gathers and index ops of the masks cost
+in all (forward and backward), are printed and saved.
+
+    python benchmarks/threads.py              # the full measurement: 12 settings x 3 rounds of 20 steps, 9-10 min on 2 idle cores
+    python benchmarks/threads.py --profile    # the step's parts at 1 and 2 threads (under half a minute)
+    python benchmarks/threads.py --rounds 1 --steps 4 --log-every 2 --loaders synthetic --workers 1   # a smoke test
+
+Each run is about 5 s of start-up (imports, loader, the final checkpoint) plus its steps (0.35-0.65 s each at batch
+32), so `--rounds` and `--steps` set the time: 12 x rounds x (5 s + steps x 0.5 s). The logged steps (diagnostics
+and drift_from_init) are 1 in `--log-every` = 5 here, twice the default loop's share (1 in 10); `--profile` shows
+what they cost.
+
+Writes OUT/threads.json and OUT/threads.md (or OUT/profile.json and OUT/profile.md); each run keeps its metrics.csv
+and config.yaml under OUT/runs/ (its checkpoint and encoder export are deleted).
+"""
+from __future__ import annotations
+import contextlib, csv, json, os, platform, resource, shutil, statistics, subprocess, sys, time, warnings
+from copy import deepcopy
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from fastcore.script import store_true
+
+from audiojepa.audio import LogMel, load_audio
+from audiojepa.cli import dashed_call_parse, fail
+from audiojepa.data import collate, find_audio_files, open_source
+from audiojepa.jepa import drift_from_init, effective_rank, ema_momentum, embedding_std, oracle_losses
+from audiojepa.models import gather_tokens, patch_padding_mask
+from audiojepa.train import (StepMasks, TrainConfig, apply_overrides, build_frontend_config, build_mask_generator,
+                             build_model, param_groups, pretrain, set_schedules)
+
+SOUND_DIRS = '/usr/share/lmms/samples,/usr/share/sounds'   # Debian: lmms-common, sound-theme-freedesktop
+SAMPLE_RATE, CLIP_SECONDS = 16000, 10.0
+# issue 23's front end: torchaudio MelSpectrogram + log, 16 kHz, 128 mels, 256 frames of 10 s (16 x 8 = 128 patches)
+FRONTEND = {'kind': 'torchaudio', 'sample_rate': SAMPLE_RATE, 'n_mels': 128, 'hop_length': 625, 'win_length': 2048,
+            'n_fft': 2048, 'num_frames': 256, 'f_max': 8000}
+LOADER_NAMES = {'files': 'real 16 kHz files', 'synthetic': 'SyntheticSounds'}
+
+
+def overrides(spec:str, workers:int, threads:int, steps:int, log_every:int, batch_size:int, out:Path) -> list[str]:
+    "The `apply_overrides` strings of one run."
+    return [f'data.spec={spec}', f'data.clip_seconds={CLIP_SECONDS}', f'data.num_workers={workers}',
+            f'data.batch_size={batch_size}', 'model.preset=tiny', 'model.jepa.var_cov_weight=0',
+            *(f'frontend.options.{k}={v}' for k, v in FRONTEND.items()), 'frontend.norm_clips=0',
+            f'run.threads={threads}', 'run.trackers=[]', 'run.progress=false', 'run.checkpoint_every=0',
+            f'run.log_every={log_every}', f'schedule.max_steps={steps}', f'run.out={out}']
+
+
+# ---------------------------------------------------------------------------------------------------------- the files
+def build_audio(folder:Path, n_files:int, sound_dirs:list[str], seed:int=0) -> dict:
+    "`n_files` 10 s 16 kHz mono WAVs in `folder`, each a seeded sequence of the recordings under `sound_dirs`; reused when built alike."
+    dirs = [d for d in sound_dirs if Path(d).is_dir()]
+    paths = [p for d in dirs for p in find_audio_files(d)]
+    settings = {'n_files': n_files, 'seconds': CLIP_SECONDS, 'sample_rate': SAMPLE_RATE, 'seed': seed, 'sound_dirs': dirs,
+                'recordings_found': len(paths)}
+    info_path = folder / 'build.json'
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if {k: info.get(k) for k in settings} == settings and len(list(folder.glob('*.wav'))) == n_files: return info
+    if not paths:
+        raise FileNotFoundError(f"no recordings found under {', '.join(sound_dirs)}: install Debian's lmms-common and "
+                                f"sound-theme-freedesktop (apt-get install lmms-common sound-theme-freedesktop), "
+                                f"or name folders of audio files with --sound-dirs")
+    recordings, unusable = [], 0
+    for p in paths:
+        try: wav = load_audio(p, SAMPLE_RATE)
+        except Exception: unusable += 1; continue     # .ds drum-synth patches are not audio: load_audio never sees them
+        if len(wav) < SAMPLE_RATE // 20 or wav.abs().max() < 1e-4: unusable += 1; continue   # under 50 ms, or silent
+        recordings.append(wav)
+    if not recordings: raise FileNotFoundError(f"none of the {len(paths)} audio files under {', '.join(dirs)} is usable audio")
+    shutil.rmtree(folder, ignore_errors=True); folder.mkdir(parents=True)
+    rng, n = np.random.default_rng(seed), round(CLIP_SECONDS * SAMPLE_RATE)
+    for k in range(n_files):
+        parts, length = [], 0
+        while length < n:   # recordings one after another, each at a random gain, until the clip is full
+            wav = recordings[rng.integers(len(recordings))]
+            parts.append(wav * float(10 ** (rng.uniform(-12, 0) / 20) / max(float(wav.abs().max()), 1e-6)))
+            length += len(wav)
+        clip = torch.cat(parts)[:n].clamp(-1, 1)
+        sf.write(folder / f'clip_{k:04d}.wav', clip.numpy(), SAMPLE_RATE, subtype='PCM_16')
+    info = {**settings, 'recordings_used': len(recordings), 'unusable': unusable}
+    info_path.write_text(json.dumps(info, indent=1))
+    return info
+
+
+# ------------------------------------------------------------------------------------------------ one run (child)
+def child_run(spec:dict) -> dict:
+    "One pretraining run in this process (started by `measure`): the run's own numbers, printed as the last line of JSON."
+    result = pretrain(apply_overrides(TrainConfig(), spec['overrides']))
+    return {'pretrain_s': result.seconds, 'steps': result.step, 'clips': result.clips, 'torch_threads': torch.get_num_threads()}
+
+
+def median_clips_per_s(metrics:Path) -> tuple[float, list[float]]:
+    "Median `clips_per_s` of the metrics.csv rows after the first (as benchmarks/pretrain_cpu.sh), and those rows' values."
+    rows = [float(r['clips_per_s']) for r in csv.DictReader(open(metrics))][1:]
+    if not rows: raise ValueError(f"{metrics} has fewer than two rows: raise --steps or lower --log-every")
+    return statistics.median(rows), rows
+
+
+def measure(loader:str, workers:int, threads:int, rnd:int, args:dict, spec:str, out:Path) -> dict:
+    "Run one setting in a fresh process; its median clips/s, wall and CPU time, threads used."
+    run_dir = out / 'runs' / f'{loader}_w{workers}_t{threads}_r{rnd}'
+    shutil.rmtree(run_dir, ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}   # threads=0 is then the cores-minus-workers rule
+    ov = overrides(spec, workers, threads, args['steps'], args['log_every'], args['batch_size'], run_dir)
+    load_before, before = os.getloadavg()[0], resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, '--child', json.dumps({'overrides': ov})], env=env,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise RuntimeError(f"run {run_dir.name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    own = json.loads(proc.stdout.strip().splitlines()[-1])
+    median, rows = median_clips_per_s(run_dir / 'metrics.csv')
+    for junk in ('checkpoints', 'encoder'): shutil.rmtree(run_dir / junk, ignore_errors=True)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {'loader': loader, 'workers': workers, 'threads': threads, 'round': rnd, 'clips_per_s': median,
+            'rows_clips_per_s': rows, 'wall_s': wall, 'cpu_s': cpu, 'cpu_s_per_clip': cpu / max(own['clips'], 1),
+            'load_before': load_before, 'load_after': os.getloadavg()[0], **own}
+
+
+def summarise(runs:list[dict]) -> list[dict]:
+    "One row per (loader, workers, threads): median over rounds of the run medians, their range, median wall and CPU time."
+    keys = sorted({(r['loader'], r['workers'], r['threads']) for r in runs}, key=lambda k: (list(LOADER_NAMES).index(k[0]), k[1], k[2]))
+    rows = []
+    for loader, workers, threads in keys:
+        rs = [r for r in runs if (r['loader'], r['workers'], r['threads']) == (loader, workers, threads)]
+        c = [r['clips_per_s'] for r in rs]
+        rows.append({'loader': loader, 'workers': workers, 'threads': threads,
+                     'torch_threads': sorted({r['torch_threads'] for r in rs}), 'rounds': len(rs),
+                     'clips_per_s': statistics.median(c), 'clips_per_s_min': min(c), 'clips_per_s_max': max(c),
+                     'wall_s': statistics.median(r['wall_s'] for r in rs), 'pretrain_s': statistics.median(r['pretrain_s'] for r in rs),
+                     'cpu_s_per_clip': statistics.median(r['cpu_s_per_clip'] for r in rs)})
+    for row in rows:   # against the default rule's run of the same loader and workers
+        default = next((d for d in rows if (d['loader'], d['workers'], d['threads']) == (row['loader'], row['workers'], 0)), None)
+        row['vs_default'] = None if default is None else row['clips_per_s'] / default['clips_per_s']
+    return rows
+
+
+def markdown(rows:list[dict], info:dict) -> str:
+    lines = [f"# run.threads on {info['cores']} cores ({info['machine']}, torch {info['torch']})", '',
+             f"tiny, batch {info['args']['batch_size']} of 10 s 16 kHz clips, 128 mels x 256 frames (128 patches), "
+             f"var_cov_weight=0; {info['args']['steps']} steps per run, logged every {info['args']['log_every']}; "
+             f"median over {info['args']['rounds']} rounds of each run's median clips/s (metrics.csv rows after the first). "
+             f"threads 0 = the default rule (cores - workers). Load average {info['load_before']:.2f} before, "
+             f"{info['load_after']:.2f} after; {info['total_s'] / 60:.1f} min in all.", '',
+             '| loader | workers | run.threads | torch threads | clips/s | range over rounds | vs default | wall s | pretrain s | CPU ms/clip |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        lines.append(f"| {LOADER_NAMES[r['loader']]} | {r['workers']} | {r['threads'] or '0 (rule)'} | "
+                     f"{','.join(map(str, r['torch_threads']))} | {r['clips_per_s']:.1f} | {r['clips_per_s_min']:.1f}-{r['clips_per_s_max']:.1f} | "
+                     f"{'' if r['vs_default'] is None else format(r['vs_default'], '.2f') + 'x'} | {r['wall_s']:.1f} | {r['pretrain_s']:.1f} | "
+                     f"{1e3 * r['cpu_s_per_clip']:.1f} |")
+    return '\n'.join(lines) + '\n'
+
+
+def sweep(args:dict, out:Path, loaders:list[str], workers:list[int], threads:list[int], sound_dirs:list[str]):
+    specs = {}
+    if 'files' in loaders:
+        built = build_audio(out / 'audio', args['n_files'], sound_dirs)
+        print(f"real files: {built['n_files']} x 10 s at 16 kHz in {out / 'audio'}, from {built['recordings_used']} "
+              f"recordings under {', '.join(built['sound_dirs'])}", flush=True)
+        specs['files'] = str((out / 'audio').resolve())
+    if 'synthetic' in loaders: specs['synthetic'] = 'synthetic'
+    combos = [(l, w, t) for l in loaders for w in workers for t in threads]
+    info = {'cores': os.cpu_count(), 'machine': platform.processor() or platform.machine(), 'torch': torch.__version__,
+            'python': platform.python_version(), 'omp_num_threads_removed': os.environ.get('OMP_NUM_THREADS'),
+            'args': args, 'load_before': os.getloadavg()[0]}
+    print(f"{len(combos)} settings x {args['rounds']} rounds, {args['steps']} steps each; load average {info['load_before']:.2f}", flush=True)
+    runs, t0 = [], time.perf_counter()
+    for rnd in range(args['rounds']):
+        shift = rnd * len(combos) // max(args['rounds'], 1)   # each round in another order: no setting always runs first
+        for loader, w, t in combos[shift:] + combos[:shift]:
+            r = measure(loader, w, t, rnd, args, specs[loader], out)
+            runs.append(r)
+            print(f"round {rnd} {loader:9s} workers {w} threads {t} ({r['torch_threads']} used): {r['clips_per_s']:6.1f} clips/s, "
+                  f"wall {r['wall_s']:5.1f} s, load {r['load_after']:.2f}", flush=True)
+    info.update(total_s=time.perf_counter() - t0, load_after=os.getloadavg()[0])
+    rows = summarise(runs)
+    (out / 'threads.json').write_text(json.dumps({**info, 'summary': rows, 'runs': runs}, indent=1))
+    (out / 'threads.md').write_text(md := markdown(rows, info))
+    print('\n' + md + f"\nwritten: {out / 'threads.json'}, {out / 'threads.md'}")
+
+
+# ------------------------------------------------------------------------------------------------------- profile
+PARTS = ('batch (loader work)', 'front end', 'target pass', 'target gather', 'context pass', 'predictor', 'loss',
+         'diag: std', 'diag: effective rank', 'diag: oracle losses', 'backward', 'grad clip', 'AdamW step',
+         'EMA update', 'drift_from_init')
+LOGGED_ONLY = ('diag: std', 'diag: effective rank', 'diag: oracle losses', 'drift_from_init')
+MASK_OPS = ('gather', 'index', 'scatter', 'repeat_interleave', 'take_along')   # operator names of the mask gathers
+
+
+class Timer:
+    "Wall milliseconds of named blocks, summed per name within a step, under `torch.profiler.record_function` labels."
+    def __init__(self): self.ms = {}
+    @contextlib.contextmanager
+    def __call__(self, name):
+        t0 = time.perf_counter()
+        with torch.profiler.record_function(name): yield
+        self.ms[name] = self.ms.get(name, 0.0) + 1e3 * (time.perf_counter() - t0)
+
+
+def profiled_step(parts, model, init_encoder, frontend, optimizer, get_batch, step:int, max_steps:int, grad_clip:float):
+    "One logged training step, as `pretrain` runs it, piece by piece under `parts`; returns the loss."
+    with parts('batch (loader work)'): batch = get_batch(step)
+    with parts('front end'), torch.no_grad():
+        mel, frame_mask = frontend(batch['audio'], batch['padding_mask'])
+    if not frame_mask.any(): frame_mask = None
+    ctx_idx, tgt_idx = batch['context_idx'], batch['target_idx']
+    pad = None
+    if frame_mask is not None:
+        pad = patch_padding_mask(frame_mask, model.encoder.config.patch_size, model.encoder.grid(mel.shape[1]))
+    grid = model.encoder.grid(mel.shape[1])
+    with parts('target pass'): full_target = model.targets(mel, pad)
+    with parts('target gather'): target = gather_tokens(full_target, tgt_idx)
+    with parts('context pass'): ctx = model.encoder(mel, keep_idx=ctx_idx, padding_mask=pad)
+    with parts('predictor'): pred = model.predictor(ctx, ctx_idx, tgt_idx, grid, padding_mask=pad)
+    with parts('loss'):
+        per_token = model.loss_per_token(pred, target)
+        if pad is None: loss = per_token.mean()
+        else:
+            valid = (~pad.gather(1, tgt_idx)).to(per_token.dtype)
+            loss = (per_token * valid).sum() / valid.sum().clamp_min(1)
+    with torch.no_grad():
+        with parts('diag: std'): diag = {'target_std': embedding_std(target), 'pred_std': embedding_std(pred)}
+        with parts('diag: effective rank'): diag.update(target_rank=effective_rank(target), pred_rank=effective_rank(pred))
+        with parts('diag: oracle losses'): diag.update(oracle_losses(full_target, ctx_idx, tgt_idx, model.loss_per_token, pad))
+    with parts('backward'): loss.backward()
+    with parts('grad clip'):
+        if grad_clip > 0: torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    with parts('AdamW step'):
+        optimizer.step(); optimizer.zero_grad(set_to_none=True)
+    with parts('EMA update'): model.update_target(ema_momentum(step, max_steps, model.config.ema_start, model.config.ema_end))
+    with parts('drift_from_init'): diag.update(drift_from_init(model.encoder, init_encoder, mel, frame_mask))
+    return loss.detach(), batch, mel, frame_mask
+
+
+def check_pieces(model, batch:dict, frontend):
+    "`profiled_step`'s pieces give `AudioJEPA.forward`'s loss (same weights, masks and dropout draws), or an error."
+    mel, _ = frontend(batch['audio'])
+    ctx_idx, tgt_idx = batch['context_idx'], batch['target_idx']
+    torch.manual_seed(123)
+    whole, _ = model(mel, ctx_idx, tgt_idx, diagnostics=False)
+    torch.manual_seed(123)
+    target = gather_tokens(model.targets(mel), tgt_idx)
+    pred = model.predictor(model.encoder(mel, keep_idx=ctx_idx), ctx_idx, tgt_idx, model.encoder.grid(mel.shape[1]))
+    piece = model.loss_per_token(pred, target).mean()
+    if not torch.allclose(whole, piece, rtol=1e-5, atol=1e-6):
+        raise AssertionError(f"the step's pieces give loss {piece.item()}, AudioJEPA.forward {whole.item()}: "
+                             f"forward has changed, update profiled_step")
+
+
+def profile_step(args:dict, out:Path, loader:str, threads:list[int], sound_dirs:list[str]):
+    "Time the parts of a logged step at each of `threads` and run one under torch.profiler; print and save the tables."
+    spec = 'synthetic'
+    if loader == 'files':
+        build_audio(out / 'audio', args['n_files'], sound_dirs)
+        spec = str((out / 'audio').resolve())
+    cfg = apply_overrides(TrainConfig(), overrides(spec, 0, threads[0], args['steps'], args['log_every'], args['batch_size'], out / 'unused'))
+    fc = build_frontend_config(cfg)
+    model = build_model(cfg, fc)
+    init_encoder = deepcopy(model.encoder).requires_grad_(False).eval()
+    frontend = LogMel(fc)
+    source = open_source(cfg.data.spec, sample_rate=fc.sample_rate, clip_seconds=cfg.data.clip_seconds, crop=cfg.data.crop, seed=cfg.run.seed)
+    masks = StepMasks(build_mask_generator(cfg.masking), model.encoder.grid(fc.num_frames), cfg.run.seed,
+                      views=cfg.model.jepa.masks_per_clip)
+    bs = cfg.data.batch_size
+    get_batch = lambda step: masks(collate([source[(step * bs + i) % len(source)] for i in range(bs)]), step)
+    optimizer = torch.optim.AdamW(param_groups(model), lr=cfg.schedule.lr, betas=cfg.optim.betas, eps=cfg.optim.eps, fused=True)
+    model.train()
+    timings = {t: {p: [] for p in (*PARTS, 'forward (diagnostics=True)', 'forward (diagnostics=False)')} for t in threads}
+    step = 0
+    def one(t, record):
+        nonlocal step
+        torch.set_num_threads(t)
+        set_schedules(optimizer, step, cfg.schedule)
+        torch.manual_seed(step)
+        parts = Timer()
+        loss, batch, mel, frame_mask = profiled_step(parts, model, init_encoder, frontend, optimizer, get_batch, step,
+                                                     cfg.schedule.max_steps, cfg.optim.grad_clip)
+        for diag in (True, False):   # forward whole, on the same batch, for comparison (its graph dropped unused)
+            t0 = time.perf_counter()
+            model(mel, batch['context_idx'], batch['target_idx'], padding_mask=frame_mask, diagnostics=diag)
+            parts.ms[f'forward (diagnostics={diag})'] = 1e3 * (time.perf_counter() - t0)
+        if record:
+            for p, ms in parts.ms.items(): timings[t][p].append(ms)
+        step += 1
+        return loss, batch, mel, frame_mask
+    check_pieces(model, get_batch(0), frontend)
+    for t in threads: one(t, False)   # warm-up at each thread count
+    for _ in range(args['profile_steps']):
+        for t in threads: one(t, True)   # alternating, so load hits each thread count alike
+    # one step under the profiler per thread count: heaviest operators, and the mask gathers' total
+    ops = {}
+    for t in threads:
+        torch.set_num_threads(t)
+        with warnings.catch_warnings(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            warnings.filterwarnings('ignore', 'Profiler clears events')
+            profiled_step(Timer(), model, init_encoder, frontend, optimizer, get_batch, step, cfg.schedule.max_steps, cfg.optim.grad_clip)
+        step += 1
+        averages = [a for a in prof.key_averages() if a.key not in PARTS]
+        top = sorted(averages, key=lambda a: a.self_cpu_time_total, reverse=True)[:args['top_ops']]
+        gathers = [a for a in averages if a.key.startswith('aten::') and any(m in a.key for m in MASK_OPS)]
+        ops[t] = {'top': [{'op': a.key, 'calls': a.count, 'self_ms': a.self_cpu_time_total / 1e3} for a in top],
+                  'mask_gathers': [{'op': a.key, 'calls': a.count, 'self_ms': a.self_cpu_time_total / 1e3}
+                                   for a in sorted(gathers, key=lambda a: a.self_cpu_time_total, reverse=True)],
+                  'total_self_ms': sum(a.self_cpu_time_total for a in averages) / 1e3}
+    med = {t: {p: statistics.median(v) for p, v in timings[t].items() if v} for t in threads}
+    log_every = TrainConfig().run.log_every   # the loop's default: diagnostics and drift_from_init on 1 step in 10
+    lines = [f"# One training step's parts, {os.cpu_count()} cores, torch {torch.__version__}", '',
+             f"tiny, batch {bs} of 10 s 16 kHz clips ({LOADER_NAMES[loader]}), 128 mels x 256 frames, var_cov_weight=0. "
+             f"Median of {args['profile_steps']} logged steps (alternating thread counts), wall ms on the main thread. "
+             f"'share' is of a logged step (every part); 'per step' counts the diagnostics and drift_from_init once "
+             f"every {log_every} steps (run.log_every's default), the batch only when the loader has no worker.", '',
+             '| part | ' + ' | '.join(f'{t} thr ms | share | per step ms' for t in threads) + ' |',
+             '|---|' + '---|---|---|' * len(threads)]
+    totals = {t: sum(med[t][p] for p in PARTS) for t in threads}
+    for p in (*PARTS, 'forward (diagnostics=True)', 'forward (diagnostics=False)'):
+        cells = []
+        for t in threads:
+            ms = med[t][p]
+            per = ms / log_every if p in LOGGED_ONLY else ms
+            cells.append(f"{ms:.1f} | {'' if p.startswith('forward') else f'{100 * ms / totals[t]:.1f}%'} | "
+                         f"{'' if p.startswith('forward') else f'{per:.1f}'}")
+        lines.append(f"| {p} | " + ' | '.join(cells) + ' |')
+    for t in threads:
+        unlogged = sum(med[t][p] for p in PARTS if p not in LOGGED_ONLY and p != 'batch (loader work)')
+        per = unlogged + sum(med[t][p] for p in LOGGED_ONLY) / log_every
+        lines.append(f"\n{t} thread(s): logged step {totals[t]:.0f} ms; an average step {per:.0f} ms with a loader worker "
+                     f"({1e3 * bs / per:.0f} clips/s), {per + med[t]['batch (loader work)']:.0f} ms without "
+                     f"({1e3 * bs / (per + med[t]['batch (loader work)']):.0f} clips/s)")
+    for t in threads:
+        lines += ['', f"## torch.profiler, one logged step at {t} thread(s): heaviest operators (self CPU ms)", '',
+                  '| operator | calls | self ms |', '|---|---|---|']
+        lines += [f"| {o['op']} | {o['calls']} | {o['self_ms']:.1f} |" for o in ops[t]['top']]
+        g = ops[t]['mask_gathers']
+        lines += ['', f"mask gathers and index ops in all (forward and backward): {sum(o['self_ms'] for o in g):.1f} ms of "
+                  f"{ops[t]['total_self_ms']:.0f} ms self CPU: " + ', '.join(f"{o['op']} {o['self_ms']:.1f}" for o in g[:8])]
+    md = '\n'.join(lines) + '\n'
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'profile.json').write_text(json.dumps({'args': args, 'loader': loader, 'cores': os.cpu_count(), 'torch': torch.__version__,
+                                                  'median_ms': med, 'all_ms': timings, 'profiler': ops}, indent=1))
+    (out / 'profile.md').write_text(md)
+    print(md + f"\nwritten: {out / 'profile.json'}, {out / 'profile.md'}")
+
+
+@dashed_call_parse
+def main(out:str='benchmarks/results/threads', # results folder (git-ignored); the real files are built in OUT/audio
+         loaders:str='files,synthetic', # comma-separated: 'files' (real 16 kHz WAVs) and/or 'synthetic' (SyntheticSounds)
+         workers:str='0,1', # comma-separated data.num_workers values
+         threads:str='0,1,2', # comma-separated run.threads values (0: the default rule)
+         rounds:int=3, # alternating rounds of every setting
+         steps:int=20, # optimiser steps per run (schedule.max_steps)
+         log_every:int=5, # steps between metrics.csv rows (run.log_every); the first row is left out
+         batch_size:int=32, # clips per step (data.batch_size)
+         n_files:int=128, # real files to build (10 s each)
+         sound_dirs:str=SOUND_DIRS, # comma-separated folders of recordings the real files are made of
+         profile:store_true=False, # time the parts of one step instead of the sweep
+         profile_threads:str='1,2', # --profile: comma-separated thread counts
+         profile_steps:int=5, # --profile: timed steps per thread count
+         profile_loader:str='files', # --profile: 'files' or 'synthetic' (what the batch part reads)
+         top_ops:int=15, # --profile: operators listed from torch.profiler
+         child:str='', # internal: run one pretraining run (JSON) in this process and print its numbers
+        ):
+    "Measure `run.threads` of the pretraining loop with real files and SyntheticSounds (or profile its step: --profile)."
+    if child:
+        print(json.dumps(child_run(json.loads(child))))
+        return
+    ints = lambda s: [int(x) for x in s.split(',') if x.strip()]
+    names = [l.strip() for l in loaders.split(',') if l.strip()]
+    if bad := [l for l in names + [profile_loader] if l not in LOADER_NAMES]: fail('threads.py', f"unknown loader {bad[0]!r}; expected files or synthetic")
+    if steps < 2 * log_every: fail('threads.py', f"--steps {steps} gives fewer than two metrics rows at --log-every {log_every}")
+    out = Path(out)
+    args = {'rounds': rounds, 'steps': steps, 'log_every': log_every, 'batch_size': batch_size, 'n_files': n_files,
+            'profile_steps': profile_steps, 'top_ops': top_ops}
+    dirs = [d.strip() for d in sound_dirs.split(',') if d.strip()]
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        if profile: profile_step(args, out, profile_loader, ints(profile_threads), dirs)
+        else: sweep(args, out, names, ints(workers), ints(threads), dirs)
+    except FileNotFoundError as e: fail('threads.py', e)
