@@ -96,7 +96,7 @@ def build_audio(folder:Path, n_files:int, sound_dirs:list[str], seed:int=0) -> d
     recordings, unusable = [], 0
     for p in paths:
         try: wav = load_audio(p, SAMPLE_RATE)
-        except Exception: unusable += 1; continue     # .ds drum-synth patches are not audio: load_audio never sees them
+        except Exception: unusable += 1; continue     # what libsndfile cannot decode (find_audio_files skips .ds patches)
         if len(wav) < SAMPLE_RATE // 20 or wav.abs().max() < 1e-4: unusable += 1; continue   # under 50 ms, or silent
         recordings.append(wav)
     if not recordings: raise FileNotFoundError(f"none of the {len(paths)} audio files under {', '.join(dirs)} is usable audio")
