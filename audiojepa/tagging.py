@@ -4,46 +4,43 @@
 
 # %% ../nbs/11_tagging.ipynb #2191b052
 from __future__ import annotations
-import contextlib, csv, io, json, logging, math, os, shutil, signal, sys, time, warnings
-from dataclasses import dataclass, field, fields, replace
-from itertools import count, islice
+import csv, json, logging, math, os, signal, sys, time, typing
+from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchaudio
-import yaml
+from accelerate.utils import gather_object
 from fastcore.script import Param
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
+from tqdm.auto import tqdm
 
 from .data import (MapSource, NoAudioError, SkipLog, StreamSource, audioset_file, collate, is_shard_spec,
                             make_loader, mixed_seed, open_source, split_labels)
-from .cli import InputError, check_out, dashed_call_parse, fail, what_file
-from .embed import AudioJEPAEncoder
+from .cli import InputError, check_out, dashed_call_parse, fail
+from .taggers import MODELS, TagError, build_tagger
 from .hlp import HLP, Ontology, Vocabulary, POLICIES
 from .metrics.d_prime.d_prime import auc_to_d_prime, roc_auc
 from .metrics.mean_average_precision.mean_average_precision import average_precision
-from .train import (MARKER, ConfigError, MetricsLog, PretrainError, _StopSignals, _step_dirs, _step_of,
-                             config_from_dict, config_to_dict, disk_errors, find_checkpoint, prepare_tmp,
-                             resume_checkpoint, seal_dir, state_bytes, stream_batches, _yaml_value)
+from .config import ConfigError, config_from_dict, read_config_file, save_config
+from .runs import (MetricsLog, RunError, StopSignals, check_new_run, cpu_threads, launch_accelerator,
+                            load_checkpoint, resolve_run, save_checkpoint, state_bytes, stream_batches)
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'MODELS', 'SAMPLERS', 'HLP_MODES', 'RECIPES', 'TAG_METRICS', 'TagError', 'LabelledClips', 'LabelledStream',
-           'SpecAugment', 'PannsFrontend', 'Cnn6', 'ConvNeXtTagger', 'PaSSTTagger', 'EncoderTagger', 'build_tagger',
-           'index_stream', 'StepIndexBatches', 'mixup', 'training_targets', 'tagging_metrics', 'hlp_evaluation',
-           'TagConfig', 'recipe_of', 'tag_config', 'lr_at', 'load_ontology', 'run_vocabulary', 'write_class_labels',
-           'open_tagging_data', 'predict', 'TagResult', 'train_tagger', 'evaluate_tagger', 'fsd50k_manifest',
+__all__ = ['log', 'SAMPLERS', 'HLP_MODES', 'RECIPES', 'TAG_METRICS', 'LabelledClips', 'LabelledStream', 'index_stream',
+           'StepIndexBatches', 'mixup', 'training_targets', 'tagging_metrics', 'hlp_evaluation', 'TagConfig',
+           'recipe_of', 'tag_config', 'lr_at', 'load_ontology', 'run_vocabulary', 'write_class_labels',
+           'open_tagging_data', 'predict', 'TagResult', 'run_labels', 'tag_batches', 'TagRun', 'open_tag_run',
+           'tag_step', 'log_tag_row', 'save_tag_run', 'train_tagger', 'evaluate_tagger', 'fsd50k_manifest',
            'resolve_tag_config', 'main']
 
 # %% ../nbs/11_tagging.ipynb #39f85ed8
-class TagError(ValueError):
-    "A tagging run that cannot start or go on; `str(err)` is one line for the user."
-
 def _source_mids(source, vocab:Vocabulary|None) -> list[str]:
     "The MID of each of the source's label columns; a PANNs HDF5 numbers its columns, named by the vocabulary."
     classes = source.classes or []
@@ -126,160 +123,6 @@ class LabelledStream(StreamSource):
                 log.warning("MID %s of the test labels (first in %s) is not a class of the model, dropped", m, record['id'])
             self._dropped.update(missing)
             yield {**record, 'labels': [self.vocab.mids[c] for c in cols]}
-
-
-# %% ../nbs/11_tagging.ipynb #3134cd7e
-class SpecAugment(nn.Module):
-    "Zero `stripes` random stripes up to `time_width` frames and `freq_width` bins of each clip `[B, 1, T, F]`, in training."
-    def __init__(self, time_width:int=64, freq_width:int=8, stripes:int=2):
-        super().__init__()
-        self.time_width, self.freq_width, self.stripes = time_width, freq_width, stripes
-
-    def forward(self, x:torch.Tensor) -> torch.Tensor:
-        if not self.training: return x
-        for dim, width in ((2, self.time_width), (3, self.freq_width)):
-            n = x.shape[dim]
-            pos = torch.arange(n, device=x.device)
-            for _ in range(self.stripes):
-                w = torch.randint(0, min(width, n) + 1, (len(x), 1), device=x.device)
-                start = (torch.rand(len(x), 1, device=x.device) * (n - w + 1)).long()
-                hit = (pos >= start) & (pos < start + w)
-                x = x.masked_fill(hit.view(len(x), 1, *((n, 1) if dim == 2 else (1, n))), 0.)
-        return x
-
-class PannsFrontend(nn.Module):
-    "PANNs' log-mel in dB `[B, 1, T, F]`, standardised per mel bin by a BatchNorm, with SpecAugment in training."
-    def __init__(self, sample_rate:int=32000, n_fft:int=1024, hop:int=320, n_mels:int=64, f_min:float=50., f_max:float=14000.,
-                 spec_augment:bool=True, time_width:int=64, freq_width:int|None=None): # None: 8 bins per 64
-        super().__init__()
-        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=hop, f_min=f_min, f_max=f_max,
-                                                        n_mels=n_mels, power=2.0, center=True, pad_mode='reflect',
-                                                        norm='slaney', mel_scale='slaney')   # librosa's filters, as PANNs
-        # torch's periodic Hann window is a view into a longer one, which safetensors refuses to load a checkpoint into
-        self.mel.spectrogram.window = self.mel.spectrogram.window.clone()
-        self.bn0 = nn.BatchNorm2d(n_mels)
-        self.augment = SpecAugment(time_width, freq_width or max(1, 8 * n_mels // 64)) if spec_augment else nn.Identity()
-
-    def forward(self, audio:torch.Tensor) -> torch.Tensor:
-        x = 10 * torch.log10(self.mel(audio).clamp(min=1e-10)).transpose(1, 2)[:, None]   # [B, 1, T, F]
-        x = self.bn0(x.transpose(1, 3)).transpose(1, 3)
-        return self.augment(x)
-
-# %% ../nbs/11_tagging.ipynb #e659a8a6
-class Cnn6(nn.Module):
-    "PANNs' CNN6 on its log-mel front end: waveforms `[B, T]` → logits `[B, n_classes]`."
-    def __init__(self, n_classes:int=527, # classes of the head
-                 sample_rate:int=32000, n_mels:int=64, width:float=1.0, # channel multiplier (1: PANNs' 64 → 512)
-                 spec_augment:bool=True):
-        super().__init__()
-        self.sample_rate, self.frontend = sample_rate, PannsFrontend(sample_rate, n_mels=n_mels, spec_augment=spec_augment)
-        chans = [1] + [max(1, round(c * width)) for c in (64, 128, 256, 512)]
-        self.blocks = nn.ModuleList(nn.Sequential(nn.Conv2d(a, b, 5, padding=2, bias=False), nn.BatchNorm2d(b), nn.ReLU())
-                                    for a, b in zip(chans, chans[1:]))
-        self.fc1, self.fc = nn.Linear(chans[-1], chans[-1]), nn.Linear(chans[-1], n_classes)
-
-    def forward(self, audio:torch.Tensor) -> torch.Tensor:
-        x = self.frontend(audio)
-        for block in self.blocks: x = F.dropout(F.avg_pool2d(block(x), 2), 0.2, self.training)
-        x = x.mean(3)                                                  # [B, C, T]
-        x = F.max_pool1d(x, 3, 1, 1) + F.avg_pool1d(x, 3, 1, 1)
-        x = x.amax(2) + x.mean(2)
-        x = F.dropout(F.relu(self.fc1(F.dropout(x, 0.5, self.training))), 0.5, self.training)
-        return self.fc(x)
-
-# %% ../nbs/11_tagging.ipynb #57c061f9
-class ConvNeXtTagger(nn.Module):
-    "A `timm` ConvNeXt with the audio stem and pooling on PANNs' front end (224 mel bins): waveforms → logits."
-    def __init__(self, n_classes:int=527, arch:str='convnext_femto', # any timm ConvNeXt
-                 sample_rate:int=32000, n_mels:int=224, spec_augment:bool=True, drop_path_rate:float=0.):
-        import timm
-        super().__init__()
-        self.sample_rate = sample_rate
-        self.frontend = PannsFrontend(sample_rate, n_mels=n_mels, spec_augment=spec_augment)
-        self.net = timm.create_model(arch, pretrained=False, in_chans=1, num_classes=n_classes, drop_path_rate=drop_path_rate)
-        old = self.net.stem[0]
-        self.net.stem[0] = nn.Conv2d(1, old.out_channels, kernel_size=(18, 4), stride=(18, 4), padding=(9, 0))
-        nn.init.trunc_normal_(self.net.stem[0].weight, std=0.02); nn.init.zeros_(self.net.stem[0].bias)
-
-    def forward(self, audio:torch.Tensor) -> torch.Tensor:
-        x = self.net.stages(self.net.stem(self.frontend(audio)))      # [B, C, T', F']
-        x = x.mean(3)
-        x = x.amax(2) + x.mean(2)
-        return self.net.forward_head(x[:, :, None, None])
-
-# %% ../nbs/11_tagging.ipynb #4a15a763
-class PaSSTTagger(nn.Module):
-    "PaSST from `hear21passt` on its own mel front end: waveforms `[B, T]` at 32 kHz → logits."
-    def __init__(self, n_classes:int=527, arch:str='passt_deit_bd_p16_384', # or 'small'
-                 clip_seconds:float=10., # the training clip length: sets the time grid of the positional embeddings
-                 s_patchout_t:int=40, s_patchout_f:int=4,
-                 embed_dim:int=192, depth:int=4, num_heads:int=3, # the 'small' architecture
-                 spec_augment:bool=True):
-        from hear21passt.models import passt
-        from hear21passt.models.preprocess import AugmentMelSTFT
-        super().__init__()
-        # the front end's pre-emphasis filter drops one sample before a centred STFT with hop 320
-        self.sample_rate, frames = 32000, (round(clip_seconds * 32000) - 1) // 320 + 1
-        grid_t, grid_f = (frames - 16) // 10 + 1, (128 - 16) // 10 + 1
-        s_patchout_t, s_patchout_f = min(s_patchout_t, grid_t // 2), min(s_patchout_f, grid_f // 2)
-        passt.first_RUN = False
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            self.mel = AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, fmin=0., fmax=None,
-                                      freqm=48 if spec_augment else 0, timem=192 if spec_augment else 0, fmax_aug_range=2000)
-            if arch == 'small':
-                self.net = passt.PaSST(s_patchout_t=s_patchout_t, s_patchout_f=s_patchout_f, img_size=(128, frames),
-                                       stride=10, num_classes=n_classes, embed_dim=embed_dim, depth=depth,
-                                       num_heads=num_heads, distilled=True)
-                self.net.apply(passt._init_vit_weights)
-            else:
-                self.net = passt.get_model(arch=arch, pretrained=False, n_classes=n_classes, input_tdim=frames,
-                                           s_patchout_t=s_patchout_t, s_patchout_f=s_patchout_f)
-
-    def forward(self, audio:torch.Tensor) -> torch.Tensor:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')   # the package's deprecated stft/autocast calls, once per step
-            x = self.mel(audio)[:, None]                               # [B, 1, 128, T]
-        return self.net(x)[0]
-
-# %% ../nbs/11_tagging.ipynb #87efbe12
-class EncoderTagger(nn.Module):
-    "A pretrained Audio-JEPA encoder with a linear head on its mean frame embedding."
-    def __init__(self, path, # an export directory, a run directory holding `encoder/`, or the authors' checkpoint
-                 n_classes:int=527, finetune:bool=False): # train the encoder too
-        super().__init__()
-        self.embedder = AudioJEPAEncoder.from_pretrained(path, sampling_rate=None)
-        self.sample_rate, self.finetune = self.embedder.sampling_rate, finetune
-        self.embedder.requires_grad_(finetune)
-        self.head = nn.Linear(self.embedder.output_dim, n_classes)
-
-    def train(self, mode:bool=True):
-        super().train(mode)
-        if not self.finetune: self.embedder.eval()   # a frozen encoder keeps its inference behaviour
-        return self
-
-    def forward(self, audio:torch.Tensor) -> torch.Tensor:
-        frames, mask = self.embedder.encode(audio)
-        keep = (~mask).unsqueeze(-1).float()
-        return self.head((frames * keep).sum(1) / keep.sum(1).clamp(min=1))
-
-# %% ../nbs/11_tagging.ipynb #c9087493
-MODELS = ('cnn6', 'convnext_femto', 'passt', 'encoder:DIR')
-
-def build_tagger(model:str, # 'cnn6', 'convnext_femto' (or another timm ConvNeXt), 'passt' or 'encoder:DIR'
-                 n_classes:int, # classes of the head
-                 options:dict|None=None, # keyword arguments of the model's class (`width`, `arch`, `finetune`...)
-                 clip_seconds:float=10., # the training clip length (PaSST's positional grid)
-                ) -> nn.Module:
-    "The tagger `model` names, freshly initialised from torch's global generator."
-    options = dict(options or {})
-    try:
-        if model == 'cnn6': return Cnn6(n_classes, **options)
-        if model.startswith('convnext'): return ConvNeXtTagger(n_classes, arch=model, **options)
-        if model == 'passt': return PaSSTTagger(n_classes, clip_seconds=clip_seconds, **options)
-        if model.startswith('encoder:'): return EncoderTagger(model.partition(':')[2], n_classes, **options)
-    except TypeError as e: raise TagError(f"model options {options} do not fit {model!r}: {e}") from None
-    raise TagError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
 
 # %% ../nbs/11_tagging.ipynb #ceb688de
 SAMPLERS = ('balanced', 'weighted', 'random')
@@ -582,132 +425,152 @@ def _check(cfg:TagConfig):
                        f"leave sampler to the recipe or set sampler=random (shards shuffled each epoch, clips through a "
                        f"buffer of shuffle_buffer={cfg.shuffle_buffer}), or train from a map-style source")
 
-def _save_yaml(cfg:TagConfig, path:Path): path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-
-def train_tagger(cfg:TagConfig, # the run
-                 checkpoint=None, # a checkpoint directory to continue from
-                ) -> TagResult:
-    "Train (or continue training) a tagger as `cfg` says, then score its test data into `report.json`."
-    from accelerate import Accelerator
-    from accelerate.utils import gather_object
-    t_start, out = time.time(), Path(cfg.out)
-    _check(cfg)
-    if checkpoint is None and (existing := find_checkpoint(out)) is not None:
-        raise TagError(f"{out} already holds a run ({existing.name}); continue it with --resume auto, or choose another --out")
-    cpu_group = int(os.environ.get('WORLD_SIZE', 1)) > 1 and not torch.cuda.is_available()
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu_group)
-    is_main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
-    threads = cfg.threads or (0 if 'OMP_NUM_THREADS' in os.environ else
-                              (os.cpu_count() or 1) // int(os.environ.get('LOCAL_WORLD_SIZE', 1)) - cfg.num_workers)
-    if threads: torch.set_num_threads(max(1, threads))
+def run_labels(cfg:TagConfig, checkpoint=None) -> tuple[Vocabulary, HLP|None]:
+    "The classes of a run and their propagation (None when neither HLP nor a test needs the ontology)."
     needs_onto = cfg.hlp == 'train' or bool(cfg.test)
     onto = load_ontology(cfg.ontology) if needs_onto or cfg.classes is None and cfg.ontology else None
     vocab = run_vocabulary(cfg, onto, checkpoint)
-    try: hlp = HLP.from_ontology(onto, vocab, cfg.policy) if onto is not None else None
+    try: return vocab, HLP.from_ontology(onto, vocab, cfg.policy) if onto is not None else None
     except KeyError as e: raise TagError(f"class list {cfg.classes}: {e.args[0]}" + (f" {cfg.ontology}" if cfg.ontology else '')) from None
+
+def tag_batches(cfg:TagConfig, train_set, state:dict, skips:SkipLog, accelerator) -> tuple:
+    "`(batches, position)`: endless `(stream position or None, batch)` pairs from the run's step on."
+    rank, world, pin = accelerator.process_index, accelerator.num_processes, accelerator.device.type == 'cuda'
+    if not isinstance(train_set, IterableDataset):
+        sampler = StepIndexBatches(train_set.targets, cfg.sampler, cfg.batch_size, cfg.seed, state['step'], world, rank)
+        loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers, pin_memory=pin)
+        return ((None, b) for b in loader), None
+    if accelerator.is_main_process:
+        log.info("%s is streamed: no balanced or weighted sampler (they need random access); the shards come in a "
+                 "new shuffled order each epoch and the clips through a %d-clip shuffle buffer", cfg.train, cfg.shuffle_buffer)
+    position = (0, 0)   # a stream's (epoch, batches of it used) on this process
+    if state['positions'] and len(state['positions']) == world: position = tuple(state['positions'][rank])
+    elif state['positions']: log.warning("the checkpoint was written by %d processes, this run has %d: the stream starts "
+                                         "again from its first epoch", len(state['positions']), world)
+    train_set.shuffle_buffer = cfg.shuffle_buffer
+    loader = make_loader(train_set, cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, seed=cfg.seed,
+                         skip_log=skips, rank=rank, world_size=world, pin_memory=pin)
+    return stream_batches(loader, position), position
+
+@dataclass
+class TagRun:
+    "One invocation of a tagging run: the parts built from its config, and where it is."
+    cfg:TagConfig
+    accelerator:typing.Any
+    model:nn.Module # as prepared by the accelerator
+    core:nn.Module # the model itself
+    optimizer:torch.optim.Optimizer
+    vocab:Vocabulary
+    hlp:HLP|None
+    batches:Iterator # endless `(stream position or None, batch)` pairs
+    state:dict # what trainer_state.json saves
+    skips:SkipLog
+    position:tuple|None # (epoch, batches used) of a stream on this process; None for a map-style source
+    t_start:float
+    metrics:MetricsLog|None = None
+
+def open_tag_run(cfg:TagConfig, checkpoint=None) -> TagRun:
+    "Build every part of a tagging run from its config and restore `checkpoint` if given."
+    t_start = time.time()
+    _check(cfg)
+    check_new_run(cfg.out, checkpoint)
+    accelerator = launch_accelerator(mixed_precision=cfg.mixed_precision)
+    cpu_threads(cfg.threads, cfg.num_workers)
+    vocab, hlp = run_labels(cfg, checkpoint)
     torch.manual_seed(cfg.seed)
     model = build_tagger(cfg.model, len(vocab), cfg.model_options, cfg.clip_seconds)
     train_set = open_tagging_data(cfg.train, vocab, model.sample_rate, cfg.clip_seconds, train=True, seed=cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt_cls = torch.optim.AdamW if cfg.optimizer == 'adamw' else torch.optim.Adam
-    optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    core = accelerator.unwrap_model(model)
-    stream = isinstance(train_set, IterableDataset)
+    model, optimizer = accelerator.prepare(model, opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay))
     state = {'step': 0, 'first_loss': None, 'last_loss': None, 'skipped': train_set.skipped, 'positions': None}
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        state.update(json.loads((Path(checkpoint) / 'trainer_state.json').read_text()))
+    if checkpoint is not None: state = load_checkpoint(accelerator, checkpoint, state)
     skips = SkipLog(); skips.update(state['skipped'])
-    step0 = state['step']
-    position = (0, 0)   # a stream's (epoch, batches of it used) on this process
-    if stream:
-        if is_main: log.info("%s is streamed: no balanced or weighted sampler (they need random access); the shards come in a "
-                             "new shuffled order each epoch and the clips through a %d-clip shuffle buffer",
-                             cfg.train, cfg.shuffle_buffer)
-        if state['positions'] and len(state['positions']) == world: position = tuple(state['positions'][rank])
-        elif state['positions']: log.warning("the checkpoint was written by %d processes, this run has %d: the stream starts "
-                                             "again from its first epoch", len(state['positions']), world)
-        train_set.shuffle_buffer = cfg.shuffle_buffer
-        loader = make_loader(train_set, cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, seed=cfg.seed,
-                             skip_log=skips, rank=rank, world_size=world, pin_memory=accelerator.device.type == 'cuda')
-        batches = stream_batches(loader, position)
-    else:
-        sampler = StepIndexBatches(train_set.targets, cfg.sampler, cfg.batch_size, cfg.seed, step0, world, rank)
-        loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
-                            pin_memory=accelerator.device.type == 'cuda')
-        batches = ((None, b) for b in loader)
-    if is_main:
+    batches, position = tag_batches(cfg, train_set, state, skips, accelerator)
+    run = TagRun(cfg, accelerator, model, accelerator.unwrap_model(model), optimizer, vocab, hlp, batches, state, skips,
+                 position, t_start)
+    if accelerator.is_main_process:
+        out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
-        _save_yaml(cfg, out / 'config.yaml')
+        save_config(cfg, out / 'config.yaml')
         write_class_labels(out / 'classes.csv', vocab)   # the columns of the checkpoints and the report
-        metrics = MetricsLog(out / 'metrics.csv', resume_step=step0 if checkpoint is not None else None, columns=TAG_METRICS)
+        run.metrics = MetricsLog(out / 'metrics.csv', state['step'] if checkpoint is not None else None, TAG_METRICS)
+    return run
 
-    def save(step):
-        final = out / 'checkpoints' / f'step_{step:06d}'
-        tmp = final.with_name(final.name + '.tmp')
-        needed = state_bytes(core.state_dict(), optimizer.state_dict()) + 2**20
-        if is_main: prepare_tmp(final, needed)
-        accelerator.wait_for_everyone()
-        with disk_errors(tmp, final, needed): accelerator.save_state(str(tmp))
-        positions = gather_object([list(position)]) if stream else None
-        skipped = gather_object(list(skips.rows.items()))
-        if is_main:
-            skips.update(skipped)
-            state.update(step=step, skipped=list(skips.rows.items()), positions=positions)
-            with disk_errors(tmp, final, needed):
-                _save_yaml(cfg, tmp / 'config.yaml')
-                (tmp / 'trainer_state.json').write_text(json.dumps(state, indent=1))
-                seal_dir(tmp, final, {'step': step})
-            older = [c for c in _step_dirs(final.parent) if (c / MARKER).is_file() and _step_of(c) < step]
-            for old in older[cfg.keep_checkpoints - 1:] if cfg.keep_checkpoints else []: shutil.rmtree(old)
-            os.replace(skips.write(out / 'skipped.csv.tmp'), out / 'skipped.csv')
-        accelerator.wait_for_everyone()
+# %% ../nbs/11_tagging.ipynb #tag00002
+def tag_step(run:TagRun, step:int) -> tuple[float, int]: # (loss, clips of this process)
+    "One optimiser step: a batch, its (propagated) targets, mixup, binary cross-entropy, Adam(W)."
+    cfg, acc = run.cfg, run.accelerator
+    lr = lr_at(step, cfg)
+    for g in run.optimizer.param_groups: g['lr'] = lr
+    torch.manual_seed(mixed_seed(cfg.seed, 2, step, acc.process_index))
+    position, batch = next(run.batches)
+    if position is not None: run.position = position
+    run.skips.update(batch['skipped'])
+    audio = batch['audio'].to(acc.device)
+    target = training_targets(batch['target'].to(acc.device), run.hlp if cfg.hlp == 'train' else None)
+    audio, target = mixup(audio, target, cfg.mixup, mixed_seed(cfg.seed, 4, step, acc.process_index))
+    with acc.autocast():
+        loss = F.binary_cross_entropy_with_logits(run.model(audio).float(), target)
+    acc.backward(loss)
+    run.optimizer.step(); run.optimizer.zero_grad(set_to_none=True)
+    return loss.item(), len(audio)
 
+def log_tag_row(run:TagRun, row:dict, bar):
+    "Record a logged step: the run's first and last loss, metrics.csv, the progress bar."
+    if run.state['first_loss'] is None: run.state['first_loss'] = row['loss']
+    run.state['last_loss'] = row['loss']
+    if run.metrics is not None: run.metrics.write(row)
+    bar.set_postfix(loss=f"{row['loss']:.4f}")
+
+def save_tag_run(run:TagRun, step:int):
+    "Checkpoint the run at `step` (every process calls this) and write skipped.csv."
+    acc, out = run.accelerator, Path(run.cfg.out)
+    needed = state_bytes(run.core.state_dict(), run.optimizer.state_dict()) + 2**20
+    positions = gather_object([list(run.position)]) if run.position is not None else None
+    skipped = gather_object(list(run.skips.rows.items()))
+    if acc.is_main_process:
+        run.skips.update(skipped)
+        run.state.update(step=step, skipped=list(run.skips.rows.items()), positions=positions)
+    save_checkpoint(acc, out / 'checkpoints' / f'step_{step:06d}', run.state, run.cfg, needed, run.cfg.keep_checkpoints)
+    if acc.is_main_process: os.replace(run.skips.write(out / 'skipped.csv.tmp'), out / 'skipped.csv')
+    acc.wait_for_everyone()
+
+# %% ../nbs/11_tagging.ipynb #tag00004
+def train_tagger(cfg:TagConfig, # the run
+                 checkpoint=None, # a checkpoint directory to continue from
+                ) -> TagResult:
+    "Train (or continue training) a tagger as `cfg` says, then score its test data into `report.json`."
+    run = open_tag_run(cfg, checkpoint)
+    acc, world = run.accelerator, run.accelerator.num_processes
+    step0 = step = run.state['step']
     stop_step = min(cfg.max_steps, cfg.stop_at or cfg.max_steps)
-    from tqdm.auto import tqdm
-    bar = tqdm(total=cfg.max_steps, initial=step0, desc='tag', unit='step', disable=not (is_main and cfg.progress))
-    step, stopped_by = step0, None
-    interval_loss, interval_steps, clips, t_log = 0.0, 0, 0, time.time()
-    model.train()
-    with _StopSignals() as signals:
+    bar = tqdm(total=cfg.max_steps, initial=step0, desc='tag', unit='step', disable=not (acc.is_main_process and cfg.progress))
+    interval_loss, interval_steps, clips, t_log, stopped_by = 0.0, 0, 0, time.time(), None
+    run.model.train()
+    with StopSignals() as signals:
         while step < stop_step:
-            lr = lr_at(step, cfg)
-            for g in optimizer.param_groups: g['lr'] = lr
-            torch.manual_seed(mixed_seed(cfg.seed, 2, step, rank))
-            position, batch = next(batches)
-            skips.update(batch['skipped'])
-            audio = batch['audio'].to(accelerator.device)
-            target = training_targets(batch['target'].to(accelerator.device), hlp if cfg.hlp == 'train' else None)
-            audio, target = mixup(audio, target, cfg.mixup, mixed_seed(cfg.seed, 4, step, rank))
-            with accelerator.autocast():
-                loss = F.binary_cross_entropy_with_logits(model(audio).float(), target)
-            accelerator.backward(loss)
-            optimizer.step(); optimizer.zero_grad(set_to_none=True)
+            loss, n = tag_step(run, step)
             step += 1; bar.update(1)
-            interval_loss += loss.item(); interval_steps += 1; clips += len(audio) * world
+            interval_loss += loss; interval_steps += 1; clips += n * world
             if step % cfg.log_every == 0 or step == stop_step:
                 now = time.time()
-                row = {'step': step, 'loss': interval_loss / interval_steps, 'lr': lr,
-                       'clips_per_s': round(clips / (now - t_log), 2), 'seconds': round(now - t_start, 2)}
-                if state['first_loss'] is None: state['first_loss'] = row['loss']
-                state['last_loss'] = row['loss']
-                if is_main: metrics.write(row)
-                bar.set_postfix(loss=f"{row['loss']:.4f}")
+                log_tag_row(run, {'step': step, 'loss': interval_loss / interval_steps, 'lr': lr_at(step - 1, cfg),
+                                  'clips_per_s': round(clips / (now - t_log), 2), 'seconds': round(now - run.t_start, 2)}, bar)
                 interval_loss, interval_steps, clips, t_log = 0.0, 0, 0, now
-            stopping = signals.signum is not None
-            if world > 1: stopping = bool(accelerator.reduce(torch.tensor(float(stopping), device=accelerator.device), 'sum') > 0)
-            if stopping or step == stop_step or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0): save(step)
+            stopping = signals.stopping(acc)
+            if stopping or step == stop_step or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0): save_tag_run(run, step)
             if stopping:
-                stopped_by = signal.Signals(signals.signum).name if signals.signum else 'a signal on another process'
+                stopped_by = signals.name()
                 break
     bar.close()
     report = None
-    if cfg.test and step == cfg.max_steps and is_main:
-        report = evaluate_tagger(core, cfg.test, vocab, hlp, cfg.eval_window or cfg.clip_seconds, cfg.eval_batch_size,
-                                 accelerator.device, out / 'report.json')
-    accelerator.end_training()
-    return TagResult(out, step, cfg.max_steps, state['first_loss'], state['last_loss'], time.time() - t_start, report, stopped_by)
+    if cfg.test and step == cfg.max_steps and acc.is_main_process:
+        report = evaluate_tagger(run.core, cfg.test, run.vocab, run.hlp, cfg.eval_window or cfg.clip_seconds,
+                                 cfg.eval_batch_size, acc.device, Path(cfg.out) / 'report.json')
+    acc.end_training()
+    return TagResult(Path(cfg.out), step, cfg.max_steps, run.state['first_loss'], run.state['last_loss'],
+                     time.time() - run.t_start, report, stopped_by)
 
 def evaluate_tagger(model:nn.Module, # a tagger over `vocab`
                     test:str, # the test data spec
@@ -738,32 +601,15 @@ def fsd50k_manifest(ground_truth_csv, # FSD50K's `eval.csv` (or `dev.csv`): `fna
     return Path(out)
 
 # %% ../nbs/11_tagging.ipynb #9a122bfe
-def _flag_changes(**flags) -> dict: return {k: v for k, v in flags.items() if v is not None}
-
 def resolve_tag_config(config:str|None=None, # YAML file of `TagConfig` keys
-                       flags:dict|None=None, # keys given as flags
+                       flags:dict|None=None, # keys given as flags (None: not given)
                        overrides:Sequence[str]=(), # KEY=VALUE strings
                        resume:str|None=None, # None, 'auto' or a run / checkpoint directory
                       ) -> tuple[TagConfig, Path|None]:
-    "The config and checkpoint a command line asks for (a resumed run keeps its saved config, changed by what is given)."
-    changes = {}
-    if config is not None:
-        if not Path(config).is_file(): raise TagError(f"config file {config} does not exist")
-        try: changes = yaml.safe_load(Path(config).read_text()) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise TagError(f"{config} is not a YAML file ({what_file(config)}): {str(e).splitlines()[0]}") from None
-        if not isinstance(changes, dict): raise TagError(f"{config} must hold a mapping of TagConfig keys")
-    for text in overrides:
-        key, eq, value = text.partition('=')
-        if not eq: raise TagError(f"{text!r} is not KEY=VALUE")
-        changes[key.strip()] = _yaml_value(value.strip())
-    changes.update(flags or {})
-    fresh = tag_config(changes)
-    checkpoint = resume_checkpoint(resume, fresh.out)
-    if checkpoint is None: return fresh, None
-    saved = yaml.safe_load((checkpoint / 'config.yaml').read_text())
-    saved.update(changes); saved['stop_at'] = changes.get('stop_at', 0)
-    return replace(tag_config(saved), out=fresh.out if resume == 'auto' else str(Path(checkpoint).resolve().parent.parent)), checkpoint
+    "The config and checkpoint a command line asks for: the model's recipe under the changes, or a resumed run's saved config under them."
+    flag_overrides = [f"{k}={v}" for k, v in (flags or {}).items() if v is not None]
+    return resolve_run(TagConfig, read_config_file(config), list(overrides) + flag_overrides, resume, build=tag_config,
+                       out_key='out', stop_key='stop_at')
 
 @dashed_call_parse
 def main(model:str=None, # cnn6, convnext_femto, passt or encoder:DIR
@@ -785,13 +631,13 @@ def main(model:str=None, # cnn6, convnext_femto, passt or encoder:DIR
     "Train an AudioSet tagger with or without hierarchical label propagation and score it on the original and propagated labels."
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     logging.getLogger('accelerate').setLevel(logging.WARNING)
-    flags = _flag_changes(model=model, train=train, test=test, hlp=hlp, out=out, classes=classes, ontology=ontology,
-                          policy=policy, max_steps=max_steps, batch_size=batch_size, clip_seconds=clip_seconds, seed=seed,
-                          checkpoint_every=checkpoint_every)
+    flags = dict(model=model, train=train, test=test, hlp=hlp, out=out, classes=classes, ontology=ontology,
+                 policy=policy, max_steps=max_steps, batch_size=batch_size, clip_seconds=clip_seconds, seed=seed,
+                 checkpoint_every=checkpoint_every)
     try:
         cfg, checkpoint = resolve_tag_config(config, flags, overrides or [], resume)
         check_out(cfg.out, '--out' if out else 'out')   # before any work: the run needs somewhere to go
         result = train_tagger(cfg, checkpoint)
-    except (TagError, ConfigError, InputError, PretrainError, NoAudioError) as e: fail('audiojepa-tag', str(e))
+    except (TagError, ConfigError, InputError, RunError, NoAudioError) as e: fail('audiojepa-tag', str(e))
     if int(os.environ.get('RANK', 0)) == 0: print(result.summary())
     if result.stopped_by: sys.exit(128 + getattr(signal, result.stopped_by, signal.SIGTERM))

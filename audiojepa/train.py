@@ -4,47 +4,45 @@
 
 # %% ../nbs/05_train.ipynb #39423f21
 from __future__ import annotations
-import contextlib, csv, dataclasses, difflib, errno, inspect, json, logging, math, os, random, re, shutil, signal, sys, threading, time, types, typing
+import contextlib, inspect, logging, math, os, random, signal, sys, time, typing
 from copy import deepcopy
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import count
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, gather_object
 from fastcore.script import Param
-from safetensors import safe_open
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
-from .cli import InputError, check_out, dashed_call_parse, what_file
+from .cli import InputError, check_out, dashed_call_parse
 from .audio import FrontendConfig, LogMel, compute_norm_stats, frontend_config
+from .config import ConfigError, read_config_file, save_config, with_fields
 from .data import (NoAudioError, SkipLog, check_readable, collate, is_shard_spec, make_loader, mixed_seed,
                             open_source)
 from .jepa import AudioJEPA, JEPAConfig, drift_from_init, ema_momentum
 from .masking import FreqStripMask, InverseBlockMask, MultiBlockMask, RandomPatchMask, TimeStripMask
 from .models import preset, save_encoder
+from .runs import (MetricsLog, RunError, StopSignals, check_new_run, cpu_threads, disk_errors, launch_accelerator,
+                            load_checkpoint, logger as runs_logger, lost_contact, prepare_tmp, resolve_run, save_checkpoint,
+                            seal_dir, state_bytes, stream_batches)
 
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'MASKS', 'METRICS', 'MARKER', 'PRECISIONS', 'ConfigError', 'PretrainError', 'DataSection', 'FrontendSection',
-           'ModelSection', 'MaskingSection', 'ScheduleSection', 'OptimSection', 'RunSection', 'TrainConfig',
-           'config_keys', 'config_from_dict', 'config_to_dict', 'apply_overrides', 'save_config', 'load_config',
-           'lr_at', 'weight_decay_at', 'param_groups', 'set_schedules', 'build_frontend_config', 'preset_configs',
-           'build_model', 'build_mask_generator', 'StepBatches', 'StepItems', 'StepMasks', 'StepCollator',
-           'stream_batches', 'MetricsLog', 'seal_dir', 'state_bytes', 'prepare_tmp', 'disk_errors', 'find_checkpoint',
-           'checkpoint_problem', 'resume_checkpoint', 'run_dir_of', 'PretrainResult', 'source_norm_stats',
-           'export_encoder', 'pretrain', 'resolve_config', 'PeerLost', 'main']
+__all__ = ['logger', 'MASKS', 'PRECISIONS', 'METRICS', 'PretrainError', 'DataSection', 'FrontendSection', 'ModelSection',
+           'MaskingSection', 'ScheduleSection', 'OptimSection', 'RunSection', 'TrainConfig', 'lr_at', 'weight_decay_at',
+           'param_groups', 'set_schedules', 'build_frontend_config', 'preset_configs', 'build_model',
+           'build_mask_generator', 'StepBatches', 'StepItems', 'StepMasks', 'StepCollator', 'PretrainResult',
+           'source_norm_stats', 'export_encoder', 'check_run_config', 'start_process', 'open_run_data',
+           'build_training', 'restore', 'step_batches', 'Run', 'open_run', 'StepOutput', 'train_step', 'Interval',
+           'metrics_row', 'log_row', 'save_run', 'pretrain', 'resolve_config', 'main']
 
 # %% ../nbs/05_train.ipynb #6f23bdd3
-class ConfigError(ValueError):
-    "A configuration key or value that does not fit; the message says what would."
-
-class PretrainError(RuntimeError):
+class PretrainError(RunError):
     "A run that cannot start or continue as asked (nothing to resume, a run already in the way, too little data)."
 
 @dataclass
@@ -122,164 +120,6 @@ class TrainConfig:
     optim:OptimSection=field(default_factory=OptimSection)
     run:RunSection=field(default_factory=RunSection)
 
-# %% ../nbs/05_train.ipynb #55039558
-def _type_name(tp) -> str: return getattr(tp, '__name__', None) or str(tp).replace('typing.', '')
-
-def _coerce(value, tp, key:str):
-    "`value` (parsed YAML or a command-line string) as type `tp`, or a `ConfigError` naming `key`."
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None or value in ('null', 'None', '~'): 
-            if type(None) in args: return None
-        for t in (a for a in args if a is not type(None)):
-            try: return _coerce(value, t, key)
-            except ConfigError: pass
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    base = origin or tp
-    bad = ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if isinstance(value, str) and base in (list, tuple, dict):
-        try: value = yaml.safe_load(value)
-        except yaml.YAMLError: raise bad from None
-    if base is bool:
-        if isinstance(value, bool): return value
-        text = str(value).lower()
-        if text in ('true', 'yes', 'on', '1'): return True
-        if text in ('false', 'no', 'off', '0'): return False
-        raise bad
-    if base in (int, float):
-        if isinstance(value, bool): raise bad
-        try: number = float(value)
-        except (TypeError, ValueError): raise bad from None
-        if base is float: return number
-        if not number.is_integer(): raise bad
-        return int(number)
-    if base is str:
-        if isinstance(value, (dict, list, tuple)) or value is None: raise bad
-        return str(value)
-    if base in (list, tuple):
-        if base is list and value is None: return []
-        if base is list and isinstance(value, (str, int, float)): value = [value]
-        if not isinstance(value, (list, tuple)): raise bad
-        if base is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value): raise bad
-            return tuple(_coerce(v, t, key) for v, t in zip(value, args))
-        return base(_coerce(v, args[0], key) for v in value) if args else base(value)
-    if base is dict:
-        if value is None: return {}
-        if not isinstance(value, dict): raise bad
-        return dict(value)
-    return value
-
-def _hints(cls) -> dict: return typing.get_type_hints(cls)
-
-def config_keys(cls=None, # a config dataclass; default `TrainConfig`
-               ) -> list[str]:
-    "Every dotted key of `cls` (keys inside its `dict` fields end in `.*`)."
-    cls = cls or TrainConfig
-    keys = []
-    for name, tp in _hints(cls).items():
-        if is_dataclass(tp): keys += [f"{name}.{k}" for k in config_keys(tp)]
-        elif (typing.get_origin(tp) or tp) is dict: keys.append(f"{name}.*")
-        else: keys.append(name)
-    return keys
-
-def _unknown_key(key:str, cls, prefix:str) -> ConfigError:
-    valid = [f.name for f in fields(cls)]
-    by_leaf = {}
-    for k in config_keys():
-        if not k.endswith('.*'): by_leaf.setdefault(k.rsplit('.', 1)[-1], k)
-    close = difflib.get_close_matches(key.rsplit('.', 1)[-1], list(by_leaf), n=1, cutoff=0.6)
-    hint = f" (did you mean {by_leaf[close[0]]!r}?)" if close else ''
-    where = f"of {prefix.rstrip('.')!r}" if prefix else "at the top level"
-    return ConfigError(f"unknown config key {key!r}{hint}; valid keys {where}: {', '.join(valid)}")
-
-def config_from_dict(d:dict|None, # nested mapping, e.g. parsed YAML; missing keys keep their defaults
-                     cls=None, # the dataclass to build; default `TrainConfig`
-                     prefix:str='', # dotted path of `cls` inside the whole config, for messages
-                    ):
-    "Build the config dataclass `cls` from a nested dict, checking every key and converting every value."
-    cls = cls or TrainConfig
-    d = {} if d is None else d
-    if not isinstance(d, dict): raise ConfigError(f"{prefix.rstrip('.') or 'the config'} must be a mapping, got {d!r}")
-    hints, names = _hints(cls), {f.name for f in fields(cls)}
-    kwargs = {}
-    for name, value in d.items():
-        key = prefix + str(name)
-        if name not in names: raise _unknown_key(key, cls, prefix)
-        tp = hints[name]
-        kwargs[name] = config_from_dict(value, tp, key + '.') if is_dataclass(tp) else _coerce(value, tp, key)
-    try: return cls(**kwargs)
-    except (ValueError, TypeError) as e: raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {e}") from None
-
-def config_to_dict(cfg) -> dict:
-    "Plain nested dict of a config dataclass (tuples as lists), as YAML writes it."
-    def plain(v):
-        if isinstance(v, (list, tuple)): return [plain(x) for x in v]
-        if isinstance(v, dict): return {k: plain(x) for k, x in v.items()}
-        return v
-    return plain(dataclasses.asdict(cfg))
-
-# %% ../nbs/05_train.ipynb #67eb9d43
-def _parse_override(text:str) -> tuple[list[str], str]:
-    if '=' not in text:
-        raise ConfigError(f"override {text!r} is not KEY=VALUE (for example schedule.lr=5e-4); valid keys: "
-                          f"{', '.join(config_keys())}")
-    key, value = text.split('=', 1)
-    return key.strip().split('.'), value.strip()
-
-def apply_overrides(cfg:TrainConfig, # the config to change (not modified)
-                    overrides:list[str], # dotted 'KEY=VALUE' strings, e.g. ['schedule.lr=5e-4', 'model.encoder.depth=6']
-                   ) -> TrainConfig:
-    "A copy of `cfg` with each dotted `KEY=VALUE` applied (values parsed as YAML, then checked like a config file)."
-    d = config_to_dict(cfg)
-    for text in overrides or []:
-        parts, value = _parse_override(text)
-        cls, node, prefix = TrainConfig, d, ''
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            if cls is dict:                      # inside a free-form dict field: nested keys are created
-                if last: node[part] = _yaml_value(value)
-                else: node = node.setdefault(part, {})
-                continue
-            if part not in {f.name for f in fields(cls)}: raise _unknown_key(prefix + part, cls, prefix)
-            tp = _hints(cls)[part]
-            if last:
-                if is_dataclass(tp) or (typing.get_origin(tp) or tp) is dict and not value.startswith('{'):
-                    raise ConfigError(f"{prefix + part} is a section; set one of its keys, e.g. "
-                                      f"{prefix + part}.{(config_keys(tp)[0] if is_dataclass(tp) else 'KEY')}=...")
-                node[part] = value
-            elif is_dataclass(tp): cls, node, prefix = tp, node[part], prefix + part + '.'
-            elif (typing.get_origin(tp) or tp) is dict: cls, node, prefix = dict, node[part], prefix + part + '.'
-            else: raise ConfigError(f"{prefix + part} is a value, not a section: write {prefix + part}=VALUE")
-    return config_from_dict(d)
-
-def _yaml_value(text:str):
-    "A command-line value as YAML would read it (numbers like 5e-4 stay strings; fields convert them later)."
-    try: return yaml.safe_load(text)
-    except yaml.YAMLError: return text
-
-# %% ../nbs/05_train.ipynb #43c89850
-def save_config(cfg:TrainConfig, path) -> Path:
-    "Write `cfg` as YAML (every key, defaults included)."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    return path
-
-def load_config(path=None, # a YAML file (only the keys it changes); None for the defaults
-         overrides:list[str]|None=None, # dotted KEY=VALUE strings applied after the file
-               ) -> TrainConfig:
-    "The config of a YAML file with `overrides` applied."
-    d = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file(): raise ConfigError(f"config file {path} does not exist")
-        try: d = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e: raise ConfigError(f"{path} is not valid YAML: {e}") from None
-    try: cfg = config_from_dict(d)
-    except ConfigError as e: raise ConfigError(f"{path}: {e}" if path else str(e)) from None
-    return apply_overrides(cfg, overrides or [])
-
 # %% ../nbs/05_train.ipynb #1aa0a7af
 def lr_at(step:int, # optimiser step, from 0
           cfg:ScheduleSection,
@@ -313,21 +153,13 @@ def set_schedules(optimizer:torch.optim.Optimizer, # with `param_groups` groups
 MASKS = {'random': RandomPatchMask, 'multiblock': MultiBlockMask, 'time': TimeStripMask, 'freq': FreqStripMask,
          'inverse_block': InverseBlockMask}
 
-def _with_fields(obj, changes:dict, key:str):
-    "A copy of dataclass `obj` with `changes` (checked against its fields, converted to their types)."
-    names, hints = [f.name for f in fields(obj)], _hints(type(obj))
-    for k in changes:
-        if k not in names: raise ConfigError(f"unknown key {key}.{k}; valid keys of {key}: {', '.join(names)}")
-    try: return replace(obj, **{k: _coerce(v, hints[k], f"{key}.{k}") for k, v in changes.items()})
-    except (ValueError, TypeError) as e: raise ConfigError(f"{key}: {e}") from None
-
 def build_frontend_config(cfg:TrainConfig) -> FrontendConfig:
     "The front end of a run: `frontend.name` with `frontend.options`, cut to `data.clip_seconds`."
     try: base = frontend_config(cfg.frontend.name)
     except ValueError as e: raise ConfigError(f"frontend.name: {e}") from None
     if 'clip_seconds' in cfg.frontend.options:
         raise ConfigError("frontend.options.clip_seconds: set data.clip_seconds instead (the front end follows it)")
-    fc = _with_fields(base, cfg.frontend.options, 'frontend.options')
+    fc = with_fields(base, cfg.frontend.options, 'frontend.options')
     pt = preset_configs(cfg)['encoder'].patch_size[0]
     frames = max(pt, round(cfg.data.clip_seconds * fc.sample_rate / fc.hop_length / pt) * pt)
     return replace(fc, clip_seconds=cfg.data.clip_seconds, num_frames=cfg.frontend.options.get('num_frames', frames))
@@ -342,8 +174,8 @@ def preset_configs(cfg:TrainConfig, fc:FrontendConfig|None=None) -> dict:
             raise ConfigError(f"model.encoder.n_mels={encoder['n_mels']} differs from the front end's n_mels={fc.n_mels}; "
                               f"set frontend.options.n_mels instead")
         encoder['n_mels'] = fc.n_mels
-    return {'encoder': _with_fields(p['encoder'], encoder, 'model.encoder'),
-            'predictor': _with_fields(p['predictor'], cfg.model.predictor, 'model.predictor')}
+    return {'encoder': with_fields(p['encoder'], encoder, 'model.encoder'),
+            'predictor': with_fields(p['predictor'], cfg.model.predictor, 'model.predictor')}
 
 def build_model(cfg:TrainConfig, fc:FrontendConfig) -> AudioJEPA:
     "The `AudioJEPA` model of a run, initialised from `run.seed` (the same on every process)."
@@ -432,196 +264,6 @@ class StepCollator:
         batch['skipped'] += [s for _, _, skipped in triples for s in skipped]
         return self.masks(batch, triples[0][0])
 
-# %% ../nbs/05_train.ipynb #c0a28102
-def stream_batches(loader, # an `audiojepa.data.Loader` over a stream source
-                   position:tuple[int, int]=(0, 0), # (epoch, batches of it already used)
-                  ):
-    "Endless `((epoch, batches used), batch)` pairs of a loader, starting at `position`."
-    epoch, used = position
-    while True:
-        loader.set_epoch(epoch)
-        for i, batch in enumerate(loader):
-            if i >= used: yield (epoch, i + 1), batch
-        epoch, used = epoch + 1, 0
-
-# %% ../nbs/05_train.ipynb #2fc3a8a0
-METRICS = ('step', 'epoch', 'loss', 'lr', 'weight_decay', 'ema', 'grad_norm', 'clips_per_s',
-           'target_std', 'pred_std', 'target_rank', 'pred_rank', 'pred_loss', 'oracle_global', 'oracle_clip',
-           'oracle_clip_pos', 'var_cov', 'clip_loss', 'dist_init', 'cka_init', 'seconds')
-
-class MetricsLog:
-    "metrics.csv of a run, one row per logged step; rows after `resume_step` from an earlier invocation are dropped."
-    def __init__(self, path, resume_step:int|None=None,
-                 columns:typing.Sequence[str]=METRICS): # the columns (the tagging loop logs fewer)
-        self.path, self.columns = Path(path), tuple(columns)
-        kept = []
-        if resume_step is not None and self.path.is_file():
-            with open(self.path, newline='') as f: kept = [r for r in csv.DictReader(f) if int(r['step']) <= resume_step]
-        tmp = self.path.with_name(self.path.name + '.tmp')   # a run killed while rewriting keeps the old file
-        with open(tmp, 'w', newline='') as f:
-            writer = csv.DictWriter(f, self.columns)
-            writer.writeheader(); writer.writerows(kept)
-        os.replace(tmp, self.path)
-
-    def write(self, row:dict):
-        with open(self.path, 'a', newline='') as f: csv.DictWriter(f, self.columns, extrasaction='ignore').writerow(row)
-
-    def read(self) -> list[dict]:
-        "The rows so far, numbers as floats."
-        with open(self.path, newline='') as f: return [{k: float(v) for k, v in r.items() if v != ''} for r in csv.DictReader(f)]
-
-# %% ../nbs/05_train.ipynb #ea34e09a
-MARKER = 'complete.json'
-
-def _fsync(path:Path):
-    "Flush a file, or a folder's list of entries, to the disk (Windows cannot open folders: their entries are left to it)."
-    if os.name == 'nt' and path.is_dir(): return
-    fd = os.open(path, os.O_RDONLY)
-    try: os.fsync(fd)
-    finally: os.close(fd)
-
-def seal_dir(tmp, # a finished temporary folder, e.g. `step_000100.tmp`
-             final, # the name it takes; a folder already there is replaced
-             info:dict|None=None, # kept in the marker next to the list of files, e.g. {'step': 100}
-            ) -> Path:
-    "Mark `tmp` complete (`complete.json`: its files and their sizes, and `info`), flush it to the disk, rename it `final`."
-    tmp, final = Path(tmp), Path(final)
-    files = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob('*')) if p.is_file()}
-    (tmp / MARKER).write_text(json.dumps({**(info or {}), 'files': files}, indent=1))
-    for p in [*tmp.rglob('*'), tmp]: _fsync(p)
-    old = final.with_name(final.name + '.old')
-    if final.exists():    # a folder cannot be renamed onto another: move the old one aside, delete it once replaced
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-    tmp.rename(final)
-    _fsync(final.parent)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
-
-# %% ../nbs/05_train.ipynb #3551060a
-def state_bytes(*states) -> int:
-    "Bytes of the tensors in nested dicts, lists and tuples (state dicts): about what saving them writes."
-    total = 0
-    for s in states:
-        if isinstance(s, torch.Tensor): total += s.numel() * s.element_size()
-        elif isinstance(s, dict): total += state_bytes(*s.values())
-        elif isinstance(s, (list, tuple)): total += state_bytes(*s)
-    return total
-
-def _free_bytes(path:Path) -> int:
-    "Free bytes on the file system that holds `path` (or would hold it: its nearest existing parent)."
-    path = Path(path).absolute()
-    while not path.exists(): path = path.parent
-    return shutil.disk_usage(path).free
-
-def _tree_bytes(path:Path) -> int: return sum(p.stat().st_size for p in Path(path).rglob('*') if p.is_file())
-
-def _no_space(final:Path, needed:int, cause:Exception|None=None) -> PretrainError:
-    said = f" (the writer said: {type(cause).__name__}: {cause})" if cause is not None else ''
-    return PretrainError(f"not enough disk space to write {final}: it needs about {needed / 1e6:.1f} MB and "
-                         f"{_free_bytes(final) / 1e6:.1f} MB are free{said}. What was written before is intact: "
-                         f"free some space (or keep fewer checkpoints, run.keep_checkpoints) and continue with --resume auto")
-
-def prepare_tmp(final, # the folder about to be written, e.g. `checkpoints/step_000100`
-                needed:int, # about how many bytes it takes
-               ) -> Path: # its temporary folder, `final.tmp` (not created)
-    "Remove what killed writes of `final`'s kind left (`*.tmp`, `*.old`); a `PretrainError` if the disk has less than `needed` free."
-    final = Path(final)
-    kind = final.name.rstrip('0123456789')   # step_000100 -> step_: a killed save may have been of another step
-    for p in [*final.parent.glob(kind + '*.tmp'), *final.parent.glob(kind + '*.old')]: shutil.rmtree(p, ignore_errors=True)
-    if _free_bytes(final) < needed: raise _no_space(final, needed)
-    return final.with_name(final.name + '.tmp')
-
-@contextlib.contextmanager
-def disk_errors(tmp, # the temporary folder being written
-                final, # the folder it becomes, named in the error
-                needed:int, # about how many bytes the whole write takes
-               ):
-    "Remove `tmp` if the block fails; a failure on a full disk becomes a `PretrainError` naming `final` and `needed`."
-    tmp, final = Path(tmp), Path(final)
-    try: yield
-    except Exception as err:
-        full = getattr(err, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or (
-            tmp.exists() and _free_bytes(tmp) < needed - _tree_bytes(tmp))
-        shutil.rmtree(tmp, ignore_errors=True)
-        if full: raise _no_space(final, needed, err) from None
-        raise
-
-# %% ../nbs/05_train.ipynb #f1317af5
-def _step_of(path:Path) -> int|None:
-    "N of a `step_N` folder; None for any other name."
-    m = re.fullmatch(r'step_(\d+)', path.name)
-    return int(m[1]) if m else None
-
-def _step_dirs(folder) -> list[Path]:
-    "The `step_N` folders of a checkpoints folder, newest first."
-    return sorted((p for p in Path(folder).glob('step_*') if p.is_dir() and _step_of(p) is not None), key=_step_of, reverse=True)
-
-def find_checkpoint(path) -> Path|None:
-    "The newest complete checkpoint (its marker written) of a run directory, or `path` itself if it is one; None if there is none."
-    path = Path(path)
-    if (path / 'trainer_state.json').is_file(): return path if (path / MARKER).is_file() else None
-    return next((c for c in _step_dirs(path / 'checkpoints') if (c / MARKER).is_file()), None)
-
-def checkpoint_problem(path) -> str|None:
-    "What makes checkpoint `path` unusable (incomplete, a file missing, cut short or unreadable, steps that disagree), or None."
-    path = Path(path)
-    try: marker = json.loads((path / MARKER).read_text())
-    except FileNotFoundError: return f"no {MARKER}: nothing says it was written whole"
-    except (OSError, ValueError) as e: return f"{MARKER} is unreadable ({e})"
-    for name, size in marker.get('files', {}).items():
-        if not (path / name).is_file(): return f"{name} is missing"
-        if (found := (path / name).stat().st_size) != size: return f"{name} has {found} bytes, {size} were written"
-    try: state = json.loads((path / 'trainer_state.json').read_text())
-    except (OSError, ValueError) as e: return f"trainer_state.json is unreadable ({e})"
-    steps = {'trainer_state.json': state.get('step'), MARKER: marker.get('step')}
-    if _step_of(path) is not None: steps['the folder name'] = _step_of(path)
-    if len(set(steps.values())) > 1: return "the steps disagree: " + ', '.join(f"{k} says {v}" for k, v in steps.items())
-    for f in sorted(path.rglob('*')):
-        try:
-            if f.suffix == '.safetensors':
-                with safe_open(str(f), 'pt') as st:
-                    for key in st.keys(): st.get_tensor(key)
-            elif f.suffix in ('.bin', '.pkl', '.pt'): torch.load(f, map_location='cpu', weights_only=False)   # what load_state reads
-        except Exception as e: return f"{f.relative_to(path)} does not load ({type(e).__name__}: {e})"
-    return None
-
-def _newest_usable(run:Path) -> Path|None:
-    "The newest checkpoint of run directory `run` without a `checkpoint_problem`, warning about each newer one passed over."
-    damaged = []
-    for c in _step_dirs(run / 'checkpoints'):
-        if (problem := checkpoint_problem(c)) is None: return c
-        logger.warning("checkpoint %s is unusable, %s: trying the one before", c, problem)
-        damaged.append(c.name)
-    if damaged:
-        raise PretrainError(f"no usable checkpoint in {run}: {', '.join(damaged)} are damaged (see the warnings); "
-                            f"move them away to start the run again")
-    return None
-
-def resume_checkpoint(resume:str|None, # None, 'auto' or a run / checkpoint directory
-                      out, # the run directory, searched by 'auto'
-                     ) -> Path|None:
-    "The checkpoint `--resume` asks for, checked: None to start fresh (also 'auto' in a run directory without checkpoints)."
-    if resume is None: return None
-    if resume == 'auto':
-        found = _newest_usable(Path(out))
-        if found is None: logger.info("--resume auto: no checkpoint in %s, starting a new run", out)
-        return found
-    path = Path(resume)
-    if not path.is_dir(): raise PretrainError(f"--resume {resume}: no such directory")
-    if _step_of(path) is not None or (path / 'trainer_state.json').exists() or (path / MARKER).exists():
-        if (problem := checkpoint_problem(path)) is not None: raise PretrainError(f"--resume {resume}: unusable checkpoint, {problem}")
-        return path
-    found = _newest_usable(path)
-    if found is None:
-        raise PretrainError(f"--resume {resume}: no checkpoint there (expected a run directory with "
-                            f"checkpoints/step_N/{MARKER}, or such a step_N directory)")
-    return found
-
-def run_dir_of(checkpoint) -> Path:
-    "The run directory a checkpoint belongs to."
-    return Path(checkpoint).resolve().parent.parent
-
 # %% ../nbs/05_train.ipynb #b1e04208
 @dataclass
 class PretrainResult:
@@ -648,25 +290,11 @@ def _duration(seconds:float) -> str:
     m, s = divmod(round(seconds), 60)
     return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
 
-class _StopSignals:
-    "SIGTERM/SIGINT set a flag the loop reads after each step; a second signal interrupts at once."
-    def __init__(self): self.signum, self._old = None, {}
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():   # signal handlers can only be set there
-            for sig in (signal.SIGTERM, signal.SIGINT): self._old[sig] = signal.signal(sig, self._handle)
-        return self
-    def _handle(self, signum, frame):
-        if self.signum is not None: raise KeyboardInterrupt
-        self.signum = signum
-        logger.warning("%s received: saving a checkpoint after this step", signal.Signals(signum).name)
-    def __exit__(self, *exc):
-        for sig, handler in self._old.items(): signal.signal(sig, handler)
-
 @contextlib.contextmanager
 def _own_failures(is_main:bool, rank:int, world:int):
-    "Log a process's own `PretrainError` or `NoAudioError` there: the command line prints only the main process's (which all share)."
+    "Log a process's own `RunError` or `NoAudioError` there: the command line prints only the main process's (which all share)."
     try: yield
-    except (PretrainError, NoAudioError) as e:
+    except (RunError, NoAudioError) as e:
         if not is_main: logger.error("process %d of %d: %s", rank, world, e)
         raise
 
@@ -705,226 +333,278 @@ def export_encoder(model:AudioJEPA, fc:FrontendConfig, path,
         seal_dir(tmp, path)
     return path
 
-# %% ../nbs/05_train.ipynb #4b54b7a3
+# %% ../nbs/05_train.ipynb #trn00001
 PRECISIONS = ('auto', 'no', 'bf16', 'fp16', 'fp8')
 
-def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `TrainConfig()` (the main job)
-             checkpoint=None, # a checkpoint directory to continue from (see `resume_checkpoint`)
-            ) -> PretrainResult:
-    "Pretrain (or continue pretraining) an Audio-JEPA model as `cfg` says; every process of a launch calls this."
-    t_start, cfg = time.time(), cfg or TrainConfig()
-    out = Path(cfg.run.out)
+def check_run_config(cfg:TrainConfig):
+    "A `ConfigError` for run settings that no part checks when it is built."
     if cfg.run.mixed_precision not in PRECISIONS:
         raise ConfigError(f"run.mixed_precision: expected one of {', '.join(PRECISIONS)}, got {cfg.run.mixed_precision!r}")
     if cfg.run.export not in ('target', 'context'): raise ConfigError(f"run.export: expected 'target' or 'context', got {cfg.run.export!r}")
     for key in ('data.batch_size', 'schedule.max_steps', 'optim.grad_accum', 'run.log_every'):
         section, name = key.split('.')
         if (value := getattr(getattr(cfg, section), name)) < 1: raise ConfigError(f"{key} must be at least 1, got {value}")
-    if checkpoint is None and (existing := find_checkpoint(out)) is not None:
-        raise PretrainError(f"{out} already holds a run ({existing.name}); continue it with --resume auto, "
-                            f"or choose another --out")
-    fc, mask_gen = build_frontend_config(cfg), build_mask_generator(cfg.masking)
-    # several processes and no GPU: Accelerate needs cpu=True to join them over gloo (else each trains alone)
-    cpu_group = int(os.environ.get('WORLD_SIZE', 1)) > 1 and not torch.cuda.is_available()
-    accelerator = Accelerator(mixed_precision=None if cfg.run.mixed_precision == 'auto' else cfg.run.mixed_precision,
-                              log_with=cfg.run.trackers or None, project_dir=str(out), cpu=cpu_group)
-    is_main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+
+# %% ../nbs/05_train.ipynb #trn00004
+def start_process(cfg:TrainConfig) -> Accelerator:
+    "This process's `Accelerator`, its CPU threads, and Python's and NumPy's generators seeded."
+    accelerator = launch_accelerator(mixed_precision=None if cfg.run.mixed_precision == 'auto' else cfg.run.mixed_precision,
+                                     log_with=cfg.run.trackers or None, project_dir=str(cfg.run.out))
     # nothing here draws from Python's or NumPy's global generators, but checkpoints save them: seeded, they are the
     # same in every run of a config, however often it was stopped and resumed
-    random.seed(mixed_seed(cfg.run.seed, 3, rank)); np.random.seed(mixed_seed(cfg.run.seed, 3, rank) % 2**32)
-    threads = cfg.run.threads or (0 if 'OMP_NUM_THREADS' in os.environ else
-                                  (os.cpu_count() or 1) // int(os.environ.get('LOCAL_WORLD_SIZE', 1)) - cfg.data.num_workers)
-    # more threads than free cores makes every op wait for a descheduled thread (10x slower on a busy 2-core machine)
-    if threads: torch.set_num_threads(max(1, threads))
+    seed = mixed_seed(cfg.run.seed, 3, accelerator.process_index)
+    random.seed(seed); np.random.seed(seed % 2**32)
+    cpu_threads(cfg.run.threads, cfg.data.num_workers)
+    return accelerator
+
+def open_run_data(cfg:TrainConfig, fc:FrontendConfig, accelerator:Accelerator) -> tuple:
+    "`(source, cfg, fc)`: the run's source, checked, and the config and front end with its log-mel statistics."
     source = _open_data(cfg, fc)
-    stream = isinstance(source, IterableDataset)
-    if not stream: check_readable(source)
+    if not isinstance(source, IterableDataset): check_readable(source)
     if cfg.frontend.norm_clips and not {'mean', 'std'} <= set(cfg.frontend.options):
-        stats = [source_norm_stats(source, fc, cfg.frontend.norm_clips) if is_main else None]
+        stats = [source_norm_stats(source, fc, cfg.frontend.norm_clips) if accelerator.is_main_process else None]
         broadcast_object_list(stats)   # the main process measures, every process normalises with its numbers
         cfg = replace(cfg, frontend=replace(cfg.frontend, options={**cfg.frontend.options, 'mean': stats[0].mean, 'std': stats[0].std}))
         fc = build_frontend_config(cfg)
+    return source, cfg, fc
 
+def build_training(cfg:TrainConfig, fc:FrontendConfig, accelerator:Accelerator) -> tuple:
+    "`(model, optimizer, init_encoder)`: the model and AdamW prepared by `accelerator`, and a frozen copy of the initial encoder."
     model = build_model(cfg, fc)
     # what drift_from_init compares with (a resumed run rebuilds the same initialisation from the seed)
     init_encoder = deepcopy(model.encoder).requires_grad_(False).eval().to(accelerator.device)
-    grid = model.encoder.grid(fc.num_frames)
     # the fused kernel: on CPU the default (foreach) AdamW step costs about as much as the forward-backward of `small`
     optimizer = torch.optim.AdamW(param_groups(model), lr=cfg.schedule.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
                                   fused=accelerator.device.type in ('cpu', 'cuda', 'mps'))
     model, optimizer = accelerator.prepare(model, optimizer)
-    core = accelerator.unwrap_model(model)
-    state = {'step': 0, 'positions': None, 'skipped': [], 'first_loss': None, 'last_loss': None, 'num_processes': world}
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        state.update(json.loads((Path(checkpoint) / 'trainer_state.json').read_text()))
-        if state['num_processes'] != world:
-            logger.warning("the checkpoint was written by %d processes, this run has %d: the data order changes",
-                           state['num_processes'], world)
-    step0, accum, bs = state['step'], cfg.optim.grad_accum, cfg.data.batch_size
+    return model, optimizer, init_encoder
+
+def restore(accelerator:Accelerator, checkpoint) -> dict:
+    "The trainer state of a new run, or of `checkpoint` restored into the prepared model and optimiser."
+    state = {'step': 0, 'positions': None, 'skipped': [], 'first_loss': None, 'last_loss': None,
+             'num_processes': accelerator.num_processes}
+    if checkpoint is None: return state
+    state = load_checkpoint(accelerator, checkpoint, state)
+    if state['num_processes'] != accelerator.num_processes:
+        logger.warning("the checkpoint was written by %d processes, this run has %d: the data order changes",
+                       state['num_processes'], accelerator.num_processes)
+    return state
+
+def step_batches(source, cfg:TrainConfig, masks:StepMasks, state:dict, skips:SkipLog, accelerator:Accelerator) -> tuple:
+    "`(batches, per_epoch, position)`: endless `(stream position or None, batch)` pairs from the run's step on."
+    rank, world, pin = accelerator.process_index, accelerator.num_processes, accelerator.device.type == 'cuda'
+    micro0, bs, workers = state['step'] * cfg.optim.grad_accum, cfg.data.batch_size, cfg.data.num_workers
+    if isinstance(source, IterableDataset):
+        position = tuple(state['positions'][rank]) if state['positions'] and len(state['positions']) == world else (0, 0)
+        loader = make_loader(source, bs, shuffle=True, num_workers=workers, seed=cfg.run.seed, skip_log=skips,
+                             rank=rank, world_size=world, pin_memory=pin)
+        return ((pos, masks(b, m)) for m, (pos, b) in zip(count(micro0), stream_batches(loader, position))), None, position
+    sampler = StepBatches(len(source), bs, cfg.run.seed, world, rank, start=micro0)
+    loader = DataLoader(StepItems(source, sampler), batch_sampler=sampler, collate_fn=StepCollator(masks),
+                        num_workers=workers, pin_memory=pin)
+    return ((None, b) for b in loader), sampler.per_epoch, None
+
+# %% ../nbs/05_train.ipynb #trn00006
+METRICS = ('step', 'epoch', 'loss', 'lr', 'weight_decay', 'ema', 'grad_norm', 'clips_per_s',
+           'target_std', 'pred_std', 'target_rank', 'pred_rank', 'pred_loss', 'oracle_global', 'oracle_clip',
+           'oracle_clip_pos', 'var_cov', 'clip_loss', 'dist_init', 'cka_init', 'seconds')
+
+@dataclass
+class Run:
+    "One invocation of a pretraining run: the parts built from its config, and where it is."
+    cfg:TrainConfig
+    fc:FrontendConfig
+    accelerator:Accelerator
+    model:torch.nn.Module # as prepared by the accelerator (wrapped for DDP on several processes)
+    core:AudioJEPA # the model itself
+    optimizer:torch.optim.Optimizer
+    frontend:LogMel
+    init_encoder:torch.nn.Module # the encoder as initialised, for `drift_from_init`
+    batches:typing.Iterator # endless `(stream position or None, batch)` pairs
+    state:dict # what trainer_state.json saves: step, stream positions, skipped files, first and last loss
+    skips:SkipLog
+    per_epoch:int|None # micro-batches per epoch of a map-style source; None for a stream
+    position:tuple|None # (epoch, batches used) of a stream on this process; None for a map-style source
+    t_start:float # when this invocation began
+    metrics:MetricsLog|None = None # the main process's metrics.csv
+
+    @property
+    def out(self) -> Path: return Path(self.cfg.run.out)
+    @property
+    def exported(self) -> torch.nn.Module: return self.core.target_encoder if self.cfg.run.export == 'target' else self.core.encoder
+
+    def training(self, step:int) -> dict:
+        "What the run is, stored with each export."
+        return {'step': step, 'max_steps': self.cfg.schedule.max_steps, 'seed': self.cfg.run.seed, 'preset': self.cfg.model.preset}
+
+def open_run(cfg:TrainConfig, checkpoint=None) -> Run:
+    "Build every part of a run from its config (the same on every process) and restore `checkpoint` if given."
+    t_start = time.time()
+    check_run_config(cfg)
+    check_new_run(cfg.run.out, checkpoint)
+    fc, mask_gen = build_frontend_config(cfg), build_mask_generator(cfg.masking)
+    accelerator = start_process(cfg)
+    source, cfg, fc = open_run_data(cfg, fc, accelerator)
+    model, optimizer, init_encoder = build_training(cfg, fc, accelerator)
+    state = restore(accelerator, checkpoint)
     skips = SkipLog(); skips.update(state['skipped'])
-    masks = StepMasks(mask_gen, grid, cfg.run.seed, rank, views=cfg.model.jepa.masks_per_clip)
-    position, per_epoch = (0, 0), None
-    if stream:
-        if state['positions'] and len(state['positions']) == world: position = tuple(state['positions'][rank])
-        loader = make_loader(source, bs, shuffle=True, num_workers=cfg.data.num_workers, seed=cfg.run.seed,
-                             skip_log=skips, rank=rank, world_size=world, pin_memory=accelerator.device.type == 'cuda')
-        batches = ((pos, masks(b, m)) for m, (pos, b) in zip(count(step0 * accum), stream_batches(loader, position)))
-    else:
-        sampler = StepBatches(len(source), bs, cfg.run.seed, world, rank, start=step0 * accum)
-        per_epoch = sampler.per_epoch
-        loader = DataLoader(StepItems(source, sampler), batch_sampler=sampler, collate_fn=StepCollator(masks),
-                            num_workers=cfg.data.num_workers, pin_memory=accelerator.device.type == 'cuda')
-        batches = ((None, b) for b in loader)
-    frontend = LogMel(fc).to(accelerator.device)
-
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / 'config.yaml')
-        metrics = MetricsLog(out / 'metrics.csv', resume_step=step0 if checkpoint is not None else None)
+    core = accelerator.unwrap_model(model)
+    grid = core.encoder.grid(fc.num_frames)
+    masks = StepMasks(mask_gen, grid, cfg.run.seed, accelerator.process_index, views=cfg.model.jepa.masks_per_clip)
+    batches, per_epoch, position = step_batches(source, cfg, masks, state, skips, accelerator)
+    run = Run(cfg, fc, accelerator, model, core, optimizer, LogMel(fc).to(accelerator.device), init_encoder, batches,
+              state, skips, per_epoch, position, t_start)
+    if accelerator.is_main_process:
+        run.out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run.out / 'config.yaml')
+        run.metrics = MetricsLog(run.out / 'metrics.csv', state['step'] if checkpoint is not None else None, METRICS)
     if cfg.run.trackers: accelerator.init_trackers('audiojepa')   # the config is in config.yaml
+    return run
 
-    training = lambda step: {'step': step, 'max_steps': cfg.schedule.max_steps, 'seed': cfg.run.seed, 'preset': cfg.model.preset}
-    exported = lambda: core.target_encoder if cfg.run.export == 'target' else core.encoder
+# %% ../nbs/05_train.ipynb #trn00009
+@dataclass
+class StepOutput:
+    "What one optimiser step leaves for logging."
+    losses:list # each micro-batch's loss / grad_accum, detached (on the device, not synchronised)
+    clips:int # clips this process trained on
+    grad_norm:torch.Tensor|None
+    diagnostics:dict|None # `AudioJEPA` diagnostics of the last micro-batch (logged steps only)
+    mel:torch.Tensor # the last micro-batch's log-mel and padding, for `drift_from_init`
+    frame_mask:torch.Tensor|None
 
-    def save(step):
-        final = out / 'checkpoints' / f'step_{step:06d}'
-        tmp = final.with_name(final.name + '.tmp')
-        # model with its EMA target, optimiser moments, and the export next to them; 1 MB for configs and RNG states
-        needed = state_bytes(core.state_dict(), optimizer.state_dict(), exported().state_dict()) + 2**20
-        if is_main: prepare_tmp(final, needed)   # a full disk fails here, before anything is written
-        accelerator.wait_for_everyone()
-        try:
-            with disk_errors(tmp, final, needed): accelerator.save_state(str(tmp))
-        except (RuntimeError, OSError) as err:
-            # the main process removes `tmp` when its own part fails (a full disk): this one has lost its peer, not failed
-            if is_main or tmp.exists(): raise
-            raise PeerLost(f"{tmp} was removed while this process wrote into it") from err
-        positions = gather_object([list(position)]) if stream else None
-        skipped = gather_object(list(skips.rows.items()))
-        if is_main:
-            skips.update(skipped)
-            state.update(step=step, positions=positions, skipped=list(skips.rows.items()), num_processes=world)
-            with disk_errors(tmp, final, needed):
-                save_config(cfg, tmp / 'config.yaml')
-                (tmp / 'trainer_state.json').write_text(json.dumps(state, indent=1))
-                seal_dir(tmp, final, {'step': step})
-            # older checkpoints go only now that the new one is complete (folders without a marker are left alone)
-            older = [c for c in _step_dirs(final.parent) if (c / MARKER).is_file() and _step_of(c) < step]
-            for old in older[cfg.run.keep_checkpoints - 1:] if cfg.run.keep_checkpoints else []: shutil.rmtree(old)
-            export_encoder(core, fc, out / 'encoder', cfg.run.export, training(step))
-            os.replace(skips.write(out / 'skipped.csv.tmp'), out / 'skipped.csv')
-        accelerator.wait_for_everyone()
+def train_step(run:Run, step:int, # the optimiser step, from 0
+               diagnostics:bool=False, # compute the collapse diagnostics (a logged step)
+              ) -> StepOutput:
+    "One optimiser step: `grad_accum` micro-batches forward and backward, clipping, AdamW, the EMA update."
+    cfg, acc, accum = run.cfg, run.accelerator, run.cfg.optim.grad_accum
+    set_schedules(run.optimizer, step, cfg.schedule)
+    torch.manual_seed(mixed_seed(cfg.run.seed, 2, step, acc.process_index))
+    losses, clips = [], 0
+    for micro in range(accum):
+        position, batch = next(run.batches)
+        if position is not None: run.position = position
+        else: run.skips.update(batch['skipped'])
+        audio = batch['audio'].to(acc.device, non_blocking=True)
+        with torch.no_grad(): mel, frame_mask = run.frontend(audio, batch['padding_mask'].to(acc.device, non_blocking=True))
+        if not frame_mask.any(): frame_mask = None          # nothing padded: skip the attention mask
+        last = micro == accum - 1
+        with contextlib.nullcontext() if last else acc.no_sync(run.model):
+            loss, diag = run.model(mel, batch['context_idx'].to(acc.device), batch['target_idx'].to(acc.device),
+                                   padding_mask=frame_mask, diagnostics=diagnostics and last)
+            acc.backward(loss / accum)
+        losses.append(loss.detach() / accum)
+        clips += audio.shape[0]
+    grad_norm = acc.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else None
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.core.update_target(ema_momentum(step, cfg.schedule.max_steps, cfg.model.jepa.ema_start, cfg.model.jepa.ema_end))
+    return StepOutput(losses, clips, grad_norm, diag if diagnostics else None, mel, frame_mask)
 
-    max_steps, jepa_cfg, seed = cfg.schedule.max_steps, cfg.model.jepa, cfg.run.seed
-    stop_step = min(max_steps, cfg.run.stop_at or max_steps)
-    bar = tqdm(total=max_steps, initial=step0, desc='pretrain', unit='step', dynamic_ncols=True,
-               disable=not (is_main and cfg.run.progress))
-    step, clips_done, stopped_by = step0, 0, None
-    interval_loss, interval_steps, interval_clips, t_log = torch.zeros((), device=accelerator.device), 0, 0, time.time()
-    model.train()
-    with _own_failures(is_main, rank, world), _StopSignals() as signals:
+# %% ../nbs/05_train.ipynb #trn00012
+@dataclass
+class Interval:
+    "The steps since the last logged row."
+    loss:torch.Tensor # the summed losses of its micro-batches (each / grad_accum)
+    steps:int = 0
+    clips:int = 0 # clips of this process
+    start:float = field(default_factory=time.time)
+
+    def add(self, out:StepOutput):
+        for loss in out.losses: self.loss += loss
+        self.steps, self.clips = self.steps + 1, self.clips + out.clips
+
+def metrics_row(run:Run, step:int, # the step just done, from 1
+                out:StepOutput, interval:Interval) -> dict:
+    "The metrics.csv row of a logged step, averaged over the processes (a collective call: every process makes it)."
+    acc, world, sched = run.accelerator, run.accelerator.num_processes, run.cfg.schedule
+    diag = {**out.diagnostics, **drift_from_init(run.exported, run.init_encoder, out.mel, out.frame_mask)}
+    values = torch.stack([interval.loss / interval.steps, torch.tensor(float(interval.clips), device=acc.device),
+                          *(v.float() for v in diag.values())])
+    values = acc.reduce(values, 'sum') if world > 1 else values
+    now = time.time()
+    epoch = run.position[0] if run.per_epoch is None else round(step * run.cfg.optim.grad_accum / run.per_epoch, 3)
+    jepa = run.cfg.model.jepa
+    return {'step': step, 'epoch': epoch, 'loss': values[0].item() / world, 'lr': lr_at(step - 1, sched),
+            'weight_decay': weight_decay_at(step - 1, sched), 'ema': ema_momentum(step - 1, sched.max_steps, jepa.ema_start, jepa.ema_end),
+            'grad_norm': None if out.grad_norm is None else float(out.grad_norm),
+            'clips_per_s': values[1].item() / (now - interval.start),
+            **{k: (v / world).item() for k, v in zip(diag, values[2:])}, 'seconds': round(now - run.t_start, 2)}
+
+def log_row(run:Run, row:dict, bar):
+    "Record a logged step: the run's first and last loss, metrics.csv, the trackers, the progress bar."
+    if run.state['first_loss'] is None: run.state['first_loss'] = row['loss']
+    run.state['last_loss'] = row['loss']
+    if run.metrics is not None: run.metrics.write(row)
+    if run.cfg.run.trackers: run.accelerator.log({k: v for k, v in row.items() if v is not None and k != 'step'}, step=row['step'])
+    bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", clips_s=f"{row['clips_per_s']:.0f}")
+
+# %% ../nbs/05_train.ipynb #trn00014
+def save_run(run:Run, step:int):
+    "Checkpoint the run at `step` (every process calls this), export the encoder and write skipped.csv."
+    acc, out, world = run.accelerator, run.out, run.accelerator.num_processes
+    final = out / 'checkpoints' / f'step_{step:06d}'
+    # model with its EMA target, optimiser moments, and the export next to them; 1 MB for configs and RNG states
+    needed = state_bytes(run.core.state_dict(), run.optimizer.state_dict(), run.exported.state_dict()) + 2**20
+    positions = gather_object([list(run.position)]) if run.per_epoch is None else None
+    skipped = gather_object(list(run.skips.rows.items()))
+    if acc.is_main_process:
+        run.skips.update(skipped)
+        run.state.update(step=step, positions=positions, skipped=list(run.skips.rows.items()), num_processes=world)
+    save_checkpoint(acc, final, run.state, run.cfg, needed, run.cfg.run.keep_checkpoints)
+    if acc.is_main_process:
+        export_encoder(run.core, run.fc, out / 'encoder', run.cfg.run.export, run.training(step))
+        os.replace(run.skips.write(out / 'skipped.csv.tmp'), out / 'skipped.csv')
+    acc.wait_for_everyone()
+
+# %% ../nbs/05_train.ipynb #4b54b7a3
+def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `TrainConfig()` (the main job)
+             checkpoint=None, # a checkpoint directory to continue from (see `resume_checkpoint`)
+            ) -> PretrainResult:
+    "Pretrain (or continue pretraining) an Audio-JEPA model as `cfg` says; every process of a launch calls this."
+    run = open_run(cfg or TrainConfig(), checkpoint)
+    cfg, acc = run.cfg, run.accelerator
+    step0 = step = run.state['step']
+    stop_step = min(cfg.schedule.max_steps, cfg.run.stop_at or cfg.schedule.max_steps)
+    bar = tqdm(total=cfg.schedule.max_steps, initial=step0, desc='pretrain', unit='step', dynamic_ncols=True,
+               disable=not (acc.is_main_process and cfg.run.progress))
+    interval, stopped_by, clips = Interval(torch.zeros((), device=acc.device)), None, 0
+    run.model.train()
+    with _own_failures(acc.is_main_process, acc.process_index, acc.num_processes), StopSignals() as signals:
         while step < stop_step:
-            lr, wd = set_schedules(optimizer, step, cfg.schedule)
-            torch.manual_seed(mixed_seed(seed, 2, step, rank))
             log_now = (step + 1) % cfg.run.log_every == 0 or step + 1 == stop_step
-            for micro in range(accum):
-                position_next, batch = next(batches)
-                if stream: position = position_next
-                else: skips.update(batch['skipped'])
-                audio = batch['audio'].to(accelerator.device, non_blocking=True)
-                with torch.no_grad():
-                    mel, frame_mask = frontend(audio, batch['padding_mask'].to(accelerator.device, non_blocking=True))
-                if not frame_mask.any(): frame_mask = None          # nothing padded: skip the attention mask
-                with contextlib.nullcontext() if micro == accum - 1 else accelerator.no_sync(model):
-                    loss, diag = model(mel, batch['context_idx'].to(accelerator.device),
-                                       batch['target_idx'].to(accelerator.device), padding_mask=frame_mask,
-                                       diagnostics=log_now and micro == accum - 1)
-                    accelerator.backward(loss / accum)
-                interval_loss += loss.detach() / accum
-                interval_clips += audio.shape[0]
-                clips_done += audio.shape[0] * world
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else None
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            ema = ema_momentum(step, max_steps, jepa_cfg.ema_start, jepa_cfg.ema_end)
-            core.update_target(ema)
-            step += 1; interval_steps += 1
-            bar.update(1)
+            out = train_step(run, step, diagnostics=log_now)
+            step += 1
+            interval.add(out); bar.update(1)
+            clips += out.clips * acc.num_processes
             if log_now:
-                diag.update(drift_from_init(exported(), init_encoder, mel, frame_mask))
-                values = torch.stack([interval_loss / interval_steps, torch.tensor(float(interval_clips), device=accelerator.device),
-                                      *(v.float() for v in diag.values())])
-                values = accelerator.reduce(values, 'sum') if world > 1 else values
-                mean = {k: (v / world).item() for k, v in zip(diag, values[2:])}
-                now = time.time()
-                row = {'step': step, 'epoch': position[0] if stream else round(step * accum / per_epoch, 3),
-                       'loss': values[0].item() / world, 'lr': lr, 'weight_decay': wd, 'ema': ema,
-                       'grad_norm': None if grad_norm is None else float(grad_norm),
-                       'clips_per_s': values[1].item() / (now - t_log), **mean, 'seconds': round(now - t_start, 2)}
-                if state['first_loss'] is None: state['first_loss'] = row['loss']
-                state['last_loss'] = row['loss']
-                if is_main: metrics.write(row)
-                if cfg.run.trackers: accelerator.log({k: v for k, v in row.items() if v is not None and k != 'step'}, step=step)
-                bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}", clips_s=f"{row['clips_per_s']:.0f}")
-                interval_loss.zero_(); interval_steps, interval_clips, t_log = 0, 0, now
-            stopping = signals.signum is not None
-            if world > 1:   # stop together: one process's signal stops all
-                stopping = bool(accelerator.reduce(torch.tensor(float(stopping), device=accelerator.device), 'sum') > 0)
+                log_row(run, metrics_row(run, step, out, interval), bar)
+                interval = Interval(torch.zeros((), device=acc.device))
+            stopping = signals.stopping(acc)   # every process asks: one process's signal stops all
             if stopping or step == stop_step or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
-                save(step)
+                save_run(run, step)
             if stopping:
-                stopped_by = signal.Signals(signals.signum).name if signals.signum else 'a signal on another process'
+                stopped_by = signals.name()
                 break
     bar.close()
-    if step == step0 and is_main: export_encoder(core, fc, out / 'encoder', cfg.run.export, training(step))   # nothing left to train
-    accelerator.end_training()
-    return PretrainResult(out, out / 'encoder', step, max_steps, state['first_loss'], state['last_loss'],
-                          clips_done, time.time() - t_start, stopped_by)
+    if step == step0 and acc.is_main_process:   # nothing left to train
+        export_encoder(run.core, run.fc, run.out / 'encoder', cfg.run.export, run.training(step))
+    acc.end_training()
+    return PretrainResult(run.out, run.out / 'encoder', step, cfg.schedule.max_steps, run.state['first_loss'],
+                          run.state['last_loss'], clips, time.time() - run.t_start, stopped_by)
 
 # %% ../nbs/05_train.ipynb #593410df
-def _merge(base:dict, changes:dict) -> dict:
-    "`base` with the (nested) keys of `changes` replaced."
-    out = dict(base)
-    for k, v in changes.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
 def resolve_config(config:str|None=None, # YAML file with the keys to change
                    flags:dict|None=None, # dotted key -> value of the command-line flags that were given
                    overrides:list[str]|None=None, # dotted KEY=VALUE strings
                    resume:str|None=None, # None, 'auto' or a run / checkpoint directory
                   ) -> tuple[TrainConfig, Path|None]: # (config, checkpoint to continue from or None)
-    "The config and checkpoint a command line asks for."
-    file_changes = {}
-    if config is not None:
-        if not Path(config).is_file(): raise ConfigError(f"config file {config} does not exist")
-        try: file_changes = yaml.safe_load(Path(config).read_text()) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{config} is not a YAML file ({what_file(config)}): {str(e).splitlines()[0]}") from None
-        if not isinstance(file_changes, dict): raise ConfigError(f"{config} must hold a mapping of config keys")
-        # the file's source options (audio_dir, ...) belong to its source: --data names another one
-        if (flags or {}).get('data.spec') is not None and isinstance(file_changes.get('data'), dict):
-            file_changes['data'].pop('options', None)
+    "The config and checkpoint a command line asks for (see `audiojepa.runs.resolve_run`)."
+    changes = read_config_file(config)
+    # the file's source options (audio_dir, ...) belong to its source: --data names another one
+    if (flags or {}).get('data.spec') is not None and isinstance(changes.get('data'), dict):
+        changes['data'] = {k: v for k, v in changes['data'].items() if k != 'options'}
     flag_overrides = [f"{k}={v}" for k, v in (flags or {}).items() if v is not None]
-    fresh = apply_overrides(config_from_dict(file_changes), flag_overrides + list(overrides or []))
-    checkpoint = resume_checkpoint(resume, fresh.run.out)
-    if checkpoint is None: return fresh, None
-    saved = load_config(checkpoint / 'config.yaml')
-    saved = replace(saved, run=replace(saved.run, stop_at=0))   # a stop was for the invocation that made the checkpoint
-    cfg = apply_overrides(config_from_dict(_merge(config_to_dict(saved), file_changes)), flag_overrides + list(overrides or []))
-    # the run continues where its checkpoint lives, unless this command line moves it
-    if resume == 'auto': out = fresh.run.out
-    else: out = str(run_dir_of(checkpoint)) if cfg.run.out == saved.run.out else cfg.run.out
-    return replace(cfg, run=replace(cfg.run, out=out)), checkpoint
-
-class PeerLost(RuntimeError):
-    "Another process of the run failed and took away what this one was writing into."
-
-def _lost_contact(err:Exception) -> bool:
-    "Whether `err` is a collective operation that failed because another process of the group is gone (gloo, NCCL)."
-    return isinstance(err, (PeerLost, getattr(torch.distributed, 'DistError', PeerLost))) or any(
-        s in str(err) for s in ('Connection closed by peer', 'Connection reset by peer', 'gloo', 'NCCL'))
+    return resolve_run(TrainConfig, changes, flag_overrides + list(overrides or []), resume)
 
 @dashed_call_parse
 def main(config:str=None, # YAML config file (only the keys it changes); default: the tiny CPU main job
@@ -944,7 +624,8 @@ def main(config:str=None, # YAML config file (only the keys it changes); default
     rank, world = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
     is_main = rank == 0
     # the main process reports the run (checkpoints passed over, signals): copies from every process would bury the rest
-    if not is_main: logger.setLevel(logging.ERROR)
+    if not is_main:
+        for name in (__name__, runs_logger.name): logging.getLogger(name).setLevel(logging.ERROR)
     flags = {'data.spec': data, 'model.preset': preset, 'run.out': out, 'schedule.max_steps': max_steps,
              'data.batch_size': batch_size, 'run.seed': seed, 'run.checkpoint_every': checkpoint_every}
     try:
@@ -952,15 +633,14 @@ def main(config:str=None, # YAML config file (only the keys it changes); default
         if checkpoint is not None and is_main: print(f"resuming from {checkpoint}", file=sys.stderr)
         check_out(cfg.run.out, '--out' if out else 'run.out')   # before any work: the result must have somewhere to go
         result = pretrain(cfg, checkpoint)
-    except (ConfigError, InputError, PretrainError, NoAudioError) as e:
+    except (ConfigError, InputError, RunError, NoAudioError) as e:
         if is_main: print(f"audiojepa-pretrain: error: {e}", file=sys.stderr)
         sys.exit(2)
     except RuntimeError as e:
-        if world == 1 or not _lost_contact(e): raise
+        if world == 1 or not lost_contact(e): raise
         # the process that failed prints its own error; a traceback of this consequence would only bury it
         print(f"audiojepa-pretrain: process {rank} of {world} stops: it lost contact with another process, which "
               f"probably failed (see that process's error): {e}", file=sys.stderr)
         sys.exit(1)
     if is_main: print(result.summary())
     if result.stopped_by: sys.exit(128 + getattr(signal, result.stopped_by, signal.SIGTERM))
-

@@ -18,7 +18,7 @@ every trial survived with identical results.
 import argparse, csv, json, os, random, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
-from audiojepa.train import MARKER, find_checkpoint
+from audiojepa.runs import MARKER, find_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 # runs start in their own folders (so that every run's config says `out: run`): the package comes from this checkout

@@ -56,9 +56,9 @@ from audiojepa.cli import dashed_call_parse
 from audiojepa.data import FolderSource, NoAudioError
 from audiojepa.embed import AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, pool_frames, random_encoder, random_like
 from audiojepa.probe import json_safe, probe_embeddings
-from audiojepa.train import (ConfigError, PretrainError, TrainConfig, build_frontend_config, build_model,
-                             config_to_dict, find_checkpoint, pretrain, resolve_config,
-                             source_norm_stats)
+from audiojepa.config import ConfigError, config_to_dict
+from audiojepa.runs import RunError, find_checkpoint
+from audiojepa.train import TrainConfig, build_frontend_config, build_model, pretrain, resolve_config, source_norm_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ('music', 'drums', 'speech', 'language', 'env')   # the dev tasks benchmarks/corpora.py builds (env is optional)
@@ -514,7 +514,7 @@ def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpo
     flags = {'data.spec': str(corpora / 'pool'), 'run.trackers': '[]', 'run.progress': 'false', 'run.checkpoint_every': 0,
              'run.threads': threads}
     try: cfg, _ = resolve_config(config, flags, overrides)
-    except (ConfigError, PretrainError) as e: raise SystemExit(f"learning.py: error: {e}") from None
+    except (ConfigError, RunError) as e: raise SystemExit(f"learning.py: error: {e}") from None
     if cfg.data.spec == flags['data.spec'] and not (corpora / 'corpora.json').is_file():
         print(f"learning.py: warning: no {corpora / 'corpora.json'}: the corpora may be incomplete", file=sys.stderr)
     if cfg.data.spec == flags['data.spec'] and not (corpora / 'pool').is_dir():
@@ -532,7 +532,7 @@ def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpo
     if fixed is None:
         print(f"calibrating: {calibration_steps} steps ...", flush=True)
         try: calibration = calibrate(cfg, out / 'calibration', calibration_steps)
-        except (ConfigError, PretrainError, NoAudioError, ValueError) as e: raise SystemExit(f"learning.py: error: calibration: {e}") from None
+        except (ConfigError, RunError, NoAudioError, ValueError) as e: raise SystemExit(f"learning.py: error: calibration: {e}") from None
         fixed = budget_to_steps(budget_minutes * 60, calibration['steps_per_second'], calibration['overhead_seconds'], probe_every)
         calibration.update(budget_seconds=budget_minutes * 60, max_steps=fixed)
         print(f"calibration: {calibration['steps_per_second']:.2f} steps/s, {calibration['overhead_seconds']:.1f} s per "
@@ -603,7 +603,7 @@ def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpo
         else:
             t0 = time.perf_counter()
             try: res = pretrain(replace(cfg, run=replace(cfg.run, stop_at=step)), checkpoint=find_checkpoint(run_dir))
-            except (ConfigError, PretrainError, NoAudioError) as e:   # e.g. the pool vanished: keep the curve so far
+            except (ConfigError, RunError, NoAudioError) as e:   # e.g. the pool vanished: keep the curve so far
                 stopped = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
                 break
             finally: pretrain_s += time.perf_counter() - t0

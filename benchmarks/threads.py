@@ -58,8 +58,9 @@ from audiojepa.cli import dashed_call_parse, fail
 from audiojepa.data import collate, find_audio_files, open_source
 from audiojepa.jepa import drift_from_init, effective_rank, ema_momentum, embedding_std, oracle_losses
 from audiojepa.models import gather_tokens, patch_padding_mask
-from audiojepa.train import (StepMasks, TrainConfig, apply_overrides, build_frontend_config, build_mask_generator,
-                             build_model, param_groups, pretrain, set_schedules)
+from audiojepa.config import apply_overrides
+from audiojepa.train import (StepMasks, TrainConfig, build_frontend_config, build_mask_generator, build_model, param_groups,
+                             pretrain, set_schedules)
 
 SOUND_DIRS = '/usr/share/lmms/samples,/usr/share/sounds'   # Debian: lmms-common, sound-theme-freedesktop
 SAMPLE_RATE, CLIP_SECONDS = 16000, 10.0

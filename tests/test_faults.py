@@ -10,11 +10,12 @@ import pytest
 import webdataset as wds
 from accelerate import Accelerator
 
-from audiojepa import train
+from audiojepa import runs, train
 from audiojepa.data import SyntheticSounds
 from audiojepa.models import load_encoder
-from audiojepa.train import (MARKER, TrainConfig, apply_overrides, checkpoint_problem, find_checkpoint, main, pretrain,
-                             resume_checkpoint)
+from audiojepa.config import apply_overrides
+from audiojepa.runs import MARKER, checkpoint_problem, find_checkpoint, resume_checkpoint
+from audiojepa.train import TrainConfig, main, pretrain
 from test_train import ENV, SMALL, same_state, write_good_clips
 
 # 6 steps, a checkpoint every 2: the faults below strike the second one (step 4)
@@ -69,7 +70,7 @@ def test_killed_while_writing(point, reference, tmp_path, monkeypatch):
 
 def full_disk(monkeypatch, how:str):
     "Make the disk full for the step-4 checkpoint: seen before writing, or met while writing (with or without an errno)."
-    real_usage, real_save, real_export, full = train.shutil.disk_usage, Accelerator.save_state, train.export_encoder, []
+    real_usage, real_save, real_export, full = runs.shutil.disk_usage, Accelerator.save_state, train.export_encoder, []
     def disk_usage(path):
         usage = real_usage(path)
         return usage._replace(free=0) if full else usage
@@ -85,7 +86,7 @@ def full_disk(monkeypatch, how:str):
         path = real_export(*args, **kw)
         full.append(True)
         return path
-    monkeypatch.setattr(train.shutil, 'disk_usage', disk_usage)
+    monkeypatch.setattr(runs.shutil, 'disk_usage', disk_usage)
     if how == 'before writing': monkeypatch.setattr(train, 'export_encoder', export_and_fill)
     else: monkeypatch.setattr(Accelerator, 'save_state', save_state)
 

@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 
 from audiojepa.data import SyntheticSounds
 from audiojepa.models import load_encoder
-from audiojepa.train import TrainConfig, apply_overrides, load_config, main, pretrain, resolve_config
+from audiojepa.config import apply_overrides, load_config
+from audiojepa.train import TrainConfig, main, pretrain, resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
 LMMS_SAMPLES = Path('/usr/share/lmms/samples')   # Debian package lmms-common: real instrument and drum recordings
@@ -43,14 +44,14 @@ def same_state(a:Path, b:Path):
 
 def test_config_files():
     "configs/tiny_cpu.yaml is the defaults written out; the other configs load."
-    assert load_config(REPO / 'configs/tiny_cpu.yaml') == TrainConfig()
-    base = load_config(REPO / 'configs/paper.yaml')
+    assert load_config(REPO / 'configs/tiny_cpu.yaml', TrainConfig) == TrainConfig()
+    base = load_config(REPO / 'configs/paper.yaml', TrainConfig)
     assert (base.model.preset, base.data.clip_seconds, base.run.mixed_precision) == ('base', 10.0, 'bf16')
     # the paper's recipe stays as published whatever the defaults become
     assert (base.frontend.norm_clips, base.model.jepa.var_cov_weight, base.run.export) == (0, 0.0, 'target')
     assert (base.model.jepa.target_norm, base.model.jepa.average_last_k, base.model.jepa.masks_per_clip,
             base.model.jepa.target_view) == ('layernorm', 1, 1, 'full')
-    for path in (REPO / 'configs').glob('*.yaml'): load_config(path)
+    for path in (REPO / 'configs').glob('*.yaml'): load_config(path, TrainConfig)
 
 def test_cli_synthetic(tmp_path):
     "The command line end to end: run directory, metrics, checkpoints, TensorBoard, the encoder loads."
@@ -70,7 +71,7 @@ def test_cli_synthetic(tmp_path):
     # the exported (context) encoder moves away from its initialisation, and the oracles are real numbers
     assert 0 < float(metrics[0]['dist_init']) < float(metrics[-1]['dist_init'])
     assert all(0 < float(r['oracle_clip_pos']) < float(r['oracle_global']) for r in metrics)
-    cfg = load_config(run / 'config.yaml')
+    cfg = load_config(run / 'config.yaml', TrainConfig)
     assert (cfg.schedule.max_steps, cfg.data.batch_size, cfg.run.seed) == (6, 4, 3)
     assert list((run / 'audiojepa').rglob('events.out.tfevents.*'))
     assert (run / 'skipped.csv').read_text().splitlines() == ['id,reason']
