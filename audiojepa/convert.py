@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 
 from .cli import at_least, check_out, dashed_call_parse, fail
-from .models import load_authors_checkpoint, save_encoder
+from .authors import load_authors_checkpoint
+from .models import save_encoder
 
 # %% auto #0
 __all__ = ['main']

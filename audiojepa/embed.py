@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from .audio import FrontendConfig, LogMel, frontend_config
 from .cli import at_least, check_out, dashed_call_parse, fail
-from . import models
-from .data import AUDIO_EXTENSIONS, NoAudioError, make_loader, mixed_seed, open_source
+from . import authors, models
+from .data import make_loader, open_source
+from .sources import AUDIO_EXTENSIONS, NoAudioError, mixed_seed
 
 log = logging.getLogger(__name__)
 
@@ -214,10 +215,10 @@ def _no_export_named():
                      f"set it (e.g. {ENCODER_ENV}=runs/pretrain/encoder) or use AudioJEPAEncoder.from_pretrained(DIR)")
 
 def load_pretrained(path, # an export directory, a run directory holding `encoder/`, or a checkpoint file of the authors
-                    network:str|None=None, # for a checkpoint of the authors: which encoder (see `models.load_authors_checkpoint`)
+                    network:str|None=None, # for a checkpoint of the authors: which encoder (see `authors.load_authors_checkpoint`)
                    ) -> tuple: # (ViTEncoder in eval mode, FrontendConfig)
     "The encoder and front end at `path`: an export of this library, or a checkpoint of the authors (released or from their current code)."
-    if Path(path).is_file(): return models.load_authors_checkpoint(path, network=network)[:2]
+    if Path(path).is_file(): return authors.load_authors_checkpoint(path, network=network)[:2]
     if network is not None: raise ValueError(f"network={network!r} chooses an encoder of an authors' checkpoint; {path} is an export, which holds one")
     return load_export(path)
 

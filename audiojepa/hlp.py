@@ -19,7 +19,7 @@ import torch
 from fastcore.basics import patch
 
 from .cli import InputError, at_least, check_out, dashed_call_parse, fail, what_file
-from .data import audioset_segment_rows, read_class_labels
+from .audioset import audioset_segment_rows, read_class_labels
 
 # %% auto #0
 __all__ = ['POLICIES', 'OntologyError', 'OntologyNode', 'Ontology', 'Vocabulary', 'propagation_matrix', 'HLP', 'read_segments',

@@ -16,7 +16,8 @@ from torch import nn
 from fastcore.script import store_true
 
 from .cli import at_least, check_out, dashed_call_parse
-from .data import FolderSource, NoAudioError, open_source
+from .data import open_source
+from .sources import FolderSource, NoAudioError
 from .embed import (AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, decode_source,
                              embed_source, export_training, fail, load_embedder, random_init_seed, random_like)
 

@@ -19,8 +19,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
-from .data import (MapSource, NoAudioError, SkipLog, StreamSource, audioset_file, collate, is_shard_spec,
-                            make_loader, mixed_seed, open_source, split_labels)
+from .audioset import audioset_file, split_labels
+from .data import collate, is_shard_spec, make_loader, open_source
+from .sources import MapSource, NoAudioError, SkipLog, StreamSource, mixed_seed
 from .cli import InputError, check_out, dashed_call_parse, fail
 from .taggers import MODELS, TagError, build_tagger
 from .hlp import HLP, Ontology, Vocabulary, POLICIES

@@ -21,8 +21,8 @@ from tqdm import tqdm
 from .cli import InputError, check_out, dashed_call_parse
 from .audio import FrontendConfig, LogMel, compute_norm_stats, frontend_config
 from .config import ConfigError, read_config_file, save_config, with_fields
-from .data import (NoAudioError, SkipLog, check_readable, collate, is_shard_spec, make_loader, mixed_seed,
-                            open_source)
+from .data import check_readable, collate, is_shard_spec, make_loader, open_source
+from .sources import NoAudioError, SkipLog, mixed_seed
 from .jepa import AudioJEPA, JEPAConfig, drift_from_init, ema_momentum
 from .masking import FreqStripMask, InverseBlockMask, MultiBlockMask, RandomPatchMask, TimeStripMask
 from .models import preset, save_encoder

@@ -16,7 +16,7 @@ from fastcore.script import Param
 
 from .audio import AudioDecodeError, load_audio
 from .cli import at_least, check_out, dashed_call_parse, fail
-from .data import FolderSource, NoAudioError
+from .sources import FolderSource, NoAudioError
 from .embed import FrameEmbedder, load_embedder
 from .probe import assign_folds, detect_layout, json_safe
 

@@ -53,7 +53,7 @@ from fastcore.script import Param, store_true
 from safetensors.torch import load_file
 
 from audiojepa.cli import dashed_call_parse
-from audiojepa.data import FolderSource, NoAudioError
+from audiojepa.sources import FolderSource, NoAudioError
 from audiojepa.embed import AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, pool_frames, random_encoder, random_like
 from audiojepa.probe import json_safe, probe_embeddings
 from audiojepa.config import ConfigError, config_to_dict

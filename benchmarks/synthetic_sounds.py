@@ -14,7 +14,7 @@ import time
 import torch
 
 from audiojepa.audio import LogMel
-from audiojepa.data import SyntheticSounds
+from audiojepa.synthetic import SyntheticSounds
 
 
 def render_ms(source, n):

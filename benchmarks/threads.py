@@ -55,7 +55,8 @@ from fastcore.script import store_true
 
 from audiojepa.audio import LogMel, load_audio
 from audiojepa.cli import dashed_call_parse, fail
-from audiojepa.data import collate, find_audio_files, open_source
+from audiojepa.data import collate, open_source
+from audiojepa.sources import find_audio_files
 from audiojepa.jepa import drift_from_init, effective_rank, ema_momentum, embedding_std, oracle_losses
 from audiojepa.models import gather_tokens, patch_padding_mask
 from audiojepa.config import apply_overrides

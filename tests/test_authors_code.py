@@ -21,7 +21,7 @@ from timm.layers import build_sincos2d_pos_embed
 
 from audiojepa.audio import LogMel, load_audio
 from audiojepa.embed import AudioJEPAEncoder, export_training
-from audiojepa.models import load_authors_checkpoint
+from audiojepa.authors import load_authors_checkpoint
 
 torch.set_num_threads(1)
 

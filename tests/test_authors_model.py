@@ -19,7 +19,7 @@ from torchaudio.compliance.kaldi import fbank
 
 from audiojepa.audio import LogMel, load_audio
 from audiojepa.embed import AudioJEPAEncoder, ENCODER_ENV, export_training
-from audiojepa.models import authors_encoder_config, authors_encoder_state, encoder_from_authors, load_authors_checkpoint
+from audiojepa.authors import authors_encoder_config, authors_encoder_state, encoder_from_authors, load_authors_checkpoint
 from audiojepa import convert, probe
 
 torch.set_num_threads(1)

@@ -14,9 +14,11 @@ import soundfile as sf
 import torch
 import webdataset as wds
 
-from audiojepa.data import (AudioSetSource, FolderSource, HDF5Source, HFSource, HFStreamSource, ManifestSource,
-                            NoAudioError, SyntheticSounds, WebDatasetSource, check_readable, make_loader, open_source,
-                            read_audioset_segments, read_class_labels, write_skipped_csv)
+from audiojepa.audioset import read_audioset_segments, read_class_labels
+from audiojepa.data import check_readable, make_loader, open_source
+from audiojepa.sources import AudioSetSource, FolderSource, HDF5Source, ManifestSource, NoAudioError, write_skipped_csv
+from audiojepa.streams import HFSource, HFStreamSource, WebDatasetSource
+from audiojepa.synthetic import SyntheticSounds
 
 SR = 16000
 AUDIOSET = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'audioset'
@@ -70,7 +72,7 @@ def test_folder_of_bad_files_skips_each_once_and_keeps_the_good(tmp_path, caplog
     source = FolderSource(root, sample_rate=SR, clip_seconds=0.5, crop='start')
     assert len(source) == 4 + len(bad)
 
-    with caplog.at_level(logging.WARNING, logger='audiojepa.data'):
+    with caplog.at_level(logging.WARNING, logger='audiojepa.sources'):
         items = {source.ids[i]: source[i] for i in range(len(source))}
     errors = {k: it['error'] for k, it in items.items() if 'error' in it}
     assert set(errors) == set(bad)
@@ -251,7 +253,7 @@ def test_webdataset_round_trip_with_labels_and_a_broken_shard(tmp_path, caplog):
         sink.write({'__key__': 'junk', 'flac': b'not a flac', 'json': {'labels': ['even']}})
     mixed = WebDatasetSource(sorted(str(p) for p in (tmp_path / 'wds').glob('*.tar')), sample_rate=SR, clip_seconds=0.5,
                              classes=source.classes)
-    with caplog.at_level(logging.WARNING, logger='audiojepa.data'):
+    with caplog.at_level(logging.WARNING, logger='audiojepa.sources'):
         items = list(mixed)
     errors = {it['id']: it['error'] for it in items if 'error' in it}
     assert len(items) - len(errors) >= 12 + 1

@@ -11,7 +11,7 @@ import webdataset as wds
 from accelerate import Accelerator
 
 from audiojepa import runs, train
-from audiojepa.data import SyntheticSounds
+from audiojepa.synthetic import SyntheticSounds
 from audiojepa.models import load_encoder
 from audiojepa.config import apply_overrides
 from audiojepa.runs import MARKER, checkpoint_problem, find_checkpoint, resume_checkpoint

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from audiojepa.audio import LogMel
-from audiojepa.data import SyntheticSounds, collate
+from audiojepa.data import collate
+from audiojepa.synthetic import SyntheticSounds
 from audiojepa.jepa import (AudioJEPA, JEPAConfig, drift_from_init, effective_rank, ema_momentum, instance_norm,
                             linear_cka, oracle_losses)
 from audiojepa.masking import MaskCollator, RandomPatchMask

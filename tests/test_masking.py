@@ -135,8 +135,8 @@ def test_collator_reproducible_and_workers_differ():
 
 
 def test_collator_with_synthetic_sounds():
-    data = pytest.importorskip('audiojepa.data')
-    source = data.SyntheticSounds(n_clips=3, clip_seconds=1.0, seed=0)
+    synthetic = pytest.importorskip('audiojepa.synthetic')
+    source = synthetic.SyntheticSounds(n_clips=3, clip_seconds=1.0, seed=0)
     coll = MaskCollator(TimeStripMask(), (2, 6), seed=0)
     batch = coll([source[i] for i in range(3)])
     assert batch['audio'].shape[0] == 3

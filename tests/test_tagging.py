@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-import audiojepa.data
+import audiojepa.streams
 import audiojepa.tagging as tagging
 from audiojepa.audio import FrontendConfig
 from audiojepa.hlp import HLP, Ontology, Vocabulary
@@ -256,11 +256,11 @@ def test_shards_are_scanned_once_per_run(data, shards, tmp_path, monkeypatch):
     for s in range(2):
         write_shard(tmp_path / f'train-{s:03d}.tar', [(f'clip{k}', tone(220 if k % 2 == 0 else 1760, 1.0, k), 'WAV',
                                                        [PIANO, KEYBOARD] if k % 2 == 0 else [VIOLIN]) for k in range(3 * s, 3 * s + 3)])
-    scans, real = [], audiojepa.data._tar_samples
+    scans, real = [], audiojepa.streams._tar_samples
     def counting(url, wanted=lambda ext: True):
         if not wanted('wav'): scans.append(Path(url).name)   # a read of the label members alone: a scan for class names
         return real(url, wanted)
-    monkeypatch.setattr(audiojepa.data, '_tar_samples', counting)
+    monkeypatch.setattr(audiojepa.streams, '_tar_samples', counting)
     changes = dict(train=str(tmp_path / 'train-*.tar'), test=str(shards / 'test-000.tar'), classes=None, model='cnn6',
                    model_options={'width': 0.125}, hlp='train', max_steps=3)
     train_tagger(config(data, tmp_path / 'run', stop_at=2, **changes))

@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from audiojepa.data import SyntheticSounds
+from audiojepa.synthetic import SyntheticSounds
 from audiojepa.models import load_encoder
 from audiojepa.config import apply_overrides, load_config
 from audiojepa.train import TrainConfig, main, pretrain, resolve_config
