@@ -1,8 +1,8 @@
 """How many torch threads the pretraining loop should compute on: `run.threads` measured with real files and synthetic sounds.
 
 `audiojepa.train.pretrain` computes on `run.threads` threads; 0 (the default) means OMP_NUM_THREADS if set, else the
-cores per process minus the data workers (`data.num_workers`), so one loader worker on a 2-core machine leaves the
-loop one thread. This script runs the real loop (`pretrain(apply_overrides(TrainConfig(), [...]))`) on the setting
+cores per process (until issue 23 it subtracted the data workers, `data.num_workers`, so one loader worker on a
+2-core machine left the loop one thread; this script's measurements changed that rule). This script runs the real loop (`pretrain(apply_overrides(TrainConfig(), [...]))`) on the setting
 of issue 23: `tiny`, 10 s clips at 16 kHz, the torchaudio log-mel front end with 128 mels and 256 frames (128
 patches), `model.jepa.var_cov_weight=0`, batch 32, no trackers, no progress bar, a checkpoint only at the end,
 `frontend.norm_clips=0` (raw log-mel: the statistics pass costs time and changes nothing that is timed). For each
