@@ -311,6 +311,11 @@ def _get(cfg, key:str):
     for part in key.split('.'): cfg = getattr(cfg, part)
     return cfg
 
+def _lookup(d:dict, key:str):
+    "The value of dotted `key` in nested dict `d`."
+    for part in key.split('.'): d = d[part]
+    return d
+
 def _put(d:dict, key:str, value) -> dict:
     "Nested dict `d` with dotted `key` set to `value` (sections created)."
     head, _, rest = key.partition('.')
@@ -334,6 +339,6 @@ def resolve_run(cls, # the config dataclass, whose keys the overrides name
     resumed = merge_changes(saved, changes)
     # the run continues where its checkpoint lives, unless this command line moves it
     if resume == 'auto': out = _get(fresh, out_key)
-    elif _get(build(resumed), out_key) == _get(build(saved), out_key): out = str(run_dir_of(checkpoint))
-    else: out = _get(build(resumed), out_key)
+    elif _lookup(resumed, out_key) == _lookup(saved, out_key): out = str(run_dir_of(checkpoint))
+    else: out = str(_lookup(resumed, out_key))
     return build(_put(resumed, out_key, out)), checkpoint

@@ -499,7 +499,7 @@ def open_tag_run(cfg:TagConfig, checkpoint=None) -> TagRun:
     return run
 
 # %% ../nbs/21_tagging.ipynb #tag00002
-def tag_step(run:TagRun, step:int) -> tuple[float, int]: # (loss, clips of this process)
+def tag_step(run:TagRun, step:int) -> tuple[float, int, float]: # (loss, clips of this process, learning rate)
     "One optimiser step: a batch, its (propagated) targets, mixup, binary cross-entropy, Adam(W)."
     cfg, acc = run.cfg, run.accelerator
     lr = lr_at(step, cfg)
@@ -515,7 +515,7 @@ def tag_step(run:TagRun, step:int) -> tuple[float, int]: # (loss, clips of this 
         loss = F.binary_cross_entropy_with_logits(run.model(audio).float(), target)
     acc.backward(loss)
     run.optimizer.step(); run.optimizer.zero_grad(set_to_none=True)
-    return loss.item(), len(audio)
+    return loss.item(), len(audio), lr
 
 def log_tag_row(run:TagRun, row:dict, bar):
     "Record a logged step: the run's first and last loss, metrics.csv, the progress bar."
@@ -551,12 +551,12 @@ def train_tagger(cfg:TagConfig, # the run
     run.model.train()
     with StopSignals() as signals:
         while step < stop_step:
-            loss, n = tag_step(run, step)
+            loss, n, lr = tag_step(run, step)
             step += 1; bar.update(1)
             interval_loss += loss; interval_steps += 1; clips += n * world
             if step % cfg.log_every == 0 or step == stop_step:
                 now = time.time()
-                log_tag_row(run, {'step': step, 'loss': interval_loss / interval_steps, 'lr': lr_at(step - 1, cfg),
+                log_tag_row(run, {'step': step, 'loss': interval_loss / interval_steps, 'lr': lr,
                                   'clips_per_s': round(clips / (now - t_log), 2), 'seconds': round(now - run.t_start, 2)}, bar)
                 interval_loss, interval_steps, clips, t_log = 0.0, 0, 0, now
             stopping = signals.stopping(acc)

@@ -471,13 +471,16 @@ class StepOutput:
     diagnostics:dict|None # `AudioJEPA` diagnostics of the last micro-batch (logged steps only)
     mel:torch.Tensor # the last micro-batch's log-mel and padding, for `drift_from_init`
     frame_mask:torch.Tensor|None
+    lr:float # the schedules' values the step ran with
+    weight_decay:float
+    ema:float
 
 def train_step(run:Run, step:int, # the optimiser step, from 0
                diagnostics:bool=False, # compute the collapse diagnostics (a logged step)
               ) -> StepOutput:
     "One optimiser step: `grad_accum` micro-batches forward and backward, clipping, AdamW, the EMA update."
     cfg, acc, accum = run.cfg, run.accelerator, run.cfg.optim.grad_accum
-    set_schedules(run.optimizer, step, cfg.schedule)
+    lr, wd = set_schedules(run.optimizer, step, cfg.schedule)
     torch.manual_seed(mixed_seed(cfg.run.seed, 2, step, acc.process_index))
     losses, clips = [], 0
     for micro in range(accum):
@@ -497,8 +500,9 @@ def train_step(run:Run, step:int, # the optimiser step, from 0
     grad_norm = acc.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else None
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
-    run.core.update_target(ema_momentum(step, cfg.schedule.max_steps, cfg.model.jepa.ema_start, cfg.model.jepa.ema_end))
-    return StepOutput(losses, clips, grad_norm, diag if diagnostics else None, mel, frame_mask)
+    ema = ema_momentum(step, cfg.schedule.max_steps, cfg.model.jepa.ema_start, cfg.model.jepa.ema_end)
+    run.core.update_target(ema)
+    return StepOutput(losses, clips, grad_norm, diag if diagnostics else None, mel, frame_mask, lr, wd, ema)
 
 # %% ../nbs/13_train.ipynb #trn00012
 @dataclass
@@ -516,16 +520,14 @@ class Interval:
 def metrics_row(run:Run, step:int, # the step just done, from 1
                 out:StepOutput, interval:Interval) -> dict:
     "The metrics.csv row of a logged step, averaged over the processes (a collective call: every process makes it)."
-    acc, world, sched = run.accelerator, run.accelerator.num_processes, run.cfg.schedule
+    acc, world = run.accelerator, run.accelerator.num_processes
     diag = {**out.diagnostics, **drift_from_init(run.exported, run.init_encoder, out.mel, out.frame_mask)}
     values = torch.stack([interval.loss / interval.steps, torch.tensor(float(interval.clips), device=acc.device),
                           *(v.float() for v in diag.values())])
     values = acc.reduce(values, 'sum') if world > 1 else values
     now = time.time()
     epoch = run.position[0] if run.per_epoch is None else round(step * run.cfg.optim.grad_accum / run.per_epoch, 3)
-    jepa = run.cfg.model.jepa
-    return {'step': step, 'epoch': epoch, 'loss': values[0].item() / world, 'lr': lr_at(step - 1, sched),
-            'weight_decay': weight_decay_at(step - 1, sched), 'ema': ema_momentum(step - 1, sched.max_steps, jepa.ema_start, jepa.ema_end),
+    return {'step': step, 'epoch': epoch, 'loss': values[0].item() / world, 'lr': out.lr, 'weight_decay': out.weight_decay, 'ema': out.ema,
             'grad_norm': None if out.grad_norm is None else float(out.grad_norm),
             'clips_per_s': values[1].item() / (now - interval.start),
             **{k: (v / world).item() for k, v in zip(diag, values[2:])}, 'seconds': round(now - run.t_start, 2)}
