@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_config.ipynb #cfg00005
 from __future__ import annotations
-import dataclasses, difflib, types, typing
+import copy, dataclasses, difflib, logging, types, typing
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 
@@ -12,9 +12,12 @@ import yaml
 
 from .cli import what_file
 
+logger = logging.getLogger(__name__)
+
 # %% auto #0
-__all__ = ['ConfigError', 'config_keys', 'config_from_dict', 'config_to_dict', 'with_fields', 'yaml_value', 'override_changes',
-           'merge_changes', 'apply_overrides', 'read_config_file', 'save_config', 'load_config']
+__all__ = ['logger', 'ConfigError', 'config_keys', 'config_from_dict', 'config_to_dict', 'with_fields', 'yaml_value',
+           'override_changes', 'merge_changes', 'apply_overrides', 'read_config_file', 'save_config', 'load_config',
+           'upgrade_changes']
 
 # %% ../nbs/11_config.ipynb #cfg00011
 class ConfigError(ValueError):
@@ -102,22 +105,32 @@ def _unknown_key(key:str, cls, prefix:str, root) -> ConfigError:
     return ConfigError(f"unknown config key {key!r}{hint}; valid keys {where}: {', '.join(valid)}")
 
 # %% ../nbs/11_config.ipynb #cfg00016
+def _default(cls):
+    "`cls()` when every field has a default, else None."
+    try: return cls()
+    except TypeError: return None
+
 def config_from_dict(d:dict|None, # nested mapping, e.g. parsed YAML; missing keys keep their defaults
                      cls, # the dataclass to build, e.g. `TrainConfig`
                      prefix:str='', # dotted path of `cls` inside the whole config, for messages
                      root=None, # the whole config's class, searched for "did you mean"; default `cls`
+                     base=None, # the instance whose values missing keys keep; default `cls()` (a section: its parent's default)
                     ):
     "Build the config dataclass `cls` from a nested dict, checking every key and converting every value."
     d, root = {} if d is None else d, root or cls
     if not isinstance(d, dict): raise ConfigError(f"{prefix.rstrip('.') or 'the config'} must be a mapping, got {d!r}")
+    if root is cls and getattr(cls, 'RENAMED', None): d = upgrade_changes(d, cls)   # keys of earlier versions where they are now
     hints, names = _hints(cls), {f.name for f in fields(cls)}
+    base = _default(cls) if base is None else base
     kwargs = {}
     for name, value in d.items():
         key = prefix + str(name)
         if name not in names: raise _unknown_key(key, cls, prefix, root)
         tp = hints[name]
-        kwargs[name] = config_from_dict(value, tp, key + '.', root) if is_dataclass(tp) else _coerce(value, tp, key)
-    try: return cls(**kwargs)
+        # a section starts from the parent's default for it (a trainer may set its own defaults for a shared section)
+        kwargs[name] = (config_from_dict(value, tp, key + '.', root, getattr(base, name, None)) if is_dataclass(tp)
+                        else _coerce(value, tp, key))
+    try: return replace(base, **kwargs) if base is not None else cls(**kwargs)
     except (ValueError, TypeError) as e: raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {e}") from None
 
 def config_to_dict(cfg) -> dict:
@@ -149,8 +162,12 @@ def _parse_override(text:str, cls) -> tuple[list[str], str]:
     if '=' not in text:
         raise ConfigError(f"override {text!r} is not KEY=VALUE (for example schedule.lr=5e-4); valid keys: "
                           f"{', '.join(config_keys(cls))}")
-    key, value = text.split('=', 1)
-    return key.strip().split('.'), value.strip()
+    key, value = (part.strip() for part in text.split('=', 1))
+    new = getattr(cls, 'RENAMED', {}).get(key)
+    if new is not None and not (value.startswith('{') and _names_section(cls, key)):
+        logger.warning("config key %s is now %s", key, new)
+        key = new
+    return key.split('.'), value
 
 def _set_override(changes:dict, parts:list[str], value:str, root):
     "Put one override's value at its place in the nested `changes`, checking each part of its key against `root`."
@@ -224,3 +241,38 @@ def load_config(path, # a YAML file (only the keys it changes); None for the def
     try: cfg = config_from_dict(changes, cls)
     except ConfigError as e: raise ConfigError(f"{path}: {e}" if path else str(e)) from None
     return apply_overrides(cfg, overrides or [])
+
+# %% ../nbs/11_config.ipynb #5cf33234
+def _nested(key:str, value) -> dict:
+    "`{'a': {'b': value}}` of dotted key 'a.b'."
+    for part in reversed(key.split('.')): value = {part: value}
+    return value
+
+def _pop_key(d:dict, key:str):
+    "Remove dotted `key` from nested dict `d` and return `(True, value)`, or `(False, None)` when it is not there."
+    *sections, last = key.split('.')
+    for part in sections:
+        d = d.get(part) if isinstance(d, dict) else None
+    if not isinstance(d, dict) or last not in d: return False, None
+    return True, d.pop(last)
+
+def _names_section(cls, key:str) -> bool:
+    "Whether dotted `key` is a section (a nested dataclass or a `dict` field) of config class `cls`."
+    for part in key.split('.'):
+        if not is_dataclass(cls) or part not in {f.name for f in fields(cls)}: return False
+        cls = _hints(cls)[part]
+    return is_dataclass(cls) or _is_dict(cls)
+
+def upgrade_changes(changes:dict, # nested changes, e.g. of a YAML file of an earlier version
+                    cls, # the config class; its `RENAMED` attribute maps old dotted keys to new ones
+                   ) -> dict:
+    "`changes` with every old key of `cls.RENAMED` moved to its new name (the input is not modified)."
+    out, moved, kept = copy.deepcopy(changes), {}, {}
+    for old, new in getattr(cls, 'RENAMED', {}).items():   # every old key out first: an old key may be a new section's name
+        found, value = _pop_key(out, old)
+        if not found: continue
+        if isinstance(value, dict) and _names_section(cls, old): kept[old] = value   # that section, the new layout already
+        else: moved[new] = value; logger.warning("config key %s is now %s", old, new)
+    for old, value in kept.items(): out = merge_changes(out, _nested(old, value))
+    for new, value in moved.items(): out = merge_changes(_nested(new, value), out)   # the new key, if given too, wins
+    return out

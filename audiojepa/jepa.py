@@ -16,9 +16,8 @@ from .models import (EncoderConfig, PredictorConfig, Predictor, ViTEncoder, gath
                                patch_padding_mask, preset)
 
 # %% auto #0
-__all__ = ['LOSSES', 'TARGET_NORMS', 'TARGET_VIEWS', 'CLIP_LOSSES', 'JEPAConfig', 'ema_momentum', 'effective_rank',
-           'embedding_std', 'linear_cka', 'drift_from_init', 'instance_norm', 'mean_tokens', 'variance_covariance',
-           'oracle_losses', 'AudioJEPA']
+__all__ = ['LOSSES', 'TARGET_NORMS', 'TARGET_VIEWS', 'CLIP_LOSSES', 'JEPAConfig', 'effective_rank', 'embedding_std', 'linear_cka',
+           'drift_from_init', 'instance_norm', 'mean_tokens', 'variance_covariance', 'oracle_losses', 'AudioJEPA']
 
 # %% ../nbs/10_jepa.ipynb #7165769c
 LOSSES = ('mse', 'smooth_l1', 'cosine')
@@ -33,8 +32,6 @@ class JEPAConfig:
     target_norm: str = 'layernorm'   # 'layernorm' (per token) | 'instance' (per clip and channel, data2vec 2.0) | 'none'
     target_view: str = 'full'        # 'full': the target encoder sees the whole clip (I-JEPA, the paper) | 'masked': only the patches to predict (M2D)
     average_last_k: int = 1          # >1: targets are the mean of the last k target-encoder blocks (data2vec)
-    ema_start: float = 0.996         # EMA momentum at step 0
-    ema_end: float = 1.0             # EMA momentum at the last step
     masks_per_clip: int = 1          # context views per clip that share one target pass (data2vec 2.0, EAT)
     var_cov_weight: float = 0.1      # >0: add this times VICReg's variance + covariance terms of the clips' mean context tokens
     clip_loss_weight: float = 0.0    # >0: add this times the clip-level loss between a view's mean context token and its clip's mean target
@@ -51,20 +48,8 @@ class JEPAConfig:
             raise ValueError(f"unknown target_view {self.target_view!r}; expected one of {TARGET_VIEWS}")
         if self.average_last_k < 1: raise ValueError(f"average_last_k must be >= 1, got {self.average_last_k}")
         if self.masks_per_clip < 1: raise ValueError(f"masks_per_clip must be >= 1, got {self.masks_per_clip}")
-        if not 0 <= self.ema_start <= self.ema_end <= 1:
-            raise ValueError(f"expected 0 <= ema_start <= ema_end <= 1, got {self.ema_start}, {self.ema_end}")
         for name in ('var_cov_weight', 'clip_loss_weight'):
             if getattr(self, name) < 0: raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-# %% ../nbs/10_jepa.ipynb #2817aa78
-def ema_momentum(step:int, # current optimiser step
-                 total_steps:int, # length of the schedule
-                 start:float=0.996, # momentum at step 0
-                 end:float=1.0, # momentum at `total_steps` (and after)
-                ) -> float:
-    "Cosine schedule of the EMA momentum from `start` to `end`."
-    progress = min(max(step / max(total_steps, 1), 0.0), 1.0)
-    return end - (end - start) * (math.cos(math.pi * progress) + 1) / 2
 
 # %% ../nbs/10_jepa.ipynb #dccaca38
 def effective_rank(z:Tensor, # embeddings [..., D], flattened to [M, D]
@@ -81,7 +66,6 @@ def effective_rank(z:Tensor, # embeddings [..., D], flattened to [M, D]
 def embedding_std(z:Tensor) -> Tensor:
     "Standard deviation of each dimension over all tokens, averaged over dimensions."
     return z.detach().reshape(-1, z.shape[-1]).float().std(0).mean()
-
 
 # %% ../nbs/10_jepa.ipynb #f44a8e04
 def linear_cka(x:Tensor, # features [M, D1]
@@ -278,4 +262,3 @@ class AudioJEPA(nn.Module):
         "EMA update of the target encoder from the context encoder."
         tgt, src = list(self.target_encoder.parameters()), list(self.encoder.parameters())
         torch._foreach_lerp_(tgt, src, 1.0 - momentum)
-

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from .config import config_from_dict, merge_changes, override_changes, read_config_file, save_config
+from .config import config_from_dict, merge_changes, override_changes, read_config_file, save_config, upgrade_changes
 
 # %% auto #0
 __all__ = ['logger', 'MARKER', 'RunError', 'launch_accelerator', 'cpu_threads', 'MetricsLog', 'seal_dir', 'state_bytes',
@@ -307,10 +307,6 @@ def stream_batches(loader, # an `audiojepa.data.Loader` over a stream source
         epoch, used = epoch + 1, 0
 
 # %% ../nbs/12_runs.ipynb #run00032
-def _get(cfg, key:str):
-    for part in key.split('.'): cfg = getattr(cfg, part)
-    return cfg
-
 def _lookup(d:dict, key:str):
     "The value of dotted `key` in nested dict `d`."
     for part in key.split('.'): d = d[part]
@@ -326,19 +322,18 @@ def resolve_run(cls, # the config dataclass, whose keys the overrides name
                 overrides:typing.Sequence[str]=(), # dotted KEY=VALUE strings (the flags given, then the overrides)
                 resume:str|None=None, # None, 'auto' or a run / checkpoint directory
                 build=None, # nested changes -> config, every key checked (e.g. a recipe under the changes); default `config_from_dict`
-                out_key:str='run.out', # the dotted key of the run directory
-                stop_key:str='run.stop_at', # the dotted key of the step an invocation stops at
                ) -> tuple[typing.Any, Path|None]: # (config, checkpoint to continue from or None)
     "The config and checkpoint a command line asks for: changes over the defaults or, resuming, over the run's saved config."
     build = build or partial(config_from_dict, cls=cls)
-    changes = merge_changes(changes or {}, override_changes(cls, overrides))
+    # files and saved runs of earlier versions may name keys by their old names (`RENAMED`)
+    changes = merge_changes(upgrade_changes(changes or {}, cls), override_changes(cls, overrides))
     fresh = build(changes)
-    checkpoint = resume_checkpoint(resume, _get(fresh, out_key))
+    checkpoint = resume_checkpoint(resume, fresh.run.out)
     if checkpoint is None: return fresh, None
-    saved = _put(read_config_file(checkpoint / 'config.yaml'), stop_key, 0)   # a stop was for the invocation that made it
+    saved = _put(upgrade_changes(read_config_file(checkpoint / 'config.yaml'), cls), 'run.stop_at', 0)   # a stop was for the invocation that made it
     resumed = merge_changes(saved, changes)
     # the run continues where its checkpoint lives, unless this command line moves it
-    if resume == 'auto': out = _get(fresh, out_key)
-    elif _lookup(resumed, out_key) == _lookup(saved, out_key): out = str(run_dir_of(checkpoint))
-    else: out = str(_lookup(resumed, out_key))
-    return build(_put(resumed, out_key, out)), checkpoint
+    if resume == 'auto': out = fresh.run.out
+    elif _lookup(resumed, 'run.out') == _lookup(saved, 'run.out'): out = str(run_dir_of(checkpoint))
+    else: out = str(_lookup(resumed, 'run.out'))
+    return build(_put(resumed, 'run.out', out)), checkpoint

@@ -13,33 +13,32 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate.utils import gather_object
 from fastcore.script import Param
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from .audioset import audioset_file, split_labels
-from .data import collate, is_shard_spec, make_loader, open_source
+from .data import SAMPLERS, StepIndexBatches, collate, is_shard_spec, make_loader, open_source
 from .sources import MapSource, NoAudioError, SkipLog, StreamSource, mixed_seed
 from .cli import InputError, check_out, dashed_call_parse, fail
 from .taggers import MODELS, TagError, build_tagger
 from .hlp import HLP, Ontology, Vocabulary, POLICIES
 from .metrics.d_prime.d_prime import auc_to_d_prime, roc_auc
 from .metrics.mean_average_precision.mean_average_precision import average_precision
-from .config import ConfigError, config_from_dict, read_config_file, save_config
-from .runs import (MetricsLog, RunError, StopSignals, check_new_run, cpu_threads, launch_accelerator,
-                            load_checkpoint, resolve_run, save_checkpoint, state_bytes, stream_batches)
+from .config import ConfigError, config_from_dict, merge_changes, read_config_file, upgrade_changes
+from .runs import RunError, check_new_run, resolve_run, stream_batches
+from .loop import (Run, RunSection, RunState, ScheduleSection, StepOutput, check_run_section, check_schedule,
+                            open_run_dir, restore, set_schedules, start_process, train_loop)
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SAMPLERS', 'HLP_MODES', 'RECIPES', 'TAG_METRICS', 'LabelledClips', 'LabelledStream', 'index_stream',
-           'StepIndexBatches', 'mixup', 'training_targets', 'tagging_metrics', 'hlp_evaluation', 'TagConfig',
-           'recipe_of', 'tag_config', 'lr_at', 'load_ontology', 'run_vocabulary', 'write_class_labels',
+__all__ = ['log', 'HLP_MODES', 'RECIPES', 'TAG_METRICS', 'LabelledClips', 'LabelledStream', 'mixup', 'training_targets',
+           'tagging_metrics', 'hlp_evaluation', 'TagModelSection', 'TagDataSection', 'HLPSection', 'TagOptimSection',
+           'TagConfig', 'recipe_of', 'tag_config', 'load_ontology', 'run_vocabulary', 'write_class_labels',
            'open_tagging_data', 'predict', 'TagResult', 'run_labels', 'tag_batches', 'TagRun', 'open_tag_run',
-           'tag_step', 'log_tag_row', 'save_tag_run', 'train_tagger', 'evaluate_tagger', 'fsd50k_manifest',
-           'resolve_tag_config', 'main']
+           'train_tagger', 'evaluate_tagger', 'fsd50k_manifest', 'resolve_tag_config', 'main']
 
 # %% ../nbs/21_tagging.ipynb #39f85ed8
 def _source_mids(source, vocab:Vocabulary|None) -> list[str]:
@@ -125,45 +124,6 @@ class LabelledStream(StreamSource):
             self._dropped.update(missing)
             yield {**record, 'labels': [self.vocab.mids[c] for c in cols]}
 
-# %% ../nbs/21_tagging.ipynb #ceb688de
-SAMPLERS = ('balanced', 'weighted', 'random')
-
-def index_stream(kind:str, # 'balanced', 'weighted' or 'random'
-                 targets:np.ndarray, # bool `[N, C]` training labels
-                 seed:int=0,
-                ) -> Iterator[int]:
-    "Endless clip indices of a sampler, the same for the same seed."
-    rng, n = np.random.default_rng(seed), len(targets)
-    if kind == 'random':
-        while True: yield from rng.permutation(n).tolist()
-    if kind == 'weighted':
-        weights = (targets * (1000. / (100. + targets.sum(0)))).sum(1)
-        p = weights / weights.sum()
-        while True: yield from rng.choice(n, size=4096, p=p).tolist()
-    if kind != 'balanced': raise TagError(f"unknown sampler {kind!r}; expected one of {', '.join(SAMPLERS)}")
-    queues = [np.flatnonzero(targets[:, c]) for c in range(targets.shape[1])]
-    classes, used = [c for c, q in enumerate(queues) if len(q)], [0] * len(queues)
-    while True:
-        for c in rng.permutation(classes):
-            if used[c] % len(queues[c]) == 0: queues[c] = rng.permutation(queues[c])
-            yield int(queues[c][used[c] % len(queues[c])]); used[c] += 1
-
-class StepIndexBatches(torch.utils.data.Sampler):
-    "Batches of clip indices from step `start` on: step `s` takes the `s`-th slice of the sampler's stream."
-    def __init__(self, targets:np.ndarray, kind:str, batch_size:int, seed:int=0, start:int=0,
-                 num_processes:int=1, process_index:int=0):
-        self.targets, self.kind, self.batch_size, self.seed, self.start = targets, kind, batch_size, seed, start
-        self.num_processes, self.process_index = num_processes, process_index
-        index_stream(kind, targets[:1], seed)   # an unknown kind fails here, not in a worker
-        if kind not in SAMPLERS: raise TagError(f"unknown sampler {kind!r}; expected one of {', '.join(SAMPLERS)}")
-
-    def __iter__(self):
-        per_step = self.batch_size * self.num_processes
-        stream = islice(index_stream(self.kind, self.targets, self.seed), self.start * per_step, None)
-        while True:
-            step = list(islice(stream, per_step))
-            yield step[self.process_index * self.batch_size:(self.process_index + 1) * self.batch_size]
-
 # %% ../nbs/21_tagging.ipynb #55155187
 def mixup(audio:torch.Tensor, # [B, T] waveforms
           targets:torch.Tensor, # [B, C] float targets
@@ -224,74 +184,87 @@ def hlp_evaluation(scores:np.ndarray, # [N, C] scores
 
 # %% ../nbs/21_tagging.ipynb #d60bb95b
 @dataclass
-class TagConfig:
-    "Every setting of a tagging run."
-    model:str = 'cnn6' # 'cnn6', 'convnext_femto', 'passt' or 'encoder:DIR'
-    model_options:dict = field(default_factory=dict) # keyword arguments of the model's class (width, arch, depth, finetune...)
+class TagModelSection:
+    "The tagger."
+    name:str = 'cnn6' # 'cnn6', 'convnext_femto', 'passt' or 'encoder:DIR'
+    options:dict = field(default_factory=dict) # keyword arguments of the model's class (width, arch, depth, finetune...)
+
+@dataclass
+class TagDataSection:
+    "The labelled data, its classes, and how a batch is drawn."
     train:str|None = None # training data: an `open_source` spec or a `path,labels` CSV manifest of MIDs
     test:str|None = None # test data, the same kinds; scored at the end into report.json
     classes:str|None = None # class list CSV (index,mid,display_name); None: beside an AudioSet CSV, else the MIDs of the training data
     ontology:str|None = None # AudioSet's ontology.json; None: the cached official file
-    hlp:str = 'none' # 'none' or 'train' (propagate the training targets)
-    policy:str = 'paper' # propagation policy (see the HLP chapter)
     sampler:str = 'balanced' # 'balanced', 'weighted' or 'random' (the only one for streamed shards)
     shuffle_buffer:int = StreamSource.shuffle_buffer # clips held to shuffle streamed training data (shards)
     mixup:float = 1.0 # Beta(alpha, alpha) mixup; 0: off
-    optimizer:str = 'adam' # 'adam' or 'adamw'
-    lr:float = 1e-3 # peak learning rate
-    weight_decay:float = 0.0
-    schedule:str = 'constant' # 'constant' (after warm-up) or 'onecycle'
-    warmup_steps:int = 0 # linear warm-up of 'constant'
     batch_size:int = 32 # clips per process per step
-    max_steps:int = 1000 # optimiser steps of the whole run
     clip_seconds:float = 10.0 # training crop
     eval_window:float|None = None # seconds per prediction window at test time (scores averaged over a clip); None: clip_seconds
     eval_batch_size:int = 32 # windows per forward pass at test time
     num_workers:int = 0 # data loader worker processes
-    seed:int = 0 # model initialisation, data order, crops, augmentation
-    out:str = 'runs/tag' # the run directory
-    log_every:int = 10 # steps between metrics.csv rows
-    checkpoint_every:int = 0 # steps between checkpoints (0: only at the end)
-    keep_checkpoints:int = 2 # checkpoints kept (0: all)
-    mixed_precision:str = 'no' # 'no', 'bf16', 'fp16'
-    threads:int = 0 # torch CPU threads (0: OMP_NUM_THREADS if set, else the cores per process)
-    stop_at:int = 0 # stop (with a checkpoint) at this step, for this invocation only (0: max_steps)
-    progress:bool = True # a progress bar
+
+@dataclass
+class HLPSection:
+    "Hierarchical label propagation in the run."
+    mode:str = 'none' # 'none' or 'train' (propagate the training targets)
+    policy:str = 'paper' # propagation policy (see the HLP chapter)
+
+@dataclass
+class TagOptimSection:
+    "The optimiser (its learning rate and weight decay are curves of `schedule`)."
+    name:str = 'adam' # 'adam' or 'adamw'
+
+_FLAT = {'model': 'model.name', 'model_options': 'model.options', 'hlp': 'hlp.mode', 'policy': 'hlp.policy',
+         'optimizer': 'optim.name', 'schedule': 'schedule.lr_curve',
+         **{k: f'data.{k}' for k in ('train', 'test', 'classes', 'ontology', 'sampler', 'shuffle_buffer', 'mixup',
+                                     'batch_size', 'clip_seconds', 'eval_window', 'eval_batch_size', 'num_workers')},
+         **{k: f'schedule.{k}' for k in ('lr', 'weight_decay', 'warmup_steps', 'max_steps')},
+         **{k: f'run.{k}' for k in ('seed', 'out', 'log_every', 'checkpoint_every', 'keep_checkpoints', 'mixed_precision',
+                                    'threads', 'stop_at', 'progress')}}
+
+@dataclass
+class TagConfig:
+    "Every setting of a tagging run."
+    model:TagModelSection = field(default_factory=TagModelSection)
+    data:TagDataSection = field(default_factory=TagDataSection)
+    hlp:HLPSection = field(default_factory=HLPSection)
+    optim:TagOptimSection = field(default_factory=TagOptimSection)
+    schedule:ScheduleSection = field(default_factory=lambda: ScheduleSection(
+        max_steps=1000, warmup_steps=0, lr_curve='constant', lr=1e-3, weight_decay=0.0, weight_decay_end=None))
+    run:RunSection = field(default_factory=lambda: RunSection(
+        out='runs/tag', checkpoint_every=0, mixed_precision='no', trackers=[]))
+    RENAMED = _FLAT   # the flat keys of earlier versions (a config file, a command line, a saved run)
 
 RECIPES = {
-    'cnn6': dict(sampler='balanced', mixup=1.0, optimizer='adam', lr=1e-3, schedule='constant', batch_size=32),
-    'convnext': dict(sampler='balanced', mixup=1.0, optimizer='adamw', lr=1e-3, weight_decay=0.05, schedule='onecycle', batch_size=32),
-    'passt': dict(sampler='weighted', mixup=0.3, optimizer='adamw', lr=2e-5, weight_decay=1e-4, schedule='constant',
-                  warmup_steps=1000, batch_size=12),
-    'encoder': dict(sampler='balanced', mixup=0.0, optimizer='adamw', lr=1e-3, schedule='constant', batch_size=32),
+    'cnn6': {'data': dict(sampler='balanced', mixup=1.0, batch_size=32), 'optim': dict(name='adam'),
+             'schedule': dict(lr=1e-3, lr_curve='constant')},
+    'convnext': {'data': dict(sampler='balanced', mixup=1.0, batch_size=32), 'optim': dict(name='adamw'),
+                 'schedule': dict(lr=1e-3, weight_decay=0.05, lr_curve='onecycle')},
+    'passt': {'data': dict(sampler='weighted', mixup=0.3, batch_size=12), 'optim': dict(name='adamw'),
+              'schedule': dict(lr=2e-5, weight_decay=1e-4, lr_curve='constant', warmup_steps=1000)},
+    'encoder': {'data': dict(sampler='balanced', mixup=0.0, batch_size=32), 'optim': dict(name='adamw'),
+                'schedule': dict(lr=1e-3, lr_curve='constant')},
 }
 
 def recipe_of(model:str) -> dict:
-    "The public recipe of `model`'s family."
+    "The public recipe of `model`'s family, as nested config changes."
     family = 'convnext' if model.startswith('convnext') else 'encoder' if model.startswith('encoder:') else model
     if family not in RECIPES: raise TagError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
-    return {'model': model, **RECIPES[family]}
+    return merge_changes({'model': {'name': model}}, RECIPES[family])
 
-def tag_config(changes:dict|None=None, # keys to set; `model` picks the recipe the rest changes
+def tag_config(changes:dict|None=None, # nested keys to set (flat keys of earlier versions too); `model.name` picks the recipe
               ) -> TagConfig:
     "A run's config: the recipe of its model with `changes` applied, every key and value checked."
-    changes = dict(changes or {})
-    base = recipe_of(str(changes.get('model', TagConfig.model)))
+    changes = upgrade_changes(dict(changes or {}), TagConfig)
+    model = changes.get('model', {}).get('name', TagModelSection.name) if isinstance(changes.get('model'), dict) else TagModelSection.name
+    base = recipe_of(str(model))
     # shards are streamed: their own shuffled order is the only one there is (an explicit sampler is checked by `_check`)
-    if is_shard_spec(str(changes.get('train') or '')): base['sampler'] = 'random'
-    try: return config_from_dict({**base, **changes}, TagConfig)
+    train = changes.get('data', {}).get('train') if isinstance(changes.get('data'), dict) else None
+    if is_shard_spec(str(train or '')): base['data'] = {**base['data'], 'sampler': 'random'}
+    try: return config_from_dict(merge_changes(base, changes), TagConfig)
     except ConfigError as e: raise TagError(str(e)) from None
-
-# %% ../nbs/21_tagging.ipynb #625f6f6b
-def lr_at(step:int, cfg:TagConfig) -> float:
-    "The learning rate of optimiser step `step`: linear warm-up then constant, or one-cycle (30 % up from lr/25, cosine down to lr/25e4)."
-    if cfg.schedule == 'constant': return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
-    if cfg.schedule != 'onecycle': raise TagError(f"unknown schedule {cfg.schedule!r}; expected constant or onecycle")
-    up = max(1, round(0.3 * cfg.max_steps))
-    lo, hi, end = cfg.lr / 25, cfg.lr, cfg.lr / 25 / 1e4
-    if step < up: return lo + (hi - lo) * (1 - math.cos(math.pi * step / up)) / 2
-    t = (step - up) / max(1, cfg.max_steps - up)
-    return end + (hi - end) * (1 + math.cos(math.pi * min(t, 1.0))) / 2
 
 # %% ../nbs/21_tagging.ipynb #7a4446cc
 def load_ontology(path:str|Path|None) -> Ontology:
@@ -308,26 +281,26 @@ def run_vocabulary(cfg:TagConfig, onto:Ontology|None=None,
         saved = Path(checkpoint).parent.parent / 'classes.csv'   # written by `train_tagger` as the run began
         try: return Vocabulary.from_csv(saved)
         except (OSError, ValueError) as e: raise TagError(f"the class list of the run resumed, {saved}: {e}") from None
-    classes, train = cfg.classes, Path(cfg.train)
+    classes, train = cfg.data.classes, Path(cfg.data.train)
     if classes is None and train.suffix == '.csv' and train.is_file() and (train.parent / 'class_labels_indices.csv').exists():
         with open(train) as f:
             if f.readline().startswith('#'): classes = train.parent / 'class_labels_indices.csv'   # an AudioSet segments CSV
     if classes is not None:
         try: return Vocabulary.from_csv(classes)
         except (OSError, ValueError) as e: raise TagError(f"class list {classes}: {e}") from None
-    try: source = open_source(cfg.train, clip_seconds=cfg.clip_seconds)
+    try: source = open_source(cfg.data.train, clip_seconds=cfg.data.clip_seconds)
     except (OSError, ValueError) as e: raise TagError(str(e)) from None
     if isinstance(source, IterableDataset): names = source.classes or []   # what the shards' label members use
     else: names = {source.classes[j] for i in range(len(source)) for j in (source.item_labels(i) or ())}
     mids = sorted({m for n in names for m in split_labels(n)})
-    if not mids: raise TagError(f"{cfg.train} has no labels")
+    if not mids: raise TagError(f"{cfg.data.train} has no labels")
     if onto is not None and (unknown := [m for m in mids if m not in onto]):
         # propagation needs every class in the ontology: the clips that use other MIDs are skipped (and listed) in training
         if len(unknown) == len(mids):
-            raise TagError(f"none of the MIDs of {cfg.train} is in the ontology {cfg.ontology or ''}".rstrip() +
+            raise TagError(f"none of the MIDs of {cfg.data.train} is in the ontology {cfg.data.ontology or ''}".rstrip() +
                            f": {' '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
         log.warning("%d MID(s) of %s are not in the ontology, left out of the classes (the clips that use them are skipped): %s",
-                    len(unknown), cfg.train, ' '.join(unknown[:10]) + (' ...' if len(unknown) > 10 else ''))
+                    len(unknown), cfg.data.train, ' '.join(unknown[:10]) + (' ...' if len(unknown) > 10 else ''))
         mids = [m for m in mids if m in onto]
     return Vocabulary(mids, [onto.name(m) if onto is not None else m for m in mids])
 
@@ -413,129 +386,94 @@ class TagResult:
         return f"{how} step {self.step}/{self.max_steps}{loss}, {self.seconds:.1f}s{rep}"
 
 def _check(cfg:TagConfig):
-    if cfg.hlp not in HLP_MODES: raise TagError(f"hlp must be one of {', '.join(HLP_MODES)}, got {cfg.hlp!r}")
-    if cfg.policy not in POLICIES: raise TagError(f"policy must be one of {', '.join(POLICIES)}, got {cfg.policy!r}")
-    if cfg.sampler not in SAMPLERS: raise TagError(f"sampler must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}")
-    if cfg.optimizer not in ('adam', 'adamw'): raise TagError(f"optimizer must be adam or adamw, got {cfg.optimizer!r}")
-    if cfg.schedule not in ('constant', 'onecycle'): raise TagError(f"schedule must be constant or onecycle, got {cfg.schedule!r}")
-    for key in ('batch_size', 'max_steps', 'log_every', 'shuffle_buffer'):
-        if (value := getattr(cfg, key)) < 1: raise TagError(f"{key} must be at least 1, got {value}")
-    if not cfg.train: raise TagError("no training data: pass --train SPEC")
-    if is_shard_spec(cfg.train) and cfg.sampler != 'random':
-        raise TagError(f"sampler={cfg.sampler} needs random access to the training clips and {cfg.train} is streamed: "
-                       f"leave sampler to the recipe or set sampler=random (shards shuffled each epoch, clips through a "
-                       f"buffer of shuffle_buffer={cfg.shuffle_buffer}), or train from a map-style source")
+    check_run_section(cfg.run)
+    check_schedule(cfg.schedule)
+    data = cfg.data
+    if cfg.hlp.mode not in HLP_MODES: raise TagError(f"hlp.mode must be one of {', '.join(HLP_MODES)}, got {cfg.hlp.mode!r}")
+    if cfg.hlp.policy not in POLICIES: raise TagError(f"hlp.policy must be one of {', '.join(POLICIES)}, got {cfg.hlp.policy!r}")
+    if data.sampler not in SAMPLERS: raise TagError(f"data.sampler must be one of {', '.join(SAMPLERS)}, got {data.sampler!r}")
+    if cfg.optim.name not in ('adam', 'adamw'): raise TagError(f"optim.name must be adam or adamw, got {cfg.optim.name!r}")
+    for key in ('batch_size', 'shuffle_buffer'):
+        if (value := getattr(data, key)) < 1: raise TagError(f"data.{key} must be at least 1, got {value}")
+    if not data.train: raise TagError("no training data: pass --train SPEC")
+    if is_shard_spec(data.train) and data.sampler != 'random':
+        raise TagError(f"data.sampler={data.sampler} needs random access to the training clips and {data.train} is streamed: "
+                       f"leave the sampler to the recipe or set data.sampler=random (shards shuffled each epoch, clips through a "
+                       f"buffer of data.shuffle_buffer={data.shuffle_buffer}), or train from a map-style source")
 
 def run_labels(cfg:TagConfig, checkpoint=None) -> tuple[Vocabulary, HLP|None]:
     "The classes of a run and their propagation (None when neither HLP nor a test needs the ontology)."
-    needs_onto = cfg.hlp == 'train' or bool(cfg.test)
-    onto = load_ontology(cfg.ontology) if needs_onto or cfg.classes is None and cfg.ontology else None
+    data = cfg.data
+    needs_onto = cfg.hlp.mode == 'train' or bool(data.test)
+    onto = load_ontology(data.ontology) if needs_onto or data.classes is None and data.ontology else None
     vocab = run_vocabulary(cfg, onto, checkpoint)
-    try: return vocab, HLP.from_ontology(onto, vocab, cfg.policy) if onto is not None else None
-    except KeyError as e: raise TagError(f"class list {cfg.classes}: {e.args[0]}" + (f" {cfg.ontology}" if cfg.ontology else '')) from None
+    try: return vocab, HLP.from_ontology(onto, vocab, cfg.hlp.policy) if onto is not None else None
+    except KeyError as e: raise TagError(f"class list {data.classes}: {e.args[0]}" + (f" {data.ontology}" if data.ontology else '')) from None
 
-def tag_batches(cfg:TagConfig, train_set, state:dict, skips:SkipLog, accelerator) -> tuple:
+def tag_batches(cfg:TagConfig, train_set, state:RunState, skips:SkipLog, accelerator) -> tuple:
     "`(batches, position)`: endless `(stream position or None, batch)` pairs from the run's step on."
     rank, world, pin = accelerator.process_index, accelerator.num_processes, accelerator.device.type == 'cuda'
+    data, seed = cfg.data, cfg.run.seed
     if not isinstance(train_set, IterableDataset):
-        sampler = StepIndexBatches(train_set.targets, cfg.sampler, cfg.batch_size, cfg.seed, state['step'], world, rank)
-        loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers, pin_memory=pin)
+        sampler = StepIndexBatches(train_set.targets, data.sampler, data.batch_size, seed, state.step, world, rank)
+        loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=data.num_workers, pin_memory=pin)
         return ((None, b) for b in loader), None
     if accelerator.is_main_process:
         log.info("%s is streamed: no balanced or weighted sampler (they need random access); the shards come in a "
-                 "new shuffled order each epoch and the clips through a %d-clip shuffle buffer", cfg.train, cfg.shuffle_buffer)
+                 "new shuffled order each epoch and the clips through a %d-clip shuffle buffer", data.train, data.shuffle_buffer)
     position = (0, 0)   # a stream's (epoch, batches of it used) on this process
-    if state['positions'] and len(state['positions']) == world: position = tuple(state['positions'][rank])
-    elif state['positions']: log.warning("the checkpoint was written by %d processes, this run has %d: the stream starts "
-                                         "again from its first epoch", len(state['positions']), world)
-    train_set.shuffle_buffer = cfg.shuffle_buffer
-    loader = make_loader(train_set, cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, seed=cfg.seed,
+    if state.positions and len(state.positions) == world: position = tuple(state.positions[rank])
+    elif state.positions: log.warning("the checkpoint was written by %d processes, this run has %d: the stream starts "
+                                      "again from its first epoch", len(state.positions), world)
+    train_set.shuffle_buffer = data.shuffle_buffer
+    loader = make_loader(train_set, data.batch_size, shuffle=True, num_workers=data.num_workers, seed=seed,
                          skip_log=skips, rank=rank, world_size=world, pin_memory=pin)
     return stream_batches(loader, position), position
 
-@dataclass
-class TagRun:
-    "One invocation of a tagging run: the parts built from its config, and where it is."
-    cfg:TagConfig
-    accelerator:typing.Any
-    model:nn.Module # as prepared by the accelerator
-    core:nn.Module # the model itself
-    optimizer:torch.optim.Optimizer
+@dataclass(kw_only=True)
+class TagRun(Run):
+    "One invocation of a tagging run: the loop's `Run` with the classes and their propagation."
     vocab:Vocabulary
     hlp:HLP|None
-    batches:Iterator # endless `(stream position or None, batch)` pairs
-    state:dict # what trainer_state.json saves
-    skips:SkipLog
-    position:tuple|None # (epoch, batches used) of a stream on this process; None for a map-style source
-    t_start:float
-    metrics:MetricsLog|None = None
+
+    def train_step(self, step:int, log:bool) -> StepOutput:
+        "One optimiser step: a batch, its (propagated) targets, mixup, binary cross-entropy, Adam(W)."
+        cfg, acc = self.cfg, self.accelerator
+        values = set_schedules(self.optimizer, step, cfg.schedule)
+        torch.manual_seed(mixed_seed(cfg.run.seed, 2, step, acc.process_index))
+        batch = self.next_batch()
+        audio = batch['audio'].to(acc.device)
+        target = training_targets(batch['target'].to(acc.device), self.hlp if cfg.hlp.mode == 'train' else None)
+        audio, target = mixup(audio, target, cfg.data.mixup, mixed_seed(cfg.run.seed, 4, step, acc.process_index))
+        with acc.autocast():
+            loss = F.binary_cross_entropy_with_logits(self.model(audio).float(), target)
+        acc.backward(loss)
+        self.optimizer.step(); self.optimizer.zero_grad(set_to_none=True)
+        return StepOutput([loss.detach()], len(audio), {'lr': values['lr']})
 
 def open_tag_run(cfg:TagConfig, checkpoint=None) -> TagRun:
     "Build every part of a tagging run from its config and restore `checkpoint` if given."
     t_start = time.time()
     _check(cfg)
-    check_new_run(cfg.out, checkpoint)
-    accelerator = launch_accelerator(mixed_precision=cfg.mixed_precision)
-    cpu_threads(cfg.threads)
+    check_new_run(cfg.run.out, checkpoint)
+    accelerator = start_process(cfg)
     vocab, hlp = run_labels(cfg, checkpoint)
-    torch.manual_seed(cfg.seed)
-    model = build_tagger(cfg.model, len(vocab), cfg.model_options, cfg.clip_seconds)
-    train_set = open_tagging_data(cfg.train, vocab, model.sample_rate, cfg.clip_seconds, train=True, seed=cfg.seed)
+    torch.manual_seed(cfg.run.seed)
+    model = build_tagger(cfg.model.name, len(vocab), cfg.model.options, cfg.data.clip_seconds)
+    train_set = open_tagging_data(cfg.data.train, vocab, model.sample_rate, cfg.data.clip_seconds, train=True, seed=cfg.run.seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt_cls = torch.optim.AdamW if cfg.optimizer == 'adamw' else torch.optim.Adam
-    model, optimizer = accelerator.prepare(model, opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay))
-    state = {'step': 0, 'first_loss': None, 'last_loss': None, 'skipped': train_set.skipped, 'positions': None}
-    if checkpoint is not None: state = load_checkpoint(accelerator, checkpoint, state)
-    skips = SkipLog(); skips.update(state['skipped'])
+    opt_cls = torch.optim.AdamW if cfg.optim.name == 'adamw' else torch.optim.Adam
+    model, optimizer = accelerator.prepare(model, opt_cls(params, lr=cfg.schedule.lr, weight_decay=cfg.schedule.weight_decay))
+    state = restore(accelerator, checkpoint)
+    if checkpoint is None: state.skipped = list(train_set.skipped)
+    skips = SkipLog(); skips.update(state.skipped)
     batches, position = tag_batches(cfg, train_set, state, skips, accelerator)
-    run = TagRun(cfg, accelerator, model, accelerator.unwrap_model(model), optimizer, vocab, hlp, batches, state, skips,
-                 position, t_start)
+    run = TagRun(cfg=cfg, accelerator=accelerator, model=model, optimizer=optimizer, batches=batches, state=state,
+                 skips=skips, position=position, t_start=t_start, vocab=vocab, hlp=hlp)
     if accelerator.is_main_process:
-        out = Path(cfg.out)
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / 'config.yaml')
-        write_class_labels(out / 'classes.csv', vocab)   # the columns of the checkpoints and the report
-        run.metrics = MetricsLog(out / 'metrics.csv', state['step'] if checkpoint is not None else None, TAG_METRICS)
-    return run
-
-# %% ../nbs/21_tagging.ipynb #tag00002
-def tag_step(run:TagRun, step:int) -> tuple[float, int, float]: # (loss, clips of this process, learning rate)
-    "One optimiser step: a batch, its (propagated) targets, mixup, binary cross-entropy, Adam(W)."
-    cfg, acc = run.cfg, run.accelerator
-    lr = lr_at(step, cfg)
-    for g in run.optimizer.param_groups: g['lr'] = lr
-    torch.manual_seed(mixed_seed(cfg.seed, 2, step, acc.process_index))
-    position, batch = next(run.batches)
-    if position is not None: run.position = position
-    run.skips.update(batch['skipped'])
-    audio = batch['audio'].to(acc.device)
-    target = training_targets(batch['target'].to(acc.device), run.hlp if cfg.hlp == 'train' else None)
-    audio, target = mixup(audio, target, cfg.mixup, mixed_seed(cfg.seed, 4, step, acc.process_index))
-    with acc.autocast():
-        loss = F.binary_cross_entropy_with_logits(run.model(audio).float(), target)
-    acc.backward(loss)
-    run.optimizer.step(); run.optimizer.zero_grad(set_to_none=True)
-    return loss.item(), len(audio), lr
-
-def log_tag_row(run:TagRun, row:dict, bar):
-    "Record a logged step: the run's first and last loss, metrics.csv, the progress bar."
-    if run.state['first_loss'] is None: run.state['first_loss'] = row['loss']
-    run.state['last_loss'] = row['loss']
-    if run.metrics is not None: run.metrics.write(row)
-    bar.set_postfix(loss=f"{row['loss']:.4f}")
-
-def save_tag_run(run:TagRun, step:int):
-    "Checkpoint the run at `step` (every process calls this) and write skipped.csv."
-    acc, out = run.accelerator, Path(run.cfg.out)
-    needed = state_bytes(run.core.state_dict(), run.optimizer.state_dict()) + 2**20
-    positions = gather_object([list(run.position)]) if run.position is not None else None
-    skipped = gather_object(list(run.skips.rows.items()))
-    if acc.is_main_process:
-        run.skips.update(skipped)
-        run.state.update(step=step, skipped=list(run.skips.rows.items()), positions=positions)
-    save_checkpoint(acc, out / 'checkpoints' / f'step_{step:06d}', run.state, run.cfg, needed, run.cfg.keep_checkpoints)
-    if acc.is_main_process: os.replace(run.skips.write(out / 'skipped.csv.tmp'), out / 'skipped.csv')
-    acc.wait_for_everyone()
+        run.out.mkdir(parents=True, exist_ok=True)
+        write_class_labels(run.out / 'classes.csv', vocab)   # the columns of the checkpoints and the report
+    return open_run_dir(run, checkpoint, TAG_METRICS)
 
 # %% ../nbs/21_tagging.ipynb #tag00004
 def train_tagger(cfg:TagConfig, # the run
@@ -543,35 +481,15 @@ def train_tagger(cfg:TagConfig, # the run
                 ) -> TagResult:
     "Train (or continue training) a tagger as `cfg` says, then score its test data into `report.json`."
     run = open_tag_run(cfg, checkpoint)
-    acc, world = run.accelerator, run.accelerator.num_processes
-    step0 = step = run.state['step']
-    stop_step = min(cfg.max_steps, cfg.stop_at or cfg.max_steps)
-    bar = tqdm(total=cfg.max_steps, initial=step0, desc='tag', unit='step', disable=not (acc.is_main_process and cfg.progress))
-    interval_loss, interval_steps, clips, t_log, stopped_by = 0.0, 0, 0, time.time(), None
-    run.model.train()
-    with StopSignals() as signals:
-        while step < stop_step:
-            loss, n, lr = tag_step(run, step)
-            step += 1; bar.update(1)
-            interval_loss += loss; interval_steps += 1; clips += n * world
-            if step % cfg.log_every == 0 or step == stop_step:
-                now = time.time()
-                log_tag_row(run, {'step': step, 'loss': interval_loss / interval_steps, 'lr': lr,
-                                  'clips_per_s': round(clips / (now - t_log), 2), 'seconds': round(now - run.t_start, 2)}, bar)
-                interval_loss, interval_steps, clips, t_log = 0.0, 0, 0, now
-            stopping = signals.stopping(acc)
-            if stopping or step == stop_step or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0): save_tag_run(run, step)
-            if stopping:
-                stopped_by = signals.name()
-                break
-    bar.close()
+    acc = run.accelerator
+    end = train_loop(run, desc='tag')
     report = None
-    if cfg.test and step == cfg.max_steps and acc.is_main_process:
-        report = evaluate_tagger(run.core, cfg.test, run.vocab, run.hlp, cfg.eval_window or cfg.clip_seconds,
-                                 cfg.eval_batch_size, acc.device, Path(cfg.out) / 'report.json')
+    if cfg.data.test and end.step == cfg.schedule.max_steps and acc.is_main_process:
+        report = evaluate_tagger(run.core, cfg.data.test, run.vocab, run.hlp, cfg.data.eval_window or cfg.data.clip_seconds,
+                                 cfg.data.eval_batch_size, acc.device, run.out / 'report.json')
     acc.end_training()
-    return TagResult(Path(cfg.out), step, cfg.max_steps, run.state['first_loss'], run.state['last_loss'],
-                     time.time() - run.t_start, report, stopped_by)
+    return TagResult(run.out, end.step, cfg.schedule.max_steps, run.state.first_loss, run.state.last_loss,
+                     time.time() - run.t_start, report, end.stopped_by)
 
 def evaluate_tagger(model:nn.Module, # a tagger over `vocab`
                     test:str, # the test data spec
@@ -609,8 +527,7 @@ def resolve_tag_config(config:str|None=None, # YAML file of `TagConfig` keys
                       ) -> tuple[TagConfig, Path|None]:
     "The config and checkpoint a command line asks for: the model's recipe under the changes, or a resumed run's saved config under them."
     flag_overrides = [f"{k}={v}" for k, v in (flags or {}).items() if v is not None]
-    return resolve_run(TagConfig, read_config_file(config), list(overrides) + flag_overrides, resume, build=tag_config,
-                       out_key='out', stop_key='stop_at')
+    return resolve_run(TagConfig, read_config_file(config), list(overrides) + flag_overrides, resume, build=tag_config)
 
 @dashed_call_parse
 def main(model:str=None, # cnn6, convnext_femto, passt or encoder:DIR
@@ -628,16 +545,17 @@ def main(model:str=None, # cnn6, convnext_femto, passt or encoder:DIR
          seed:int=None, # seed of everything random
          checkpoint_every:int=None, # steps between checkpoints (0: only at the end)
          resume:str=None, # 'auto' or a run / checkpoint directory
-         overrides:Param("more TagConfig keys as KEY=VALUE, e.g. sampler=weighted mixup=0.3", str, nargs='*', opt=False)=None):
+         overrides:Param("more TagConfig keys as dotted KEY=VALUE, e.g. data.sampler=weighted data.mixup=0.3", str, nargs='*', opt=False)=None):
     "Train an AudioSet tagger with or without hierarchical label propagation and score it on the original and propagated labels."
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     logging.getLogger('accelerate').setLevel(logging.WARNING)
-    flags = dict(model=model, train=train, test=test, hlp=hlp, out=out, classes=classes, ontology=ontology,
-                 policy=policy, max_steps=max_steps, batch_size=batch_size, clip_seconds=clip_seconds, seed=seed,
-                 checkpoint_every=checkpoint_every)
+    flags = {'model.name': model, 'data.train': train, 'data.test': test, 'hlp.mode': hlp, 'run.out': out,
+             'data.classes': classes, 'data.ontology': ontology, 'hlp.policy': policy, 'schedule.max_steps': max_steps,
+             'data.batch_size': batch_size, 'data.clip_seconds': clip_seconds, 'run.seed': seed,
+             'run.checkpoint_every': checkpoint_every}
     try:
         cfg, checkpoint = resolve_tag_config(config, flags, overrides or [], resume)
-        check_out(cfg.out, '--out' if out else 'out')   # before any work: the run needs somewhere to go
+        check_out(cfg.run.out, '--out' if out else 'run.out')   # before any work: the run needs somewhere to go
         result = train_tagger(cfg, checkpoint)
     except (TagError, ConfigError, InputError, RunError, NoAudioError) as e: fail('audiojepa-tag', str(e))
     if int(os.environ.get('RANK', 0)) == 0: print(result.summary())

@@ -4,42 +4,39 @@
 
 # %% ../nbs/13_train.ipynb #39423f21
 from __future__ import annotations
-import contextlib, inspect, logging, math, os, random, signal, sys, time, typing
+import contextlib, inspect, logging, os, signal, sys, time, typing
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from itertools import count
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list, gather_object
+from accelerate.utils import broadcast_object_list
 from fastcore.script import Param
 from torch.utils.data import DataLoader, IterableDataset
-from tqdm import tqdm
 
 from .cli import InputError, check_out, dashed_call_parse
 from .audio import FrontendConfig, LogMel, compute_norm_stats, frontend_config
-from .config import ConfigError, read_config_file, save_config, with_fields
-from .data import check_readable, collate, is_shard_spec, make_loader, open_source
+from .config import ConfigError, read_config_file, with_fields
+from .data import StepBatches, StepCollator, StepItems, StepMasks, check_readable, is_shard_spec, make_loader, open_source
 from .sources import NoAudioError, SkipLog, mixed_seed
-from .jepa import AudioJEPA, JEPAConfig, drift_from_init, ema_momentum
+from .jepa import AudioJEPA, JEPAConfig, drift_from_init
 from .masking import FreqStripMask, InverseBlockMask, MultiBlockMask, RandomPatchMask, TimeStripMask
 from .models import preset, save_encoder
-from .runs import (MetricsLog, RunError, StopSignals, check_new_run, cpu_threads, disk_errors, launch_accelerator,
-                            load_checkpoint, logger as runs_logger, lost_contact, prepare_tmp, resolve_run, save_checkpoint,
-                            seal_dir, state_bytes, stream_batches)
+from .runs import (RunError, check_new_run, disk_errors, logger as runs_logger, lost_contact, prepare_tmp,
+                            resolve_run, seal_dir, state_bytes, stream_batches)
+from .loop import (Hook, Run, RunSection, RunState, ScheduleSection, StepOutput, check_run_section,
+                            check_schedule, open_run_dir, restore, set_schedules, start_process, train_loop)
 
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'MASKS', 'PRECISIONS', 'METRICS', 'PretrainError', 'DataSection', 'FrontendSection', 'ModelSection',
-           'MaskingSection', 'ScheduleSection', 'OptimSection', 'RunSection', 'TrainConfig', 'lr_at', 'weight_decay_at',
-           'param_groups', 'set_schedules', 'build_frontend_config', 'preset_configs', 'build_model',
-           'build_mask_generator', 'StepBatches', 'StepItems', 'StepMasks', 'StepCollator', 'PretrainResult',
-           'source_norm_stats', 'export_encoder', 'check_run_config', 'start_process', 'open_run_data',
-           'build_training', 'restore', 'step_batches', 'Run', 'open_run', 'StepOutput', 'train_step', 'Interval',
-           'metrics_row', 'log_row', 'save_run', 'pretrain', 'resolve_config', 'main']
+__all__ = ['logger', 'MASKS', 'METRICS', 'PretrainError', 'DataSection', 'FrontendSection', 'ModelSection', 'MaskingSection',
+           'OptimSection', 'TrainConfig', 'param_groups', 'build_frontend_config', 'preset_configs', 'build_model',
+           'build_mask_generator', 'PretrainResult', 'run_source', 'source_norm_stats', 'export_encoder',
+           'check_run_config', 'open_run_data', 'build_training', 'step_batches', 'JEPAStepOutput', 'jepa_step',
+           'PretrainRun', 'open_run', 'pretrain', 'resolve_config', 'main']
 
 # %% ../nbs/13_train.ipynb #6f23bdd3
 class PretrainError(RunError):
@@ -68,23 +65,14 @@ class ModelSection:
     preset:str='tiny' # a key of `audiojepa.models.PRESETS`: tiny, small, base, large
     encoder:dict=field(default_factory=dict) # `EncoderConfig` fields to change, e.g. {depth: 6}
     predictor:dict=field(default_factory=dict) # `PredictorConfig` fields to change
-    jepa:JEPAConfig=field(default_factory=JEPAConfig) # loss, target normalisation, EMA momentum range
+    jepa:JEPAConfig=field(default_factory=JEPAConfig) # the objective: loss, targets, masks per clip, anti-collapse terms
+    export:str='context' # encoder to export: the 'context' encoder (learns faster in short runs) or the EMA 'target' encoder (I-JEPA's choice)
 
 @dataclass
 class MaskingSection:
     "Which patches the context sees and which the predictor predicts."
     name:str='random' # 'random' (the paper), 'multiblock' (I-JEPA), 'time' or 'freq' strips, 'inverse_block' (data2vec 2.0, EAT)
     options:dict=field(default_factory=dict) # arguments of the mask generator, e.g. {ratio: [0.4, 0.6]}
-
-@dataclass
-class ScheduleSection:
-    "Length of the run and the curves over it."
-    max_steps:int=300 # optimiser steps of the whole run; the schedules span them
-    warmup_steps:int=30 # linear learning-rate warm-up
-    lr:float=1e-3 # peak learning rate, reached at the end of warm-up
-    min_lr:float=1e-5 # learning rate at the last step (cosine decay)
-    weight_decay:float=0.04 # weight decay at step 0 ...
-    weight_decay_end:float=0.4 # ... rising on a cosine to this at the last step (I-JEPA)
 
 @dataclass
 class OptimSection:
@@ -95,44 +83,18 @@ class OptimSection:
     grad_accum:int=1 # micro-batches per optimiser step
 
 @dataclass
-class RunSection:
-    "The run directory, its logging and checkpoints."
-    out:str='runs/pretrain' # run directory
-    seed:int=0 # seeds the model, data order, crops, masks and dropout
-    log_every:int=10 # steps between rows of metrics.csv
-    checkpoint_every:int=100 # steps between checkpoints (and encoder exports); 0 = only at the end
-    keep_checkpoints:int=2 # newest checkpoints kept; 0 = keep all
-    stop_at:int=0 # end this invocation after this step (0 = max_steps); --resume continues the same schedule (and forgets stop_at)
-    mixed_precision:str='auto' # 'no', 'bf16', 'fp16', or 'auto' = what `accelerate config`/`launch` chose
-    threads:int=0 # CPU threads per process; 0 = OMP_NUM_THREADS if set, else the cores per process (loader workers decode alongside)
-    trackers:list[str]=field(default_factory=lambda: ['tensorboard']) # Accelerate trackers: tensorboard, wandb, ...; [] for none
-    export:str='context' # encoder to export: the 'context' encoder (learns faster in short runs) or the EMA 'target' encoder (I-JEPA's choice)
-    progress:bool=True # show a tqdm progress bar
-
-@dataclass
 class TrainConfig:
     "Everything a pretraining run needs; the defaults are the README's main job."
     data:DataSection=field(default_factory=DataSection)
     frontend:FrontendSection=field(default_factory=FrontendSection)
     model:ModelSection=field(default_factory=ModelSection)
     masking:MaskingSection=field(default_factory=MaskingSection)
-    schedule:ScheduleSection=field(default_factory=ScheduleSection)
+    schedule:ScheduleSection=field(default_factory=ScheduleSection) # `audiojepa.loop.ScheduleSection`: lr, weight decay and EMA curves
     optim:OptimSection=field(default_factory=OptimSection)
-    run:RunSection=field(default_factory=RunSection)
-
-# %% ../nbs/13_train.ipynb #1aa0a7af
-def lr_at(step:int, # optimiser step, from 0
-          cfg:ScheduleSection,
-         ) -> float:
-    "Learning rate of `step`: linear warm-up to `cfg.lr`, then cosine decay to `cfg.min_lr` at `cfg.max_steps`."
-    if step < cfg.warmup_steps: return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    return cfg.min_lr + (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress)) / 2
-
-def weight_decay_at(step:int, cfg:ScheduleSection) -> float:
-    "Weight decay of `step`: cosine from `cfg.weight_decay` to `cfg.weight_decay_end`."
-    progress = min(1.0, step / max(1, cfg.max_steps))
-    return cfg.weight_decay + (cfg.weight_decay_end - cfg.weight_decay) * (1 - math.cos(math.pi * progress)) / 2
+    run:RunSection=field(default_factory=RunSection) # `audiojepa.loop.RunSection`, the same in every trainer's config
+    # keys of earlier versions, read where they are now (a saved config.yaml of an older run resumes)
+    RENAMED = {'model.jepa.ema_start': 'schedule.ema_start', 'model.jepa.ema_end': 'schedule.ema_end',
+               'run.export': 'model.export'}
 
 # %% ../nbs/13_train.ipynb #e345dbf2
 def param_groups(model:torch.nn.Module) -> list[dict]:
@@ -141,13 +103,6 @@ def param_groups(model:torch.nn.Module) -> list[dict]:
     for p in model.parameters():
         if p.requires_grad: (decay if p.ndim >= 2 else no_decay).append(p)
     return [{'params': decay, 'wd_scale': 1.0}, {'params': no_decay, 'wd_scale': 0.0}]
-
-def set_schedules(optimizer:torch.optim.Optimizer, # with `param_groups` groups
-                  step:int, cfg:ScheduleSection) -> tuple[float, float]:
-    "Set learning rate and weight decay of every group for `step`; return both."
-    lr, wd = lr_at(step, cfg), weight_decay_at(step, cfg)
-    for group in optimizer.param_groups: group['lr'], group['weight_decay'] = lr, wd * group['wd_scale']
-    return lr, wd
 
 # %% ../nbs/13_train.ipynb #ea6dc969
 MASKS = {'random': RandomPatchMask, 'multiblock': MultiBlockMask, 'time': TimeStripMask, 'freq': FreqStripMask,
@@ -194,76 +149,6 @@ def build_mask_generator(cfg:MaskingSection):
     try: return cls(**cfg.options)
     except (ValueError, TypeError) as e: raise ConfigError(f"masking.options: {e}") from None
 
-# %% ../nbs/13_train.ipynb #55529ef9
-class StepBatches(torch.utils.data.Sampler):
-    "Endless micro-batches of `(micro_step, index)` keys; micro-batch `s` depends only on `s`, the seed and the process."
-    def __init__(self, n_items:int, # items in the source
-                 batch_size:int, # items per process per micro-batch
-                 seed:int=0, # seeds the order of every epoch
-                 num_processes:int=1, process_index:int=0,
-                 start:int=0, # first micro-step (a resumed run starts where it stopped)
-                ):
-        self.n_items, self.batch_size, self.seed, self.start = n_items, batch_size, seed, start
-        self.num_processes, self.process_index = num_processes, process_index
-        global_batch = batch_size * num_processes
-        if n_items < global_batch:
-            raise PretrainError(f"a step needs {global_batch} clips (batch size {batch_size} x {num_processes} "
-                                f"process{'es' if num_processes > 1 else ''}) but the data has only {n_items}; "
-                                f"lower --batch-size")
-        self.per_epoch = n_items // global_batch
-        self._orders = {}
-
-    def epoch_of(self, micro_step:int) -> int: return micro_step // self.per_epoch
-
-    def order(self, epoch:int) -> torch.Tensor:
-        "The shuffled item order of `epoch`."
-        if epoch not in self._orders:
-            self._orders = {epoch: torch.randperm(self.n_items, generator=torch.Generator().manual_seed(mixed_seed(self.seed, epoch)))}
-        return self._orders[epoch]
-
-    def keys(self, micro_step:int) -> list[tuple[int, int]]:
-        "The `(micro_step, index)` keys this process reads at `micro_step`."
-        epoch, position = divmod(micro_step, self.per_epoch)
-        first = (position * self.num_processes + self.process_index) * self.batch_size
-        return [(micro_step, int(i)) for i in self.order(epoch)[first:first + self.batch_size]]
-
-    def __iter__(self): return (self.keys(s) for s in count(self.start))
-
-class StepItems(torch.utils.data.Dataset):
-    "Item of a key `(micro_step, index)`: the source's epoch set first, an unreadable file replaced by the next readable one."
-    def __init__(self, source, batches:StepBatches): self.source, self.batches = source, batches
-    def __len__(self): return len(self.source)
-
-    def __getitem__(self, key:tuple[int, int]) -> tuple[int, dict, list]: # (micro_step, item, skipped (id, reason) pairs)
-        micro_step, index = key
-        if hasattr(self.source, 'set_epoch'): self.source.set_epoch(self.batches.epoch_of(micro_step))
-        skipped = []
-        for offset in range(len(self.source)):
-            item = self.source[(index + offset) % len(self.source)]
-            if 'error' not in item: return micro_step, item, skipped
-            skipped.append((item['id'], item['error']))
-        raise NoAudioError(f"no readable audio: all {len(skipped)} files of the data failed to decode")
-
-class StepMasks:
-    "Attach the masks of a micro-step to a batch: a generator seeded by (seed, micro_step, process) draws them."
-    def __init__(self, mask_gen, grid:tuple[int, int], seed:int=0, process_index:int=0,
-                 views:int=1): # masks per clip (`JEPAConfig.masks_per_clip`); the rows of a clip are adjacent
-        self.mask_gen, self.grid, self.seed, self.process_index, self.views = mask_gen, grid, seed, process_index, views
-
-    def __call__(self, batch:dict, micro_step:int) -> dict:
-        g = torch.Generator().manual_seed(mixed_seed(self.seed, 1, micro_step, self.process_index))
-        batch['context_idx'], batch['target_idx'] = self.mask_gen(len(batch['audio']) * self.views, self.grid, g)
-        batch['micro_step'] = micro_step
-        return batch
-
-class StepCollator:
-    "Collate `StepItems` triples with `audiojepa.data.collate` and attach the micro-step's masks."
-    def __init__(self, masks:StepMasks): self.masks = masks
-    def __call__(self, triples:list) -> dict:
-        batch = collate([item for _, item, _ in triples])
-        batch['skipped'] += [s for _, _, skipped in triples for s in skipped]
-        return self.masks(batch, triples[0][0])
-
 # %% ../nbs/13_train.ipynb #b1e04208
 @dataclass
 class PretrainResult:
@@ -290,16 +175,10 @@ def _duration(seconds:float) -> str:
     m, s = divmod(round(seconds), 60)
     return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
 
-@contextlib.contextmanager
-def _own_failures(is_main:bool, rank:int, world:int):
-    "Log a process's own `RunError` or `NoAudioError` there: the command line prints only the main process's (which all share)."
-    try: yield
-    except (RunError, NoAudioError) as e:
-        if not is_main: logger.error("process %d of %d: %s", rank, world, e)
-        raise
-
-def _open_data(cfg:TrainConfig, fc:FrontendConfig):
-    "The run's source; a clear `PretrainError` when the spec names nothing usable."
+def run_source(cfg:TrainConfig, # the run's config: `data` names the source
+               fc:FrontendConfig, # the run's front end (its sample rate)
+              ):
+    "The source a pretraining run reads; a clear `PretrainError` when the spec names nothing usable."
     try:
         # pretraining reads no labels: spare shard sources the pass over every shard that lists their classes
         options = {'labels': False, **cfg.data.options} if is_shard_spec(str(cfg.data.spec)) else cfg.data.options
@@ -334,32 +213,20 @@ def export_encoder(model:AudioJEPA, fc:FrontendConfig, path,
     return path
 
 # %% ../nbs/13_train.ipynb #trn00001
-PRECISIONS = ('auto', 'no', 'bf16', 'fp16', 'fp8')
-
 def check_run_config(cfg:TrainConfig):
-    "A `ConfigError` for run settings that no part checks when it is built."
-    if cfg.run.mixed_precision not in PRECISIONS:
-        raise ConfigError(f"run.mixed_precision: expected one of {', '.join(PRECISIONS)}, got {cfg.run.mixed_precision!r}")
-    if cfg.run.export not in ('target', 'context'): raise ConfigError(f"run.export: expected 'target' or 'context', got {cfg.run.export!r}")
-    for key in ('data.batch_size', 'schedule.max_steps', 'optim.grad_accum', 'run.log_every'):
+    "A `ConfigError` for settings that no part checks when it is built."
+    check_run_section(cfg.run)
+    check_schedule(cfg.schedule)
+    if cfg.model.export not in ('target', 'context'):
+        raise ConfigError(f"model.export: expected 'target' or 'context', got {cfg.model.export!r}")
+    for key in ('data.batch_size', 'optim.grad_accum'):
         section, name = key.split('.')
         if (value := getattr(getattr(cfg, section), name)) < 1: raise ConfigError(f"{key} must be at least 1, got {value}")
 
 # %% ../nbs/13_train.ipynb #trn00004
-def start_process(cfg:TrainConfig) -> Accelerator:
-    "This process's `Accelerator`, its CPU threads, and Python's and NumPy's generators seeded."
-    accelerator = launch_accelerator(mixed_precision=None if cfg.run.mixed_precision == 'auto' else cfg.run.mixed_precision,
-                                     log_with=cfg.run.trackers or None, project_dir=str(cfg.run.out))
-    # nothing here draws from Python's or NumPy's global generators, but checkpoints save them: seeded, they are the
-    # same in every run of a config, however often it was stopped and resumed
-    seed = mixed_seed(cfg.run.seed, 3, accelerator.process_index)
-    random.seed(seed); np.random.seed(seed % 2**32)
-    cpu_threads(cfg.run.threads)
-    return accelerator
-
 def open_run_data(cfg:TrainConfig, fc:FrontendConfig, accelerator:Accelerator) -> tuple:
     "`(source, cfg, fc)`: the run's source, checked, and the config and front end with its log-mel statistics."
-    source = _open_data(cfg, fc)
+    source = run_source(cfg, fc)
     if not isinstance(source, IterableDataset): check_readable(source)
     if cfg.frontend.norm_clips and not {'mean', 'std'} <= set(cfg.frontend.options):
         stats = [source_norm_stats(source, fc, cfg.frontend.norm_clips) if accelerator.is_main_process else None]
@@ -379,23 +246,12 @@ def build_training(cfg:TrainConfig, fc:FrontendConfig, accelerator:Accelerator) 
     model, optimizer = accelerator.prepare(model, optimizer)
     return model, optimizer, init_encoder
 
-def restore(accelerator:Accelerator, checkpoint) -> dict:
-    "The trainer state of a new run, or of `checkpoint` restored into the prepared model and optimiser."
-    state = {'step': 0, 'positions': None, 'skipped': [], 'first_loss': None, 'last_loss': None,
-             'num_processes': accelerator.num_processes}
-    if checkpoint is None: return state
-    state = load_checkpoint(accelerator, checkpoint, state)
-    if state['num_processes'] != accelerator.num_processes:
-        logger.warning("the checkpoint was written by %d processes, this run has %d: the data order changes",
-                       state['num_processes'], accelerator.num_processes)
-    return state
-
-def step_batches(source, cfg:TrainConfig, masks:StepMasks, state:dict, skips:SkipLog, accelerator:Accelerator) -> tuple:
+def step_batches(source, cfg:TrainConfig, masks:StepMasks, state:RunState, skips:SkipLog, accelerator:Accelerator) -> tuple:
     "`(batches, per_epoch, position)`: endless `(stream position or None, batch)` pairs from the run's step on."
     rank, world, pin = accelerator.process_index, accelerator.num_processes, accelerator.device.type == 'cuda'
-    micro0, bs, workers = state['step'] * cfg.optim.grad_accum, cfg.data.batch_size, cfg.data.num_workers
+    micro0, bs, workers = state.step * cfg.optim.grad_accum, cfg.data.batch_size, cfg.data.num_workers
     if isinstance(source, IterableDataset):
-        position = tuple(state['positions'][rank]) if state['positions'] and len(state['positions']) == world else (0, 0)
+        position = tuple(state.positions[rank]) if state.positions and len(state.positions) == world else (0, 0)
         loader = make_loader(source, bs, shuffle=True, num_workers=workers, seed=cfg.run.seed, skip_log=skips,
                              rank=rank, world_size=world, pin_memory=pin)
         return ((pos, masks(b, m)) for m, (pos, b) in zip(count(micro0), stream_batches(loader, position))), None, position
@@ -405,39 +261,97 @@ def step_batches(source, cfg:TrainConfig, masks:StepMasks, state:dict, skips:Ski
     return ((None, b) for b in loader), sampler.per_epoch, None
 
 # %% ../nbs/13_train.ipynb #trn00006
+@dataclass
+class JEPAStepOutput(StepOutput):
+    "What one Audio-JEPA step leaves for logging: `StepOutput`, and what the collapse diagnostics of a logged step need."
+    diagnostics:dict|None=None # `AudioJEPA` diagnostics of the last micro-batch (logged steps only)
+    mel:torch.Tensor|None=None # the last micro-batch's log-mel and padding, for `drift_from_init`
+    frame_mask:torch.Tensor|None=None
+
+def jepa_step(model:torch.nn.Module, # an `AudioJEPA`, or one an accelerator prepared
+              optimizer:torch.optim.Optimizer,
+              micro_batches:typing.Iterable[dict], # each: 'mel' [B, T, F], 'context_idx', 'target_idx', optional 'frame_mask' [B, T]
+              ema:float, # momentum of the target encoder's update after the step
+              accum:int=1, # micro-batches taken from `micro_batches` for this step
+              grad_clip:float=0., # clip the global gradient norm to this; 0 = no clipping
+              accelerator=None, # the run's `Accelerator` (DDP synchronisation, mixed precision); None: plain PyTorch
+              diagnostics:bool=False, # compute the collapse diagnostics of the last micro-batch
+             ) -> JEPAStepOutput:
+    "One optimiser step: `accum` micro-batches forward and backward, gradient clipping, the optimiser, the EMA update."
+    micro_batches, losses, clips, diag = iter(micro_batches), [], 0, None
+    for micro in range(accum):
+        batch = next(micro_batches)
+        last = micro == accum - 1
+        with contextlib.nullcontext() if last or accelerator is None else accelerator.no_sync(model):
+            loss, diag = model(batch['mel'], batch['context_idx'], batch['target_idx'], padding_mask=batch.get('frame_mask'),
+                               diagnostics=diagnostics and last)
+            if accelerator is None: (loss / accum).backward()
+            else: accelerator.backward(loss / accum)
+        losses.append(loss.detach() / accum)
+        clips += batch['mel'].shape[0]
+    clip_norm = accelerator.clip_grad_norm_ if accelerator is not None else torch.nn.utils.clip_grad_norm_
+    grad_norm = clip_norm(model.parameters(), grad_clip) if grad_clip > 0 else None
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    (model if accelerator is None else accelerator.unwrap_model(model)).update_target(ema)
+    return JEPAStepOutput(losses, clips, {'grad_norm': grad_norm}, diagnostics=diag if diagnostics else None,
+                          mel=batch['mel'], frame_mask=batch.get('frame_mask'))
+
+# %% ../nbs/13_train.ipynb #trn00009
 METRICS = ('step', 'epoch', 'loss', 'lr', 'weight_decay', 'ema', 'grad_norm', 'clips_per_s',
            'target_std', 'pred_std', 'target_rank', 'pred_rank', 'pred_loss', 'oracle_global', 'oracle_clip',
            'oracle_clip_pos', 'var_cov', 'clip_loss', 'dist_init', 'cka_init', 'seconds')
 
-@dataclass
-class Run:
-    "One invocation of a pretraining run: the parts built from its config, and where it is."
-    cfg:TrainConfig
+@dataclass(kw_only=True)
+class PretrainRun(Run):
+    "One invocation of a pretraining run: the loop's `Run` with the front end and the initial encoder."
     fc:FrontendConfig
-    accelerator:Accelerator
-    model:torch.nn.Module # as prepared by the accelerator (wrapped for DDP on several processes)
-    core:AudioJEPA # the model itself
-    optimizer:torch.optim.Optimizer
     frontend:LogMel
     init_encoder:torch.nn.Module # the encoder as initialised, for `drift_from_init`
-    batches:typing.Iterator # endless `(stream position or None, batch)` pairs
-    state:dict # what trainer_state.json saves: step, stream positions, skipped files, first and last loss
-    skips:SkipLog
-    per_epoch:int|None # micro-batches per epoch of a map-style source; None for a stream
-    position:tuple|None # (epoch, batches used) of a stream on this process; None for a map-style source
-    t_start:float # when this invocation began
-    metrics:MetricsLog|None = None # the main process's metrics.csv
+    per_epoch:int|None=None # micro-batches per epoch of a map-style source; None for a stream
 
     @property
-    def out(self) -> Path: return Path(self.cfg.run.out)
-    @property
-    def exported(self) -> torch.nn.Module: return self.core.target_encoder if self.cfg.run.export == 'target' else self.core.encoder
+    def exported(self) -> torch.nn.Module: return self.core.target_encoder if self.cfg.model.export == 'target' else self.core.encoder
 
     def training(self, step:int) -> dict:
         "What the run is, stored with each export."
         return {'step': step, 'max_steps': self.cfg.schedule.max_steps, 'seed': self.cfg.run.seed, 'preset': self.cfg.model.preset}
 
-def open_run(cfg:TrainConfig, checkpoint=None) -> Run:
+    def log_mel(self, batch:dict) -> dict:
+        "A loader batch as `jepa_step` takes it: log-mel and masks on the device (no frame mask when nothing is padded)."
+        dev = self.accelerator.device
+        with torch.no_grad(): mel, frame_mask = self.frontend(batch['audio'].to(dev, non_blocking=True),
+                                                              batch['padding_mask'].to(dev, non_blocking=True))
+        return {'mel': mel, 'frame_mask': frame_mask if frame_mask.any() else None,
+                'context_idx': batch['context_idx'].to(dev), 'target_idx': batch['target_idx'].to(dev)}
+
+    def train_step(self, step:int, log:bool) -> JEPAStepOutput:
+        cfg, acc = self.cfg, self.accelerator
+        values = set_schedules(self.optimizer, step, cfg.schedule)
+        torch.manual_seed(mixed_seed(cfg.run.seed, 2, step, acc.process_index))
+        micro_batches = (self.log_mel(self.next_batch()) for _ in count())
+        out = jepa_step(self.model, self.optimizer, micro_batches, values['ema'], cfg.optim.grad_accum, cfg.optim.grad_clip,
+                        acc, diagnostics=log)
+        out.values = {**values, **out.values}
+        return out
+
+    def row_values(self, out:JEPAStepOutput) -> dict:
+        if out.diagnostics is None: return {}
+        return {**out.diagnostics, **drift_from_init(self.exported, self.init_encoder, out.mel, out.frame_mask)}
+
+    def epoch(self, step:int) -> float:
+        if self.per_epoch is None: return self.position[0]
+        return round(step * self.cfg.optim.grad_accum / self.per_epoch, 3)
+
+    def on_save(self, step:int): export_encoder(self.core, self.fc, self.out / 'encoder', self.cfg.model.export, self.training(step))
+    def checkpoint_bytes(self) -> int:
+        # model with its EMA target, optimiser moments, and the export next to them; 1 MB for configs and RNG states
+        return state_bytes(self.core.state_dict(), self.optimizer.state_dict(), self.exported.state_dict()) + 2**20
+
+def open_run(cfg:TrainConfig, # the run's config
+             checkpoint=None, # a checkpoint to restore, or None for a new run
+             hooks:typing.Sequence[Hook]=(), # their columns join metrics.csv
+            ) -> PretrainRun:
     "Build every part of a run from its config (the same on every process) and restore `checkpoint` if given."
     t_start = time.time()
     check_run_config(cfg)
@@ -447,152 +361,29 @@ def open_run(cfg:TrainConfig, checkpoint=None) -> Run:
     source, cfg, fc = open_run_data(cfg, fc, accelerator)
     model, optimizer, init_encoder = build_training(cfg, fc, accelerator)
     state = restore(accelerator, checkpoint)
-    skips = SkipLog(); skips.update(state['skipped'])
-    core = accelerator.unwrap_model(model)
-    grid = core.encoder.grid(fc.num_frames)
+    skips = SkipLog(); skips.update(state.skipped)
+    grid = accelerator.unwrap_model(model).encoder.grid(fc.num_frames)
     masks = StepMasks(mask_gen, grid, cfg.run.seed, accelerator.process_index, views=cfg.model.jepa.masks_per_clip)
     batches, per_epoch, position = step_batches(source, cfg, masks, state, skips, accelerator)
-    run = Run(cfg, fc, accelerator, model, core, optimizer, LogMel(fc).to(accelerator.device), init_encoder, batches,
-              state, skips, per_epoch, position, t_start)
-    if accelerator.is_main_process:
-        run.out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run.out / 'config.yaml')
-        run.metrics = MetricsLog(run.out / 'metrics.csv', state['step'] if checkpoint is not None else None, METRICS)
-    if cfg.run.trackers: accelerator.init_trackers('audiojepa')   # the config is in config.yaml
-    return run
-
-# %% ../nbs/13_train.ipynb #trn00009
-@dataclass
-class StepOutput:
-    "What one optimiser step leaves for logging."
-    losses:list # each micro-batch's loss / grad_accum, detached (on the device, not synchronised)
-    clips:int # clips this process trained on
-    grad_norm:torch.Tensor|None
-    diagnostics:dict|None # `AudioJEPA` diagnostics of the last micro-batch (logged steps only)
-    mel:torch.Tensor # the last micro-batch's log-mel and padding, for `drift_from_init`
-    frame_mask:torch.Tensor|None
-    lr:float # the schedules' values the step ran with
-    weight_decay:float
-    ema:float
-
-def train_step(run:Run, step:int, # the optimiser step, from 0
-               diagnostics:bool=False, # compute the collapse diagnostics (a logged step)
-              ) -> StepOutput:
-    "One optimiser step: `grad_accum` micro-batches forward and backward, clipping, AdamW, the EMA update."
-    cfg, acc, accum = run.cfg, run.accelerator, run.cfg.optim.grad_accum
-    lr, wd = set_schedules(run.optimizer, step, cfg.schedule)
-    torch.manual_seed(mixed_seed(cfg.run.seed, 2, step, acc.process_index))
-    losses, clips = [], 0
-    for micro in range(accum):
-        position, batch = next(run.batches)
-        if position is not None: run.position = position
-        else: run.skips.update(batch['skipped'])
-        audio = batch['audio'].to(acc.device, non_blocking=True)
-        with torch.no_grad(): mel, frame_mask = run.frontend(audio, batch['padding_mask'].to(acc.device, non_blocking=True))
-        if not frame_mask.any(): frame_mask = None          # nothing padded: skip the attention mask
-        last = micro == accum - 1
-        with contextlib.nullcontext() if last else acc.no_sync(run.model):
-            loss, diag = run.model(mel, batch['context_idx'].to(acc.device), batch['target_idx'].to(acc.device),
-                                   padding_mask=frame_mask, diagnostics=diagnostics and last)
-            acc.backward(loss / accum)
-        losses.append(loss.detach() / accum)
-        clips += audio.shape[0]
-    grad_norm = acc.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else None
-    run.optimizer.step()
-    run.optimizer.zero_grad(set_to_none=True)
-    ema = ema_momentum(step, cfg.schedule.max_steps, cfg.model.jepa.ema_start, cfg.model.jepa.ema_end)
-    run.core.update_target(ema)
-    return StepOutput(losses, clips, grad_norm, diag if diagnostics else None, mel, frame_mask, lr, wd, ema)
-
-# %% ../nbs/13_train.ipynb #trn00012
-@dataclass
-class Interval:
-    "The steps since the last logged row."
-    loss:torch.Tensor # the summed losses of its micro-batches (each / grad_accum)
-    steps:int = 0
-    clips:int = 0 # clips of this process
-    start:float = field(default_factory=time.time)
-
-    def add(self, out:StepOutput):
-        for loss in out.losses: self.loss += loss
-        self.steps, self.clips = self.steps + 1, self.clips + out.clips
-
-def metrics_row(run:Run, step:int, # the step just done, from 1
-                out:StepOutput, interval:Interval) -> dict:
-    "The metrics.csv row of a logged step, averaged over the processes (a collective call: every process makes it)."
-    acc, world = run.accelerator, run.accelerator.num_processes
-    diag = {**out.diagnostics, **drift_from_init(run.exported, run.init_encoder, out.mel, out.frame_mask)}
-    values = torch.stack([interval.loss / interval.steps, torch.tensor(float(interval.clips), device=acc.device),
-                          *(v.float() for v in diag.values())])
-    values = acc.reduce(values, 'sum') if world > 1 else values
-    now = time.time()
-    epoch = run.position[0] if run.per_epoch is None else round(step * run.cfg.optim.grad_accum / run.per_epoch, 3)
-    return {'step': step, 'epoch': epoch, 'loss': values[0].item() / world, 'lr': out.lr, 'weight_decay': out.weight_decay, 'ema': out.ema,
-            'grad_norm': None if out.grad_norm is None else float(out.grad_norm),
-            'clips_per_s': values[1].item() / (now - interval.start),
-            **{k: (v / world).item() for k, v in zip(diag, values[2:])}, 'seconds': round(now - run.t_start, 2)}
-
-def log_row(run:Run, row:dict, bar):
-    "Record a logged step: the run's first and last loss, metrics.csv, the trackers, the progress bar."
-    if run.state['first_loss'] is None: run.state['first_loss'] = row['loss']
-    run.state['last_loss'] = row['loss']
-    if run.metrics is not None: run.metrics.write(row)
-    if run.cfg.run.trackers: run.accelerator.log({k: v for k, v in row.items() if v is not None and k != 'step'}, step=row['step'])
-    bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", clips_s=f"{row['clips_per_s']:.0f}")
-
-# %% ../nbs/13_train.ipynb #trn00014
-def save_run(run:Run, step:int):
-    "Checkpoint the run at `step` (every process calls this), export the encoder and write skipped.csv."
-    acc, out, world = run.accelerator, run.out, run.accelerator.num_processes
-    final = out / 'checkpoints' / f'step_{step:06d}'
-    # model with its EMA target, optimiser moments, and the export next to them; 1 MB for configs and RNG states
-    needed = state_bytes(run.core.state_dict(), run.optimizer.state_dict(), run.exported.state_dict()) + 2**20
-    positions = gather_object([list(run.position)]) if run.per_epoch is None else None
-    skipped = gather_object(list(run.skips.rows.items()))
-    if acc.is_main_process:
-        run.skips.update(skipped)
-        run.state.update(step=step, positions=positions, skipped=list(run.skips.rows.items()), num_processes=world)
-    save_checkpoint(acc, final, run.state, run.cfg, needed, run.cfg.run.keep_checkpoints)
-    if acc.is_main_process:
-        export_encoder(run.core, run.fc, out / 'encoder', run.cfg.run.export, run.training(step))
-        os.replace(run.skips.write(out / 'skipped.csv.tmp'), out / 'skipped.csv')
-    acc.wait_for_everyone()
+    run = PretrainRun(cfg=cfg, accelerator=accelerator, model=model, optimizer=optimizer, batches=batches, state=state,
+                      skips=skips, position=position, t_start=t_start, fc=fc, frontend=LogMel(fc).to(accelerator.device),
+                      init_encoder=init_encoder, per_epoch=per_epoch)
+    return open_run_dir(run, checkpoint, METRICS + tuple(c for h in hooks for c in h.columns))
 
 # %% ../nbs/13_train.ipynb #4b54b7a3
 def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `TrainConfig()` (the main job)
              checkpoint=None, # a checkpoint directory to continue from (see `resume_checkpoint`)
+             hooks:typing.Sequence[Hook]=(), # run every N steps (e.g. evaluation), their values in metrics.csv
             ) -> PretrainResult:
     "Pretrain (or continue pretraining) an Audio-JEPA model as `cfg` says; every process of a launch calls this."
-    run = open_run(cfg or TrainConfig(), checkpoint)
-    cfg, acc = run.cfg, run.accelerator
-    step0 = step = run.state['step']
-    stop_step = min(cfg.schedule.max_steps, cfg.run.stop_at or cfg.schedule.max_steps)
-    bar = tqdm(total=cfg.schedule.max_steps, initial=step0, desc='pretrain', unit='step', dynamic_ncols=True,
-               disable=not (acc.is_main_process and cfg.run.progress))
-    interval, stopped_by, clips = Interval(torch.zeros((), device=acc.device)), None, 0
-    run.model.train()
-    with _own_failures(acc.is_main_process, acc.process_index, acc.num_processes), StopSignals() as signals:
-        while step < stop_step:
-            log_now = (step + 1) % cfg.run.log_every == 0 or step + 1 == stop_step
-            out = train_step(run, step, diagnostics=log_now)
-            step += 1
-            interval.add(out); bar.update(1)
-            clips += out.clips * acc.num_processes
-            if log_now:
-                log_row(run, metrics_row(run, step, out, interval), bar)
-                interval = Interval(torch.zeros((), device=acc.device))
-            stopping = signals.stopping(acc)   # every process asks: one process's signal stops all
-            if stopping or step == stop_step or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
-                save_run(run, step)
-            if stopping:
-                stopped_by = signals.name()
-                break
-    bar.close()
-    if step == step0 and acc.is_main_process:   # nothing left to train
-        export_encoder(run.core, run.fc, run.out / 'encoder', cfg.run.export, run.training(step))
+    run = open_run(cfg or TrainConfig(), checkpoint, hooks)
+    step0, acc = run.state.step, run.accelerator
+    end = train_loop(run, hooks, desc='pretrain')
+    if end.step == step0 and acc.is_main_process:   # nothing left to train
+        export_encoder(run.core, run.fc, run.out / 'encoder', run.cfg.model.export, run.training(end.step))
     acc.end_training()
-    return PretrainResult(run.out, run.out / 'encoder', step, cfg.schedule.max_steps, run.state['first_loss'],
-                          run.state['last_loss'], clips, time.time() - run.t_start, stopped_by)
+    return PretrainResult(run.out, run.out / 'encoder', end.step, run.cfg.schedule.max_steps, run.state.first_loss,
+                          run.state.last_loss, end.clips, time.time() - run.t_start, end.stopped_by)
 
 # %% ../nbs/13_train.ipynb #593410df
 def resolve_config(config:str|None=None, # YAML file with the keys to change

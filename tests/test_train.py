@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from audiojepa.synthetic import SyntheticSounds
 from audiojepa.models import load_encoder
-from audiojepa.config import apply_overrides, load_config
+from audiojepa.config import apply_overrides, config_to_dict, load_config, read_config_file
 from audiojepa.train import TrainConfig, main, pretrain, resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,12 +43,13 @@ def same_state(a:Path, b:Path):
         for k, v in s.items(): assert torch.equal(v, ob['state'][i][k]), (i, k)
 
 def test_config_files():
-    "configs/tiny_cpu.yaml is the defaults written out; the other configs load."
+    "configs/tiny_cpu.yaml is every default written out, key for key; the other configs load."
+    assert read_config_file(REPO / 'configs/tiny_cpu.yaml') == config_to_dict(TrainConfig())   # every key, not just the values
     assert load_config(REPO / 'configs/tiny_cpu.yaml', TrainConfig) == TrainConfig()
     base = load_config(REPO / 'configs/paper.yaml', TrainConfig)
     assert (base.model.preset, base.data.clip_seconds, base.run.mixed_precision) == ('base', 10.0, 'bf16')
     # the paper's recipe stays as published whatever the defaults become
-    assert (base.frontend.norm_clips, base.model.jepa.var_cov_weight, base.run.export) == (0, 0.0, 'target')
+    assert (base.frontend.norm_clips, base.model.jepa.var_cov_weight, base.model.export) == (0, 0.0, 'target')
     assert (base.model.jepa.target_norm, base.model.jepa.average_last_k, base.model.jepa.masks_per_clip,
             base.model.jepa.target_view) == ('layernorm', 1, 1, 'full')
     for path in (REPO / 'configs').glob('*.yaml'): load_config(path, TrainConfig)
@@ -231,6 +232,6 @@ def test_rotary_positions_train_resume_and_export(tmp_path):
     assert not [k for k in weights if 'position' in k]              # rotary positions are computed, never stored
     encoder, front = load_encoder(tmp_path / 'one_go/encoder')
     assert (encoder.config.positions, type(encoder.blocks[0]).__name__) == ('rope', 'RotaryBlock')
-    exported = {k: v for k, v in weights.items() if k.startswith('encoder.')}   # run.export: the context encoder
+    exported = {k: v for k, v in weights.items() if k.startswith('encoder.')}   # model.export: the context encoder
     assert {f'encoder.{k}' for k in encoder.state_dict()} == set(exported)
     for k, v in encoder.state_dict().items(): assert torch.equal(v, exported[f'encoder.{k}']), k
