@@ -8,7 +8,7 @@ from audiojepa.data import collate
 from audiojepa.synthetic import SyntheticSounds
 from audiojepa.jepa import (AudioJEPA, JEPAConfig, drift_from_init, effective_rank, ema_momentum, instance_norm,
                             linear_cka, oracle_losses)
-from audiojepa.masking import MaskCollator, RandomPatchMask
+from audiojepa.masking import RandomPatchMask
 from audiojepa.models import EncoderConfig, PredictorConfig, ViTEncoder, gather_tokens
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -143,7 +143,8 @@ def test_bf16_autocast_on_cpu():
 def test_tiny_overfits_a_fixed_batch_of_synthetic_sounds():
     torch.manual_seed(0)
     source = SyntheticSounds(n_clips=4, clip_seconds=2.0, seed=0)
-    batch = MaskCollator(RandomPatchMask(), grid=(6, 6), seed=0, collate_fn=collate)([source[i] for i in range(4)])
+    batch = collate([source[i] for i in range(4)])
+    context_idx, target_idx = RandomPatchMask()(len(batch['audio']), (6, 6), generator=0)
     front = LogMel({'clip_seconds': 2.0, 'num_frames': 96})           # 2 s → 96 frames → 6 × 6 patches
     mel, frame_pad = front(batch['audio'], batch['padding_mask'])
     assert mel.shape == (4, 96, 96)
@@ -151,7 +152,7 @@ def test_tiny_overfits_a_fixed_batch_of_synthetic_sounds():
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.0)
     steps, losses = 150, []
     for step in range(steps):
-        loss, diag = model(mel, batch['context_idx'], batch['target_idx'], padding_mask=frame_pad, diagnostics=False)
+        loss, diag = model(mel, context_idx, target_idx, padding_mask=frame_pad, diagnostics=False)
         opt.zero_grad(); loss.backward(); opt.step()
         model.update_target(ema_momentum(step, steps))
         losses.append(loss.item())
