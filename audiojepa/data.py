@@ -115,7 +115,7 @@ def make_loader(source:Dataset, # a source from this chapter (or any dataset of 
                 num_workers:int=0, # dataloader worker processes
                 seed:int=0, # seeds the order, the workers and (via the source) random crops
                 drop_last:bool=False, # drop a last, smaller batch
-                collate_fn:Callable=collate, # batches items; `audiojepa.masking.MaskCollator` adds masks
+                collate_fn:Callable=collate, # turns a list of items into a batch
                 skip_log:SkipLog|None=None, # where to record skipped files; default a new one
                 rank:int|None=None, # this process's rank; None to detect from torch.distributed / RANK
                 world_size:int|None=None, # number of processes; None to detect

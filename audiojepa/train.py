@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_train.ipynb #39423f21
 from __future__ import annotations
-import contextlib, inspect, logging, os, signal, sys, time, typing
+import contextlib, logging, os, signal, sys, time, typing
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from itertools import count
@@ -22,7 +22,7 @@ from .config import ConfigError, read_config_file, with_fields
 from .data import StepBatches, StepCollator, StepItems, StepMasks, check_readable, is_shard_spec, make_loader, open_source
 from .sources import NoAudioError, SkipLog, mixed_seed
 from .jepa import AudioJEPA, JEPAConfig, drift_from_init
-from .masking import FreqStripMask, InverseBlockMask, MultiBlockMask, RandomPatchMask, TimeStripMask
+from .masking import MASKS, MaskGenerator, mask_generator
 from .models import preset, save_encoder
 from .runs import (RunError, check_new_run, disk_errors, logger as runs_logger, lost_contact, prepare_tmp,
                             resolve_run, seal_dir, state_bytes, stream_batches)
@@ -32,7 +32,7 @@ from .loop import (Hook, Run, RunSection, RunState, ScheduleSection, StepOutput,
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'MASKS', 'METRICS', 'PretrainError', 'DataSection', 'FrontendSection', 'ModelSection', 'MaskingSection',
+__all__ = ['logger', 'METRICS', 'PretrainError', 'DataSection', 'FrontendSection', 'ModelSection', 'MaskingSection',
            'OptimSection', 'TrainConfig', 'param_groups', 'build_frontend_config', 'preset_configs', 'build_model',
            'build_mask_generator', 'PretrainResult', 'run_source', 'source_norm_stats', 'export_encoder',
            'check_run_config', 'open_run_data', 'build_training', 'step_batches', 'JEPAStepOutput', 'jepa_step',
@@ -71,7 +71,7 @@ class ModelSection:
 @dataclass
 class MaskingSection:
     "Which patches the context sees and which the predictor predicts."
-    name:str='random' # 'random' (the paper), 'multiblock' (I-JEPA), 'time' or 'freq' strips, 'inverse_block' (data2vec 2.0, EAT)
+    name:str='random' # a key of `audiojepa.masking.MASKS`; 'random' is the paper's
     options:dict=field(default_factory=dict) # arguments of the mask generator, e.g. {ratio: [0.4, 0.6]}
 
 @dataclass
@@ -105,9 +105,6 @@ def param_groups(model:torch.nn.Module) -> list[dict]:
     return [{'params': decay, 'wd_scale': 1.0}, {'params': no_decay, 'wd_scale': 0.0}]
 
 # %% ../nbs/13_train.ipynb #ea6dc969
-MASKS = {'random': RandomPatchMask, 'multiblock': MultiBlockMask, 'time': TimeStripMask, 'freq': FreqStripMask,
-         'inverse_block': InverseBlockMask}
-
 def build_frontend_config(cfg:TrainConfig) -> FrontendConfig:
     "The front end of a run: `frontend.name` with `frontend.options`, cut to `data.clip_seconds`."
     try: base = frontend_config(cfg.frontend.name)
@@ -139,15 +136,10 @@ def build_model(cfg:TrainConfig, fc:FrontendConfig) -> AudioJEPA:
     try: return AudioJEPA(cfgs['encoder'], cfgs['predictor'], cfg.model.jepa)
     except ValueError as e: raise ConfigError(f"model: {e}") from None
 
-def build_mask_generator(cfg:MaskingSection):
-    "The mask generator `cfg.name` of `audiojepa.masking`, with `cfg.options` as arguments."
-    if cfg.name not in MASKS: raise ConfigError(f"masking.name: unknown {cfg.name!r}; expected one of {', '.join(MASKS)}")
-    cls = MASKS[cfg.name]
-    valid = [n for n in inspect.signature(cls).parameters if n != 'self']
-    for k in cfg.options:
-        if k not in valid: raise ConfigError(f"unknown key masking.options.{k}; valid keys for {cfg.name!r}: {', '.join(valid)}")
-    try: return cls(**cfg.options)
-    except (ValueError, TypeError) as e: raise ConfigError(f"masking.options: {e}") from None
+def build_mask_generator(cfg:MaskingSection) -> MaskGenerator:
+    "`audiojepa.masking.mask_generator(cfg.name, **cfg.options)`, its errors as `ConfigError`s of the key at fault."
+    try: return mask_generator(cfg.name, **cfg.options)
+    except ValueError as e: raise ConfigError(f"masking.{'options' if cfg.name in MASKS else 'name'}: {e}") from None
 
 # %% ../nbs/13_train.ipynb #b1e04208
 @dataclass

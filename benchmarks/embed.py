@@ -1,7 +1,7 @@
 """Embedding throughput of `AudioJEPAEncoder` as a multiple of real time (seconds of audio per second of compute).
 
-    python benchmarks/embed.py                              # tiny and base on CPU, and on CUDA if available
-    python benchmarks/embed.py --presets tiny --devices cpu --threads 2
+    python -m benchmarks.embed                              # tiny and base on CPU, and on CUDA if available
+    python -m benchmarks.embed --presets tiny --devices cpu --threads 2
 
 Encoders are randomly initialised (throughput does not depend on the weights). The input is 16 kHz audio, as X-ARES
 gives it, so the time includes resampling to 32 kHz, the log-mel front end and the ViT; each configuration encodes a

@@ -1,7 +1,7 @@
 """`kill -9` at random moments: does `--resume auto` finish every run, with the weights of a run never interrupted?
 
-    python benchmarks/faults.py                        # 20 trials of a tiny run, a few minutes on 2 CPU cores
-    python benchmarks/faults.py --trials 5 --max-steps 12
+    python -m benchmarks.faults                        # 20 trials of a tiny run, a few minutes on 2 CPU cores
+    python -m benchmarks.faults --trials 5 --max-steps 12
 
 First the run is done once without interruption (the reference, timed start-up included). Each trial then starts
 `audiojepa-pretrain` in a fresh run directory as its own process group, kills the whole group (the training process

@@ -1,6 +1,6 @@
 """Throughput of the audio front end: decoding, and log-mel spectrograms, in 10 s clips per second.
 
-    python benchmarks/frontend.py [--threads 2] [--batch-size 64] [--n-files 24] [--rounds 5]
+    python -m benchmarks.frontend [--threads 2] [--batch-size 64] [--n-files 24] [--rounds 5]
 
 Measures, on synthetic 10 s clips written to a temporary folder:
 - decode+resample+crop: `load_audio` + `crop_or_pad` on FLAC (44.1 kHz stereo, resampled to 32 kHz) and on WAV

@@ -5,7 +5,7 @@ Measures the model alone (random log-mel already on the GPU, so data loading is 
 peak memory. Masks use a fixed ratio (0.5) so that every step has the same shapes and torch.compile compiles once.
 Prints one JSON line per mode and a small table.
 
-usage: python benchmarks/gpu_check.py [--preset base] [--batch-size 64] [--steps 30] [--clip-seconds 10]
+usage: python -m benchmarks.gpu_check [--preset base] [--batch-size 64] [--steps 30] [--clip-seconds 10]
 """
 import argparse, json, time
 

@@ -12,7 +12,7 @@ rm -rf "$out"; mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' | tee -a "$out/gpu.txt"
 
-python benchmarks/gpu_check.py --preset base --batch-size 64 --clip-seconds 10 --steps 30 | tee "$out/model.txt"
+python -m benchmarks.gpu_check --preset base --batch-size 64 --clip-seconds 10 --steps 30 | tee "$out/model.txt"
 
 workers=$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))
 audiojepa-pretrain --out "$out/job" --preset base --max-steps 40 --batch-size 64 --checkpoint-every 0 \

@@ -1,6 +1,6 @@
 """Benchmark `audiojepa.hlp.HLP.propagate`: against the authors' formula, and at AudioSet scale.
 
-    python benchmarks/hlp.py [--reps 5] [--data ../shared/data/audioset] [--skip-authors]
+    python -m benchmarks.hlp [--reps 5] [--data ../shared/data/audioset] [--skip-authors]
 
 1. AudioSet scale: 2,040,000 x 527 bool labels (the balanced training set tiled), propagated into a new array, into a
    new torch tensor and in place; median wall time of `--reps` runs and the peak extra memory (tracemalloc sees numpy's

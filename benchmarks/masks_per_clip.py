@@ -6,8 +6,8 @@ every row). The difference is what the shared target pass saves; the cost over M
 mask adds. Process CPU time per step, median of the timed steps, on one thread by default (the stable measure on a
 shared machine); tiny preset, the default 2 s clip (192 frames × 96 mels), random masking at its default ratio.
 
-    python benchmarks/masks_per_clip.py
-    python benchmarks/masks_per_clip.py --masks 1,4,8,16 --batch 32 --threads 1 --out benchmarks/results/masks_per_clip.json
+    python -m benchmarks.masks_per_clip
+    python -m benchmarks.masks_per_clip --masks 1,4,8,16 --batch 32 --threads 1 --out benchmarks/results/masks_per_clip.json
 """
 import json, statistics
 from pathlib import Path
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from audiojepa.cli import dashed_call_parse
 from audiojepa.masking import RandomPatchMask
-from step import audiojepa_step, make, time_steps   # benchmarks/step.py: the same training step, timed the same way
+from .step import audiojepa_step, make, time_steps   # benchmarks/step.py: the same training step, timed the same way
 
 
 def measure(preset, clips, views, frames, steps, warmup, seed=0):

@@ -15,10 +15,10 @@ credited with the same useful FLOPs (its second target pass is waste by construc
 and the process's CPU time are recorded: on a shared machine the CPU-time ratio (run with --threads 1) is the more
 stable comparison.
 
-    python benchmarks/step.py                          # tiny, small, base on CPU (and bf16 on a GPU if one is there)
-    python benchmarks/step.py --presets tiny --threads 2 --out benchmarks/results/step.json
-    python benchmarks/step.py --reference-optimizer fused   # the same fused AdamW in both steps
-    python benchmarks/step.py --cpu-dtypes fp32,bf16   # also both steps under CPU bf16 autocast
+    python -m benchmarks.step                          # tiny, small, base on CPU (and bf16 on a GPU if one is there)
+    python -m benchmarks.step --presets tiny --threads 2 --out benchmarks/results/step.json
+    python -m benchmarks.step --reference-optimizer fused   # the same fused AdamW in both steps
+    python -m benchmarks.step --cpu-dtypes fp32,bf16   # also both steps under CPU bf16 autocast
 """
 import json, platform, statistics, time, types
 from pathlib import Path

@@ -1,6 +1,6 @@
 """How fast `SyntheticSounds` renders clips, and how hard its labels are for a probe on raw log-mel statistics.
 
-    python benchmarks/synthetic_sounds.py [--n-clips 1800] [--seconds 10]
+    python -m benchmarks.synthetic_sounds [--n-clips 1800] [--seconds 10]
 
 Speed: milliseconds to render one clip (10 s at 32 kHz by default) in one thread.
 Difficulty: a linear (logistic-regression) probe and a nearest-centroid probe on the per-mel-bin mean and std of the

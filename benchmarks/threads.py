@@ -31,9 +31,9 @@ checked against `forward`'s), and `forward` itself is timed whole (with and with
 step is also run under `torch.profiler`: its heaviest operators, and what the gathers and index ops of the masks cost
 in all (forward and backward), are printed and saved.
 
-    python benchmarks/threads.py              # the full measurement: 12 settings x 3 rounds of 20 steps, 9-10 min on 2 idle cores
-    python benchmarks/threads.py --profile    # the step's parts at 1 and 2 threads (under half a minute)
-    python benchmarks/threads.py --rounds 1 --steps 4 --log-every 2 --loaders synthetic --workers 1   # a smoke test
+    python -m benchmarks.threads              # the full measurement: 12 settings x 3 rounds of 20 steps, 9-10 min on 2 idle cores
+    python -m benchmarks.threads --profile    # the step's parts at 1 and 2 threads (under half a minute)
+    python -m benchmarks.threads --rounds 1 --steps 4 --log-every 2 --loaders synthetic --workers 1   # a smoke test
 
 Each run is about 5 s of start-up (imports, loader, the final checkpoint) plus its steps (0.35-0.65 s each at batch
 32), so `--rounds` and `--steps` set the time: 12 x rounds x (5 s + steps x 0.5 s). The logged steps (diagnostics

@@ -1,15 +1,15 @@
-"Tests of benchmarks/corpora.py on tiny trees it is given (no Debian data packages needed; fluidsynth optional)."
-import csv, hashlib, importlib.util, shutil, subprocess, sys
+"Tests of experiments/corpora.py on tiny trees it is given (no Debian data packages needed; fluidsynth optional)."
+import csv, hashlib, shutil, subprocess, sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-SCRIPT = Path(__file__).resolve().parents[1] / 'benchmarks' / 'corpora.py'
-spec = importlib.util.spec_from_file_location('corpora_script', SCRIPT)
-corpora = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(corpora)
+from audiojepa.sources import SkipLog
+from experiments import corpora
+
+REPO = Path(__file__).resolve().parents[1]
 RATE = 22050    # sources at another rate than the 32 kHz output, so resampling is on the path
 
 
@@ -42,9 +42,9 @@ def test_cut_recordings_skips_bad_files_and_is_deterministic(tmp_path):
     files = tiny_tree(tmp_path / 'src')
     outs = []
     for run in range(2):
-        out, skip = tmp_path / f'out{run}', corpora.SkipLog()
+        out, skip = tmp_path / f'out{run}', SkipLog()
         recs = corpora.recordings_from_paths(files.values(), base=tmp_path / 'src')
-        stats = corpora.cut_recordings(recs, out, 10., skip, task='pool')
+        stats = corpora.cut_recordings(recs, out, 10., skip)
         skip.write(out / 'skipped.csv')
         outs.append((out, stats))
     out, stats = outs[0]
@@ -56,7 +56,7 @@ def test_cut_recordings_skips_bad_files_and_is_deterministic(tmp_path):
         assert (info.samplerate, info.channels, info.subtype) == (32000, 1, 'PCM_16')
         assert info.frames == pytest.approx(seconds * 32000, abs=2), name
     assert stats['seconds'] == pytest.approx(26.2, abs=1e-3) and stats['recordings'] == 2
-    with open(out / 'skipped.csv', newline='') as f: rows = {Path(r['source']).name: r['reason'] for r in csv.DictReader(f)}
+    with open(out / 'skipped.csv', newline='') as f: rows = {Path(r['id']).name: r['reason'] for r in csv.DictReader(f)}
     assert set(rows) == {'empty.ogg', 'garbage.wav', 'quiet.wav', 'tick.wav'}
     assert 'empty' in rows['empty.ogg'] and '0 bytes' in rows['empty.ogg']
     assert 'not audio' in rows['garbage.wav']
@@ -71,16 +71,16 @@ def test_cut_recordings_tail_silence_quota_and_duplicates(tmp_path):
     sf.write(src / 'a.wav', x, RATE)
     shutil.copy(src / 'a.wav', src / 'b.wav')     # same bytes: used once
     sf.write(src / 'c.wav', noise(35, 5), RATE)
-    skip = corpora.SkipLog()
+    skip = SkipLog()
     st = corpora.cut_recordings(sorted(src.iterdir()), tmp_path / 'out', 10., skip)
     assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == ['a_0.wav', 'c_0.wav', 'c_1.wav', 'c_2.wav', 'c_3.wav']
-    assert st['silent_pieces'] == 1 and st['duplicates'] == 1 and skip.rows[0][2].startswith('duplicate')
+    assert st['silent_pieces'] == 1 and st['duplicates'] == 1 and list(skip.rows.values()) == [f"duplicate: same bytes as {src / 'a.wav'}"]
     # a quota stops early; max_pieces spreads the pieces kept over the recording; excluded hashes are never used
     excl = {hashlib.sha1((src / 'a.wav').read_bytes()).hexdigest()}
-    st = corpora.cut_recordings(sorted(src.iterdir()), tmp_path / 'q', 10., corpora.SkipLog(), max_pieces=2,
+    st = corpora.cut_recordings(sorted(src.iterdir()), tmp_path / 'q', 10., SkipLog(), max_pieces=2,
                                 exclude_hashes=excl)
     assert sorted(p.name for p in (tmp_path / 'q').iterdir()) == ['c_0.wav', 'c_3.wav'] and st['excluded'] == 2
-    st = corpora.cut_recordings([src / 'c.wav'], tmp_path / 'r', 10., corpora.SkipLog(), max_seconds=15)
+    st = corpora.cut_recordings([src / 'c.wav'], tmp_path / 'r', 10., SkipLog(), max_seconds=15)
     assert len(st['files']) == 2
 
 
@@ -98,7 +98,7 @@ def test_build_speech_splits_by_voice(tmp_path):
             (voices / v).mkdir(parents=True, exist_ok=True)
             sf.write(voices / v / f'{p}.ogg', noise(0.8, 10 * i + j), RATE)
     shutil.copy(voices / 'T1' / 'Oops.ogg', voices / 'V2' / 'Oops.ogg')      # a test file copied into a train voice
-    skip = corpora.SkipLog()
+    skip = SkipLog()
     rep = corpora.build_speech(tmp_path / 'speech', voices, skip, test_voices=('T1',), min_voices=2)
     assert rep['phrases'] == 2 and rep['test'] == {'Hello': 1, 'Oops': 1}
     assert rep['train'] == {'Hello': 2, 'Oops': 1} and rep['train_dropped_as_test_copies'] == 1
@@ -114,8 +114,8 @@ def test_midi_file_is_a_standard_midi_file():
 
 
 def test_command_line_accepts_dashes(tmp_path):
-    r = subprocess.run([sys.executable, str(SCRIPT), '--out', str(tmp_path / 'c'), '--tasks', 'nonsense',
-                        '--pool-hours', '1'], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, '-m', 'experiments.corpora', '--out', str(tmp_path / 'c'), '--tasks', 'nonsense',
+                        '--pool-hours', '1'], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and 'unknown tasks' in r.stderr
 
 
@@ -142,7 +142,7 @@ def test_language_task_splits_by_word_and_keeps_test_words_out_of_the_pool(tmp_p
         for j, w in enumerate(words + ([f'only_{lang}'] if lang != 'cc' else [])):   # a word one language lacks
             sf.write(sounds / lang / f'{w}.ogg', noise(0.8, seed=10 * i + j), RATE)
     (sounds / 'bb' / 'hat.ogg').write_bytes(b'')                                       # a broken file: skipped, listed
-    skip = corpora.SkipLog()
+    skip = SkipLog()
     rep = corpora.build_language(tmp_path / 'out', sounds, skip, languages=('aa', 'bb', 'cc'))
     test_words = {w for w in words if corpora.language_split(w) == 'test'}
     assert 0 < len(test_words) < len(words) and rep['words'] == len(words) and set(rep['test_words']) == test_words
@@ -151,7 +151,24 @@ def test_language_task_splits_by_word_and_keeps_test_words_out_of_the_pool(tmp_p
             got = {p.stem for p in (tmp_path / 'out' / split / lang).glob('*.wav')}
             want = {w for w in words if (w in test_words) == (split == 'test')} - ({'hat'} if lang == 'bb' else set())
             assert got == want, (split, lang)                                          # one class per language, no word on both sides
-    assert [(r[1].split('/')[-1], r[0]) for r in skip.rows] == [('hat.ogg', 'language')]
+    assert [Path(id).name for id in skip.rows] == ['hat.ogg']
     hashes = corpora.language_test_hashes(sounds, ('aa', 'bb', 'cc'))
     assert len(hashes) == 3 * len(test_words)                                          # pool exclusion: every test file
     with pytest.raises(ValueError, match='dd'): corpora.build_language(tmp_path / 'x', sounds, skip, languages=('aa', 'dd'))
+
+
+def test_build_writes_each_tasks_skipped_files_into_its_folder(tmp_path, monkeypatch):
+    "A task's unusable sources are listed in TASK/skipped.csv (`id,reason`, as a run's), replaced with the task."
+    sounds = tmp_path / 'ktuberling'
+    for i, lang in enumerate(corpora.LANGUAGES):
+        (sounds / lang).mkdir(parents=True)
+        for j, w in enumerate(('ball', 'hat', 'tie')): sf.write(sounds / lang / f'{w}.ogg', noise(0.8, seed=10 * i + j), RATE)
+    broken = sounds / corpora.LANGUAGES[0] / 'hat.ogg'
+    broken.write_bytes(b'')
+    monkeypatch.setattr(corpora, 'KTUBERLING_SOUNDS', sounds)
+    for _ in range(2):                                       # a rebuild replaces the task's folder and its list
+        meta = corpora.build(tmp_path / 'corpora', ['language'])
+        with open(tmp_path / 'corpora' / 'language' / 'skipped.csv', newline='') as f: rows = list(csv.DictReader(f))
+        assert [(r['id'], r['reason']) for r in rows] == [(str(broken), 'empty file (0 bytes)')]
+        assert meta['language']['skipped'] == 1
+    assert not (tmp_path / 'corpora' / 'skipped.csv').exists()

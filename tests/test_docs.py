@@ -18,7 +18,7 @@ def repo_copy(tmp_path_factory):
     dst = tmp_path_factory.mktemp("repo") / "audiojepa"
     # Notebooks read the AudioSet metadata from ../shared, as they do in a checkout.
     if (ROOT.parent / "shared").exists(): (dst.parent / "shared").symlink_to(ROOT.parent / "shared")
-    # benchmarks/results holds the (git-ignored, gigabytes) corpora and benchmark outputs where they were built
+    # experiments/results and benchmarks/results hold the (git-ignored, gigabytes) corpora and outputs where they were built
     ignore = shutil.ignore_patterns(".git", ".venv", "venv", "_proc", "_docs", "__pycache__", "*.egg-info", "runs", "results")
     shutil.copytree(ROOT, dst, ignore=ignore, symlinks=True)
     return dst

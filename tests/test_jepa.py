@@ -9,7 +9,7 @@ from audiojepa.synthetic import SyntheticSounds
 from audiojepa.loop import ScheduleSection, ema_at
 from audiojepa.jepa import (AudioJEPA, JEPAConfig, drift_from_init, effective_rank, instance_norm,
                             linear_cka, oracle_losses)
-from audiojepa.masking import MaskCollator, RandomPatchMask
+from audiojepa.masking import RandomPatchMask
 from audiojepa.models import EncoderConfig, PredictorConfig, ViTEncoder, gather_tokens
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -136,7 +136,8 @@ def test_bf16_autocast_on_cpu():
 def test_tiny_overfits_a_fixed_batch_of_synthetic_sounds():
     torch.manual_seed(0)
     source = SyntheticSounds(n_clips=4, clip_seconds=2.0, seed=0)
-    batch = MaskCollator(RandomPatchMask(), grid=(6, 6), seed=0, collate_fn=collate)([source[i] for i in range(4)])
+    batch = collate([source[i] for i in range(4)])
+    context_idx, target_idx = RandomPatchMask()(len(batch['audio']), (6, 6), generator=0)
     front = LogMel({'clip_seconds': 2.0, 'num_frames': 96})           # 2 s → 96 frames → 6 × 6 patches
     mel, frame_pad = front(batch['audio'], batch['padding_mask'])
     assert mel.shape == (4, 96, 96)
@@ -145,7 +146,7 @@ def test_tiny_overfits_a_fixed_batch_of_synthetic_sounds():
     steps, losses = 150, []
     schedule = ScheduleSection(max_steps=steps)   # the EMA momentum rises from 0.996 to 1 as in training
     for step in range(steps):
-        loss, diag = model(mel, batch['context_idx'], batch['target_idx'], padding_mask=frame_pad, diagnostics=False)
+        loss, diag = model(mel, context_idx, target_idx, padding_mask=frame_pad, diagnostics=False)
         opt.zero_grad(); loss.backward(); opt.step()
         model.update_target(ema_at(step, schedule))
         losses.append(loss.item())

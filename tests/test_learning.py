@@ -1,14 +1,10 @@
-"Cheap checks of benchmarks/learning.py: budget -> steps, the probe schedule, the verdict and the printed table (the benchmark itself is not a test)."
-import importlib.util, math
-from pathlib import Path
+"Cheap checks of experiments/learning.py: budget -> steps, the probe schedule, the verdict and the printed table (the experiment itself is not a test)."
+import math
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location('learning', REPO / 'benchmarks' / 'learning.py')
-learning = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(learning)
+from experiments import learning
 
 
 def test_budget_to_steps():
@@ -181,3 +177,15 @@ def test_xares_scores_pair_the_final_export_with_random_inits(tmp_path):
     args = cli_parser(learning.main).parse_intermixed_args(dashed_flags(['--xares', '--xares-random-seeds', '2']))
     assert args.xares and args.xares_random_seeds == 2
     assert not cli_parser(learning.main).parse_intermixed_args([]).xares                      # off by default
+
+
+def test_norm_stats_are_those_pretraining_measures(tmp_path):
+    "With `frontend.norm_clips` the experiment fixes the log-mel mean and std that pretraining itself measures on the pool."
+    from audiojepa.config import apply_overrides
+    from audiojepa.train import TrainConfig, pretrain
+    cfg = apply_overrides(TrainConfig(), ['data.spec=synthetic:8', 'data.clip_seconds=1', 'data.batch_size=4',
+                                          'data.num_workers=0', 'frontend.norm_clips=6', 'schedule.max_steps=1',
+                                          'run.trackers=[]', 'run.progress=false', 'run.threads=1', f'run.out={tmp_path}'])
+    fixed = learning.resolve_norm_stats(cfg).frontend.options
+    measured = learning.AudioJEPAEncoder.from_pretrained(pretrain(cfg).encoder_dir).logmel.config
+    assert (measured.mean, measured.std) == (fixed['mean'], fixed['std'])

@@ -1,12 +1,18 @@
-"Properties of the mask generators and the masking collator (audiojepa.masking)."
+"Properties of the mask generators and their registry (audiojepa.masking)."
+import inspect
+
 import pytest
 import torch
 
-from audiojepa.masking import (FreqStripMask, MaskCollator, MultiBlockMask, RandomPatchMask, StripMask,
-                               TimeStripMask, mask_to_index)
+from audiojepa.data import collate
+from audiojepa.masking import (MASKS, FreqStripMask, MaskGenerator, MultiBlockMask, RandomPatchMask, StripMask,
+                               TimeStripMask, mask_generator, mask_to_index, register_mask)
 
-GENERATORS = {'random': RandomPatchMask(), 'multiblock': MultiBlockMask(), 'time': TimeStripMask(n_strips=2),
-              'freq': FreqStripMask()}
+# every registered strategy, at its defaults unless a setting here exercises more of it
+OPTIONS = {'time': {'n_strips': 2}}
+GENERATORS = {name: mask_generator(name, **OPTIONS.get(name, {})) for name in MASKS}
+# strips have few placements, so some clips of a batch coincide
+MIN_DISTINCT = {'freq': 3, 'time': 16}
 GRIDS = [(32, 6), (8, 4), (64, 6)]
 
 
@@ -31,9 +37,9 @@ def test_seed_reproducible_and_samples_differ(name):
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     assert all(torch.equal(x, y) for x, y in zip(gen(4, (32, 6), g1), gen(4, (32, 6), g2)))
-    # different clips of a batch get different masks (strips have few placements, so some clips coincide)
+    # different clips of a batch get different masks
     distinct = len({tuple(r.tolist()) for r in a[1]})
-    assert distinct >= {'freq': 3, 'time': 16}.get(name, 30)
+    assert distinct >= MIN_DISTINCT.get(name, 30)
     c = gen(32, (32, 6), generator=8)
     assert not torch.equal(a[1][:, :min(a[1].shape[1], c[1].shape[1])], c[1][:, :min(a[1].shape[1], c[1].shape[1])])
 
@@ -91,7 +97,7 @@ def test_freq_strips_are_bands():
 
 @pytest.mark.parametrize('bad', [0.0, 1.0, -0.1, 1.5, (0.6, 0.4), (0.0, 0.5), (0.5, 1.0)])
 def test_bad_ratio(bad):
-    for make in (RandomPatchMask, TimeStripMask, FreqStripMask):
+    for make in [cls for cls in MASKS.values() if 'ratio' in inspect.signature(cls).parameters]:
         with pytest.raises(ValueError, match=r'inside \(0, 1.0\)'): make(bad)
 
 
@@ -110,34 +116,50 @@ def test_mask_to_index_cuts_to_batch_minimum_randomly():
     assert len(kept.unique()) > 4                                           # not always the first four
 
 
-def _fake_collate(items):
-    return {'audio': torch.stack([it['audio'] for it in items]), 'id': [it['id'] for it in items]}
+def test_registry_builds_every_strategy_by_name():
+    assert MASKS and all(issubclass(cls, MaskGenerator) for cls in MASKS.values())
+    for name, cls in MASKS.items():
+        assert type(mask_generator(name)) is cls
+    gen = mask_generator('multiblock', n_targets=2, target_scale=[0.1, 0.2])     # YAML gives lists
+    assert (gen.n_targets, gen.target_scale) == (2, (0.1, 0.2))
 
 
-class _Items(torch.utils.data.Dataset):
-    def __len__(self): return 16
-    def __getitem__(self, i): return {'audio': torch.zeros(8), 'id': str(i)}
+def test_registry_errors_name_what_is_wrong():
+    with pytest.raises(ValueError, match="unknown mask 'blocks'; expected one of " + ', '.join(MASKS)):
+        mask_generator('blocks')
+    with pytest.raises(ValueError, match="unknown option 'ratios'; valid keys for 'random': ratio$"):
+        mask_generator('random', ratios=0.5)
+    with pytest.raises(ValueError, match="valid keys for 'time': ratio, n_strips"):
+        mask_generator('time', axis='freq')                                  # fixed by the strategy, not an option
+    with pytest.raises(ValueError, match=r'ratio must be a number or \(min, max\) range'):
+        mask_generator('random', ratio='half')
+    with pytest.raises(ValueError, match="options of 'multiblock'"):
+        mask_generator('multiblock', n_targets='4')
 
 
-def _loader_masks(num_workers, seed):
-    coll = MaskCollator(RandomPatchMask(), (32, 6), seed=seed, collate_fn=_fake_collate)
-    dl = torch.utils.data.DataLoader(_Items(), batch_size=4, num_workers=num_workers, collate_fn=coll)
-    return [b['target_idx'] for b in dl]
+def test_register_mask_adds_a_strategy_and_guards_names():
+    @register_mask('test_everything')
+    class EverythingMask(MaskGenerator):
+        def __init__(self, keep:int=1): self.keep = keep
+        def masks(self, batch_size, grid, g):
+            context = torch.zeros(batch_size, grid[0] * grid[1], dtype=torch.bool)
+            context[:, :self.keep] = True
+            return context, ~context
+    try:
+        gen = mask_generator('test_everything', keep=2)
+        ctx, tgt = gen(3, (4, 4), generator=0)
+        assert ctx.tolist() == [[0, 1]] * 3 and tgt.shape == (3, 14)
+        with pytest.raises(ValueError, match="valid keys for 'test_everything': keep"): mask_generator('test_everything', n=1)
+        with pytest.raises(ValueError, match='taken by RandomPatchMask'): register_mask('random')(EverythingMask)
+        with pytest.raises(TypeError, match='not a MaskGenerator'): register_mask('test_dict')(dict)
+        assert 'test_dict' not in MASKS
+    finally: MASKS.pop('test_everything')
 
 
-def test_collator_reproducible_and_workers_differ():
-    a, b = _loader_masks(0, seed=1), _loader_masks(0, seed=1)
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
-    assert not torch.equal(a[0], _loader_masks(0, seed=2)[0])
-    w1, w2 = _loader_masks(2, seed=1), _loader_masks(2, seed=1)
-    assert all(torch.equal(x, y) for x, y in zip(w1, w2))                   # same seed and workers: same masks
-    assert not torch.equal(w1[0], w1[1])                                    # workers 0 and 1 do not repeat each other
-
-
-def test_collator_with_synthetic_sounds():
+@pytest.mark.parametrize('name', GENERATORS)
+def test_masks_for_a_batch_of_synthetic_sounds(name):
     synthetic = pytest.importorskip('audiojepa.synthetic')
     source = synthetic.SyntheticSounds(n_clips=3, clip_seconds=1.0, seed=0)
-    coll = MaskCollator(TimeStripMask(), (2, 6), seed=0)
-    batch = coll([source[i] for i in range(3)])
-    assert batch['audio'].shape[0] == 3
-    assert batch['context_idx'].shape[0] == batch['target_idx'].shape[0] == 3
+    batch = collate([source[i] for i in range(3)])
+    ctx, tgt = GENERATORS[name](len(batch['audio']), (3, 6), generator=0)   # 1 s: 48 frames, 3 x 6 patches
+    assert batch['audio'].shape[0] == ctx.shape[0] == tgt.shape[0] == 3

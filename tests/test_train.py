@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 from audiojepa.synthetic import SyntheticSounds
 from audiojepa.models import load_encoder
 from audiojepa.config import apply_overrides, config_to_dict, load_config, read_config_file
+from audiojepa.data import StepBatches, StepCollator, StepItems, StepMasks
+from audiojepa.masking import RandomPatchMask
 from audiojepa.train import TrainConfig, main, pretrain, resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,6 +124,9 @@ BAD_INPUTS = {
     'nothing to resume': (['--resume', '{tmp}/empty'], 'no checkpoint there'),
     'config file typo': (['--config', '{tmp}/typo.yaml'], "did you mean 'model.preset'"),
     'unknown preset': (['--preset', 'huge'], "expected one of ['base', 'large', 'small', 'tiny']"),
+    'unknown mask': (['masking.name=blocks'], "masking.name: unknown mask 'blocks'; expected one of random, multiblock"),
+    'mask option typo': (['masking.options.ratios=0.5'], "masking.options: unknown option 'ratios'; valid keys for 'random': ratio"),
+    'bad mask value': (['masking.options.ratio=1.5'], 'masking.options: ratio must be a number or (min, max) range'),
 }
 
 @pytest.mark.parametrize('case', BAD_INPUTS)
@@ -137,6 +142,26 @@ def test_bad_input_is_one_clear_message(case, tmp_path, monkeypatch, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith('audiojepa-pretrain: error: ') and expected in err[-1], err
+
+class _Clips(torch.utils.data.Dataset):
+    def __len__(self): return 16
+    def __getitem__(self, i): return {'audio': torch.full((8,), float(i)), 'padding_mask': torch.zeros(8, dtype=torch.bool), 'id': str(i)}
+
+def _step_masks(num_workers:int, seed:int=1, process_index:int=0) -> list:
+    "Target masks of micro-steps 3.. through a DataLoader of `num_workers` workers, as training reads a map-style source."
+    sampler = StepBatches(16, 4, seed, start=3)
+    loader = torch.utils.data.DataLoader(StepItems(_Clips(), sampler), batch_sampler=sampler, num_workers=num_workers,
+                                         collate_fn=StepCollator(StepMasks(RandomPatchMask(), (32, 6), seed, process_index)))
+    return [(b['micro_step'], b['target_idx']) for b, _ in zip(loader, range(4))]
+
+def test_step_masks_depend_on_seed_step_and_process_not_workers():
+    one = _step_masks(0)
+    assert [s for s, _ in one] == [3, 4, 5, 6]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(one, _step_masks(0)))              # reproducible
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(one, _step_masks(2)))              # whatever the workers
+    assert not torch.equal(one[0][1], one[1][1])                                               # steps differ
+    assert not torch.equal(one[0][1], _step_masks(0, seed=2)[0][1])                            # seeds differ
+    assert not torch.equal(one[0][1], _step_masks(0, process_index=1)[0][1])                   # processes differ
 
 def test_bad_input_in_a_real_process(tmp_path):
     "The same from the shell: exit status 2, one line, no traceback; an existing run is not overwritten."

@@ -1,6 +1,6 @@
 """Real-audio development corpora, built offline from Debian packages: an unlabelled pretraining pool and labelled dev tasks.
 
-    python benchmarks/corpora.py [--out benchmarks/results/corpora] [--tasks pool,music,drums,speech,language] [--pool-hours 10]
+    python -m experiments.corpora [--out experiments/results/corpora] [--tasks pool,music,drums,speech,language] [--pool-hours 10]
 
 Needs these Debian packages (flags may be spelled with dashes or underscores, `--pool-hours` or `--pool_hours`):
 
@@ -11,7 +11,8 @@ Needs these Debian packages (flags may be spelled with dashes or underscores, `-
 
 A missing package is named in a warning (with this apt line) and whatever can be built without it is built. Every file
 written is a 32 kHz mono 16-bit WAV. Sources are decoded with `audiojepa.audio.load_audio`; anything unusable (empty,
-not audio, truncated, silent, too short) is listed in ROOT/skipped.csv (task, source, reason) and never stops the build.
+not audio, truncated, silent, too short) is listed in ROOT/TASK/skipped.csv (the columns `id,reason` of a
+training run's skipped.csv) and never stops the build.
 
 Layout (ROOT = --out; a task's folder is replaced whole when that task is rebuilt):
 - `pool/<source>/<name>_<k>.wav`: the unlabelled pretraining pool, about `--pool-hours` hours. Sources: the audio
@@ -56,12 +57,12 @@ Layout (ROOT = --out; a task's folder is replaced whole when that task is rebuil
 - `env/{train,test}/<class>/` (optional): only when the 0ad-data package is installed (it is 1.4 GB and not installed
   by default; the script never downloads it): 10 s pieces of its sound files, labelled by their folder, the 12
   largest folders, one recording in four to test (by hash of its path). Untested on the real package.
-- `skipped.csv` and `corpora.json` (per task, split and class counts, pool hours per source, missing packages,
-  seconds taken).
+- `TASK/skipped.csv` in each task's folder, and `corpora.json` (per task, split and class counts, the number of sources
+  skipped, pool hours per source, missing packages, seconds taken).
 
 Deterministic: fixed seeds, sorted listings, no dither (fluidsynth renders float), so a rebuild writes identical files.
 """
-import csv, hashlib, io, json, math, os, re, shutil, struct, subprocess, sys, tempfile, time, zipfile, zlib
+import hashlib, io, json, math, os, re, shutil, struct, subprocess, sys, tempfile, time, zipfile, zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,7 @@ import soundfile as sf
 from audiojepa.cli import dashed_call_parse
 
 from audiojepa.audio import AudioDecodeError, load_audio
+from audiojepa.sources import SkipLog
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 32000
@@ -130,22 +132,6 @@ def slug(s:str) -> str: return re.sub(r'[^A-Za-z0-9]+', '-', s).strip('-') or 'x
 
 
 # ---------------------------------------------------------------------------------------------------- common parts
-class SkipLog:
-    "Sources that were not used and why; written to ROOT/skipped.csv."
-    def __init__(self): self.rows = []
-    def add(self, task:str, source:str, reason:str):
-        self.rows.append((task, str(source), reason))
-        log(f'skipped ({task}) {source}: {reason}')
-    def count(self, task:str|None=None) -> int: return sum(task is None or r[0] == task for r in self.rows)
-    def write(self, path:Path, keep_other_tasks:bool=True, tasks:tuple=()):
-        "Write the rows; rows of tasks not in `tasks` that the file already has are kept."
-        rows = []
-        if keep_other_tasks and path.exists():
-            with open(path, newline='') as f: rows = [tuple(r.values()) for r in csv.DictReader(f) if r['task'] not in tasks]
-        with open(path, 'w', newline='') as f:
-            w = csv.writer(f); w.writerow(('task', 'source', 'reason')); w.writerows(rows + self.rows)
-
-
 def frame_peak_db(wav:np.ndarray, sample_rate:int=SR, frame:float=0.05) -> float:
     "The loudest 50 ms frame's RMS in dBFS (-inf for digital silence)."
     n = max(1, int(frame * sample_rate)); x = np.asarray(wav, dtype=np.float64)
@@ -195,8 +181,7 @@ def recordings_from_paths(paths, base:Path|None=None) -> list:
 def cut_recordings(recordings, # paths or `Recording`s, processed in this order
                    out_dir:Path, # pieces go to out_dir/<name>_<k>.wav
                    piece_seconds:float=10., # length of a piece
-                   skip_log:SkipLog|None=None, # where unusable sources are listed
-                   task:str='pool', # the task named in the skip log
+                   skip_log:SkipLog|None=None, # where unusable sources are listed (one log per task)
                    max_seconds:float|None=None, # stop once this much audio is written
                    max_pieces:int|None=None, # at most this many pieces of one recording, spread evenly over it
                    min_tail:float=1., # a trailing piece shorter than this is dropped
@@ -215,26 +200,26 @@ def cut_recordings(recordings, # paths or `Recording`s, processed in this order
         if not isinstance(rec, Recording): rec = recordings_from_paths([rec])[0]
         try: data = rec.data()
         except OSError as e:
-            skip_log.add(task, rec.label, f'unreadable: {e.strerror or e}'); continue
+            skip_log.add(rec.label, f'unreadable: {e.strerror or e}'); continue
         digest = _sha1(data)
         if digest in exclude_hashes: stats['excluded'] += 1; continue
         if digest in seen:
-            stats['duplicates'] += 1; skip_log.add(task, rec.label, f'duplicate: same bytes as {seen[digest]}'); continue
+            stats['duplicates'] += 1; skip_log.add(rec.label, f'duplicate: same bytes as {seen[digest]}'); continue
         seen[digest] = rec.label
         try: wav = load_audio(data, sample_rate).numpy()
-        except AudioDecodeError as e: skip_log.add(task, rec.label, e.reason); continue
-        except Exception as e: skip_log.add(task, rec.label, f'decode failed: {type(e).__name__}: {e}'); continue
+        except AudioDecodeError as e: skip_log.add(rec.label, e.reason); continue
+        except Exception as e: skip_log.add(rec.label, f'decode failed: {type(e).__name__}: {e}'); continue
         n = len(wav)
         if n < L:
             if n < min_short * sample_rate:
-                skip_log.add(task, rec.label, f'too short ({n / sample_rate:.3f} s < {min_short} s)'); continue
+                skip_log.add(rec.label, f'too short ({n / sample_rate:.3f} s < {min_short} s)'); continue
             pieces = [(0, wav)]
         else:
             pieces = [(k, wav[k * L:(k + 1) * L]) for k in range(n // L)]
             if n % L >= min_tail * sample_rate: pieces.append((n // L, wav[(n // L) * L:]))
         loud = [(k, p) for k, p in pieces if not is_silent(p, sample_rate)]
         stats['silent_pieces'] += len(pieces) - len(loud)
-        if not loud: skip_log.add(task, rec.label, f'silent (no 50 ms frame above {SILENCE_DB:g} dBFS)'); continue
+        if not loud: skip_log.add(rec.label, f'silent (no 50 ms frame above {SILENCE_DB:g} dBFS)'); continue
         if max_pieces and len(loud) > max_pieces:
             loud = [loud[i] for i in np.linspace(0, len(loud) - 1, max_pieces).round().astype(int)]
         stats['recordings'] += 1
@@ -425,10 +410,10 @@ def music_notes(soundfont_name:str, # seeds the choice, so each SoundFont gets i
                               float(rng.choice([0.3, 0.6, 1.0, 1.5]))))
     return notes
 
-def _write_clips(clips, names, out_dir:Path, skip_log:SkipLog, task:str, sources, dedupe:bool=False) -> dict:
+def _write_clips(clips, names, out_dir:Path, skip_log:SkipLog, sources, dedupe:bool=False) -> dict:
     counts, silent, dups, seen = Counter(), Counter(), Counter(), set()
     for clip, (label, fname), src in zip(clips, names, sources):
-        if is_silent(clip): silent[label] += 1; skip_log.add(task, src, 'silent render'); continue
+        if is_silent(clip): silent[label] += 1; skip_log.add(src, 'silent render'); continue
         if dedupe:
             key = (label, _sha1((np.clip(clip, -1, 1) * 32767).round().astype(np.int16).tobytes()))
             if key in seen: dups[label] += 1; continue
@@ -448,7 +433,7 @@ def build_music(out:Path, soundfonts:dict, skip_log:SkipLog, per_program:int=12)
             t0 = time.time()
             presets = soundfont_presets(path)
             programs = [p for p in range(128) if (0, p) in presets]
-            for p in sorted(set(range(128)) - set(programs)): skip_log.add('music', f'{path}:program {p}', 'no such preset')
+            for p in sorted(set(range(128)) - set(programs)): skip_log.add(f'{path}:program {p}', 'no such preset')
             if split == 'train':
                 for p in programs: train_samples[p] |= {s for v in presets[(0, p)][1].values() for s in v}
             else:
@@ -459,7 +444,7 @@ def build_music(out:Path, soundfonts:dict, skip_log:SkipLog, per_program:int=12)
             names = [(FAMILIES[n.program // 8], f'{name}_p{n.program:03d}_k{n.pitch:03d}_v{n.velocity:03d}_{i:02d}.wav')
                      for i, n in enumerate(notes)]
             srcs = [f'{Path(path).name}:program {n.program} key {n.pitch} velocity {n.velocity}' for n in notes]
-            r = _write_clips(clips, names, out / split, skip_log, 'music', srcs)
+            r = _write_clips(clips, names, out / split, skip_log, srcs)
             res = _merge(res, r) if res else r
             log(f'music/{split}: {name} {sum(r["counts"].values())} clips, {sum(r["silent"].values())} silent '
                 f'({time.time() - t0:.0f} s)')
@@ -512,7 +497,7 @@ def build_drums(out:Path, soundfonts:dict, skip_log:SkipLog, per_group:dict|None
             names = [(g, f'{name}_{slug(kit)}_k{n.pitch:03d}_v{n.velocity:03d}_{i:03d}.wav')
                      for i, ((g, kit), n) in enumerate(zip(labels, notes))]
             srcs = [f'{Path(path).name}:{kit} key {n.pitch} velocity {n.velocity}' for (g, kit), n in zip(labels, notes)]
-            r = _write_clips(clips, names, out / split, skip_log, 'drums', srcs, dedupe=True)
+            r = _write_clips(clips, names, out / split, skip_log, srcs, dedupe=True)
             res = _merge(res, r) if res else r
             log(f'drums/{split}: {name} {sum(r["counts"].values())} hits, {sum(r["duplicates"].values())} duplicates, '
                 f'{sum(r["silent"].values())} silent ({time.time() - t0:.0f} s)')
@@ -551,10 +536,10 @@ def build_speech(out:Path, voices_dir:Path, skip_log:SkipLog, test_voices=TEST_V
                 if p not in voices[v]: continue
                 f = voices[v][p]
                 if split == 'train' and _sha1(f.read_bytes()) in test_hashes:
-                    dropped += 1; skip_log.add('speech', f, 'same bytes as a test-voice file'); continue
+                    dropped += 1; skip_log.add(str(f), 'same bytes as a test-voice file'); continue
                 try: wav = load_audio(f, SR).numpy()
-                except AudioDecodeError as e: skip_log.add('speech', f, e.reason); continue
-                if is_silent(wav): skip_log.add('speech', f, 'silent'); continue
+                except AudioDecodeError as e: skip_log.add(str(f), e.reason); continue
+                if is_silent(wav): skip_log.add(str(f), 'silent'); continue
                 write_wav(out / split / p / f'{v}.wav', wav); counts[p] += 1
         report[split] = dict(sorted(counts.items()))
         if split == 'train': report['train_dropped_as_test_copies'] = dropped
@@ -589,8 +574,8 @@ def build_language(out:Path, sounds_dir:Path, skip_log:SkipLog, languages=LANGUA
         split = language_split(w)
         for l, f in files.items():
             try: wav = load_audio(f, SR).numpy()
-            except AudioDecodeError as e: skip_log.add('language', f, e.reason); continue
-            if is_silent(wav): skip_log.add('language', f, 'silent'); continue
+            except AudioDecodeError as e: skip_log.add(str(f), e.reason); continue
+            if is_silent(wav): skip_log.add(str(f), 'silent'); continue
             write_wav(out / split / l / f'{w}.wav', wav); counts[split][l] += 1
     report.update({s: dict(sorted(c.items())) for s, c in counts.items()})
     return report
@@ -654,7 +639,7 @@ def render_gm_pieces(soundfont, name:str, count:int, out_dir:Path, skip_log:Skip
         wav = render_midi(soundfont, ev, gain=0.5)
         for i in range(n):
             s = int(round(i * (seconds + gap) * SR)); piece = wav[s:s + L]
-            if is_silent(piece): skip_log.add('pool', f'{Path(soundfont).name}:piece {lo + i}', 'silent render'); continue
+            if is_silent(piece): skip_log.add(f'{Path(soundfont).name}:piece {lo + i}', 'silent render'); continue
             path = out_dir / f'{name}_{lo + i}.wav'
             write_wav(path, piece); stats['files'].append(path); stats['seconds'] += len(piece) / SR
     return stats
@@ -675,7 +660,7 @@ def build_pool(out:Path, sources:dict, skip_log:SkipLog, pool_hours:float=10., g
         s = todo.pop(0); quota[s] = q[s]
         t0 = time.time()
         order = sorted(sources[s], key=lambda r: _sha1(f'{s}/{r.label}'.encode()))
-        st = cut_recordings(order, out / s, 10., skip_log, 'pool', max_seconds=quota[s] * 3600, max_pieces=max_pieces,
+        st = cut_recordings(order, out / s, 10., skip_log, max_seconds=quota[s] * 3600, max_pieces=max_pieces,
                             seen=seen, exclude_hashes=exclude_hashes)
         left -= st['seconds'] / 3600
         report['hours'][s], report['files'][s], report['recordings'][s] = st['seconds'] / 3600, len(st['files']), st['recordings']
@@ -711,7 +696,7 @@ def build_env(out:Path, recordings:list, skip_log:SkipLog, classes:int=12, min_f
         counts = {}
         for l in sorted(keep):
             recs = [r for r in by[l] if (int(_sha1(r.label.encode())[:8], 16) % 4 == 0) == (split == 'test')]
-            st = cut_recordings(recs, out / split / l, 10., skip_log, 'env', max_pieces=3)
+            st = cut_recordings(recs, out / split / l, 10., skip_log, max_pieces=3)
             counts[l] = len(st['files'])
         report[split] = counts
     return report
@@ -723,7 +708,7 @@ def _soundfonts(names) -> dict: return {n: p for n in names if (p := soundfont_p
 def build(out:Path, tasks, pool_hours:float=10.) -> dict:
     "Build the chosen tasks into `out`; returns the run's report (also merged into out/corpora.json)."
     out.mkdir(parents=True, exist_ok=True)
-    t_start, skip, report = time.time(), SkipLog(), {}
+    t_start, report, skipped = time.time(), {}, 0
     wanted = [t for t in tasks if t != 'env']
     missing = sorted({p for t in wanted for p in TASK_PACKAGES[t] if not installed(p)})
     if missing:
@@ -738,6 +723,7 @@ def build(out:Path, tasks, pool_hours:float=10.) -> dict:
             log('env: skipped, 0ad-data is not installed (1.4 GB; apt-get install -y 0ad-data to build it)'); continue
         if task in ('music', 'drums') and not synth: continue
         if dest.exists(): shutil.rmtree(dest)
+        skip = SkipLog()   # the task's own, written into its folder: a rebuild replaces both
         log(f'building {task} ...')
         if task == 'pool':
             exclude = [HEDGEWARS_VOICES / v for v in TEST_VOICES]
@@ -765,9 +751,9 @@ def build(out:Path, tasks, pool_hours:float=10.) -> dict:
             report['env'] = build_env(dest, package_recordings('0ad-data'), skip)
         seconds[task] = round(time.time() - t0, 1)
         report[task]['seconds'] = seconds[task]
-        report[task]['skipped'] = skip.count(task)
-        log(f'{task} done in {seconds[task]:.0f} s')
-    skip.write(out / 'skipped.csv', tasks=tuple(tasks))
+        dest.mkdir(parents=True, exist_ok=True); skip.write(dest / 'skipped.csv')
+        report[task]['skipped'] = len(skip); skipped += len(skip)
+        log(f'{task} done in {seconds[task]:.0f} s, {len(skip)} sources skipped ({task}/skipped.csv)')
     meta_path = out / 'corpora.json'
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta.update(report)
@@ -775,12 +761,12 @@ def build(out:Path, tasks, pool_hours:float=10.) -> dict:
                 'seconds': round(time.time() - t_start, 1), 'per_task_seconds': seconds},
                 install=f'apt-get install -y {" ".join(APT_PACKAGES)}')
     meta_path.write_text(json.dumps(meta, indent=1, default=str))
-    log(f'done in {time.time() - t_start:.0f} s: {out}; {skip.count()} skipped (skipped.csv)')
+    log(f'done in {time.time() - t_start:.0f} s: {out}; {skipped} sources skipped (TASK/skipped.csv)')
     return meta
 
 
 @dashed_call_parse
-def main(out:str=str(ROOT / 'benchmarks' / 'results' / 'corpora'), # ROOT of the corpora
+def main(out:str=str(ROOT / 'experiments' / 'results' / 'corpora'), # ROOT of the corpora
          tasks:str='pool,music,drums,speech,language', # comma-separated: pool, music, drums, speech, language, env (env needs 0ad-data)
          pool_hours:float=10., # hours of audio in the pretraining pool
         ):

@@ -2,9 +2,9 @@
 in X-ARES' batches of 16 and one clip at a time, with the encoder's `forward` as it is (trailing zeros read as batch
 padding) and as it was before (the padding encoded as audio):
 
-    python benchmarks/xares_padding.py                       # the drums dev task of benchmarks/corpora.py, random:tiny
-    python benchmarks/xares_padding.py --trim --max-train 60 # its clips without their trailing silence: lengths differ
-    python benchmarks/xares_padding.py --data path/to/ROOT --encoder runs/pretrain/encoder --modes detect
+    python -m experiments.xares_padding                       # the drums dev task of experiments/corpora.py, random:tiny
+    python -m experiments.xares_padding --trim --max-train 60 # its clips without their trailing silence: lengths differ
+    python -m experiments.xares_padding --data path/to/ROOT --encoder runs/pretrain/encoder --modes nan,before
 
 X-ARES pads each batch with zeros to its longest clip and passes no mask, then averages all frames of a clip's
 output. Each (mode, batch size) runs in an env of its own under --out (the encoder's X-ARES name does not change
@@ -56,9 +56,9 @@ def retrain_heads(task_dir:Path):
         for p in (task_dir / 'checkpoints').glob(f'*/{pattern}'): p.unlink()
 
 @dashed_call_parse
-def main(data:str=str(ROOT / 'benchmarks' / 'results' / 'corpora' / 'drums'), # a labelled folder (a local X-ARES task)
+def main(data:str=str(ROOT / 'experiments' / 'results' / 'corpora' / 'drums'), # a labelled folder (a local X-ARES task)
          encoder:str='random:tiny', # as audiojepa-xares --encoder
-         out:str=str(ROOT / 'benchmarks' / 'results' / 'xares_padding'), # envs and the result
+         out:str=str(ROOT / 'experiments' / 'results' / 'xares_padding'), # envs and the result
          batches:str='16,1', # X-ARES encoding batch sizes to compare
          modes:str='nan,zeros,before', # nan: X-ARES pads with NaN, the padding (audiojepa-xares); zeros: X-ARES' zero padding, trailing zeros read as padding (X-ARES' own runner); before: the padding encoded as audio
          trim:store_true=False, # first copy the folder without each file's trailing digital silence (clips of different lengths)
@@ -67,7 +67,7 @@ def main(data:str=str(ROOT / 'benchmarks' / 'results' / 'corpora' / 'drums'), # 
          mlp_repeats:int=1, # MLP trainings per variant on the same embeddings (the same score each time: audiojepa-xares seeds X-ARES' shuffles)
         ):
     "X-ARES' scores of one encoder on one local task at several encoding batch sizes, before and after padding detection."
-    if not Path(data).is_dir(): sys.exit(f"xares_padding.py: error: {data} is not a folder (build it with benchmarks/corpora.py --tasks drums)")
+    if not Path(data).is_dir(): sys.exit(f"xares_padding.py: error: {data} is not a folder (build it with python -m experiments.corpora --tasks drums)")
     out, forward, rows = Path(out), FrameEmbedder.forward, []
     if trim: data = trimmed_copy(Path(data), out / 'trimmed', max_train)
     for mode in [m.strip() for m in modes.split(',') if m.strip()]:

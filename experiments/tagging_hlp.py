@@ -1,8 +1,8 @@
 """Offline reproduction of the HLP paper's effect on real audio: instrument mixtures rendered with fluidsynth.
 
-    python benchmarks/tagging_hlp.py                      # render, train 3 models x {none, train}, ~25 min on 2 CPU cores
-    python benchmarks/tagging_hlp.py --quick              # a smoke test of the whole pipeline, ~2 min
-    python benchmarks/tagging_hlp.py --steps 3 --seeds 0,1,2   # 3x the steps, 3 training seeds: gains as mean ± sd, ~50 min
+    python -m experiments.tagging_hlp                     # render, train 3 models x {none, train}, ~25 min on 2 CPU cores
+    python -m experiments.tagging_hlp --quick             # a smoke test of the whole pipeline, ~2 min
+    python -m experiments.tagging_hlp --steps 3 --seeds 0,1,2   # 3x the steps, 3 training seeds: gains as mean ± sd, ~50 min
 
 Needs the Debian packages fluidsynth, fluid-soundfont-gm, timgm6mb-soundfont, musescore-general-soundfont-small and
 AudioSet's ontology.json (default: ../shared/data/audioset/ontology.json relative to the repository root, else pass
@@ -23,11 +23,11 @@ Each model is trained with the public recipe's sampler, SpecAugment and optimise
 clips, batch 16, a few hundred steps, no mixup; PaSST is a 4-block, 192-wide PaSST from scratch at lr 5e-4 instead of the published
 ImageNet-initialised DeiT-B at 2e-5), once with `hlp='none'` and once with `hlp='train'` per training seed
 (`--seeds`; the pair shares the initialisation and data order, so gains are paired by seed). Results go to
-benchmarks/results/tagging_hlp/results.json (seed means, each seed under `per_seed`, gains with their sd) and
+experiments/results/tagging_hlp/results.json (seed means, each seed under `per_seed`, gains with their sd) and
 results.png.
 """
 from __future__ import annotations
-import csv, json, platform, shutil, sys, time
+import csv, json, platform, shutil, time
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +35,12 @@ import soundfile as sf
 import torch
 from fastcore.script import call_parse, store_true
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpora import Note, fluidsynth_available, is_silent, program_range, render_notes, soundfont_path   # noqa: E402
+from audiojepa.hlp import HLP, Ontology, Vocabulary
+from audiojepa.tagging import build_tagger, tag_config, train_tagger, write_class_labels
 
-from audiojepa.hlp import HLP, Ontology, Vocabulary   # noqa: E402
-from audiojepa.tagging import build_tagger, tag_config, train_tagger, write_class_labels   # noqa: E402
+from .corpora import Note, fluidsynth_available, is_silent, program_range, render_notes, soundfont_path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SR, CLIP_SECONDS = 32000, 2.0
 # AudioSet class -> General MIDI programs that play it
@@ -170,7 +170,7 @@ def figure(results:dict, path:Path):
     fig.tight_layout(); fig.savefig(path, dpi=80); plt.close(fig)
 
 @call_parse
-def main(out:str='benchmarks/results/tagging_hlp', # results folder (rendered data under data/)
+def main(out:str='experiments/results/tagging_hlp', # results folder (rendered data under data/)
          ontology:str=None, # AudioSet's ontology.json; default ../shared/data/audioset/ontology.json from the repository root
          n_train:int=1000, n_test:int=400, # mixtures
          per_class:int=16, # notes rendered per class and SoundFont

@@ -1,11 +1,11 @@
 """Does pretraining learn? Probe the encoder along a pretraining run and compare it with its own random init.
 
-    python benchmarks/learning.py                                   # defaults: 15 min of pretraining on the pool
-    python benchmarks/learning.py --budget-minutes 5 --tasks drums,speech
-    python benchmarks/learning.py --max-steps 300 --probe-every 100 model.preset=small schedule.lr=5e-4
-    python benchmarks/learning.py --config configs/tiny_cpu.yaml masking.name=multiblock
+    python -m experiments.learning                                   # defaults: 15 min of pretraining on the pool
+    python -m experiments.learning --budget-minutes 5 --tasks drums,speech
+    python -m experiments.learning --max-steps 300 --probe-every 100 model.preset=small schedule.lr=5e-4
+    python -m experiments.learning --config configs/tiny_cpu.yaml masking.name=multiblock
 
-Data: `--corpora` as `benchmarks/corpora.py` builds it: `pool/**.wav` (unlabelled, pretraining) and one folder per dev
+Data: `--corpora` as `python -m experiments.corpora` builds it: `pool/**.wav` (unlabelled, pretraining) and one folder per dev
 task, `TASK/{train,test}/<label>/*.wav`. Each task's clips are decoded once, at the start, and kept in memory.
 
 What it does:
@@ -53,6 +53,7 @@ from fastcore.script import Param, store_true
 from safetensors.torch import load_file
 
 from audiojepa.cli import dashed_call_parse
+from audiojepa.data import is_shard_spec, open_source
 from audiojepa.sources import FolderSource, NoAudioError
 from audiojepa.embed import AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, pool_frames, random_encoder, random_like
 from audiojepa.probe import json_safe, probe_embeddings
@@ -61,7 +62,7 @@ from audiojepa.runs import RunError, find_checkpoint
 from audiojepa.train import TrainConfig, build_frontend_config, build_model, pretrain, resolve_config, source_norm_stats
 
 ROOT = Path(__file__).resolve().parents[1]
-TASKS = ('music', 'drums', 'speech', 'language', 'env')   # the dev tasks benchmarks/corpora.py builds (env is optional)
+TASKS = ('music', 'drums', 'speech', 'language', 'env')   # the dev tasks experiments/corpora.py builds (env is optional)
 PROBES = ('linear', 'knn')
 log = logging.getLogger('learning')
 
@@ -105,7 +106,7 @@ def find_tasks(corpora:Path, tasks:str|None) -> list[Path]:
     else:
         names = [n for n in TASKS if (corpora / n / 'train').is_dir()]
         if not names: raise SystemExit(f"learning.py: error: none of the tasks {', '.join(TASKS)} under {corpora} "
-                                       f"(build them with benchmarks/corpora.py, or give --corpora)")
+                                       f"(build them with python -m experiments.corpora, or give --corpora)")
     return [corpora / n for n in names]
 
 
@@ -210,9 +211,12 @@ def checkpoint_encoder(checkpoint:Path, which:str, like:AudioJEPAEncoder) -> Aud
 def resolve_norm_stats(cfg:TrainConfig) -> TrainConfig:
     "With `frontend.norm_clips`, measure the log-mel mean/std once (as `pretrain` would) and fix them in the config."
     if not cfg.frontend.norm_clips or {'mean', 'std'} <= set(cfg.frontend.options): return cfg
-    from audiojepa.train import _open_data
     fc = build_frontend_config(cfg)
-    stats = source_norm_stats(_open_data(cfg, fc), fc, cfg.frontend.norm_clips)   # the clips pretrain measures
+    # the source as `pretrain` opens it (without labels, which spares shards the pass that lists their classes)
+    options = {'labels': False, **cfg.data.options} if is_shard_spec(str(cfg.data.spec)) else cfg.data.options
+    source = open_source(cfg.data.spec, sample_rate=fc.sample_rate, clip_seconds=cfg.data.clip_seconds, crop=cfg.data.crop,
+                         seed=cfg.run.seed, **options)
+    stats = source_norm_stats(source, fc, cfg.frontend.norm_clips)   # the clips pretrain measures
     return replace(cfg, frontend=replace(cfg.frontend, options={**cfg.frontend.options, 'mean': stats.mean, 'std': stats.std}))
 
 
@@ -480,15 +484,15 @@ def clear_dir(path:Path):
         shutil.rmtree(path)
 
 @dashed_call_parse
-def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpora.py builds: pool/ and one folder per task
+def main(corpora:str='experiments/results/corpora', # the folder experiments/corpora.py builds: pool/ and one folder per task
          tasks:str=None, # comma-separated task folders to probe; default: those of music,drums,speech,language,env present
          budget_minutes:float=15, # wall-clock minutes of pretraining (probing not counted) turned into schedule.max_steps
          max_steps:int=None, # use this schedule.max_steps instead of calibrating the budget
          probe_every:int=None, # steps between probe points; default: max_steps / 8 (8 points after step 0)
-         out:str='benchmarks/results/learning', # results: learning.json, learning.png, the run in run/
+         out:str='experiments/results/learning', # results: learning.json, learning.png, the run in run/
          random_seeds:int=5, # random-init baselines of the run's architecture per front-end kind (seeds 0, 1, ... of the baseline stream)
          judge:str='music,drums,language', # tasks the acceptance judges; the others are reported
-         baseline_cache:str='benchmarks/results/baseline_cache', # random baselines' probe results, reused when nothing they depend on changed ('' for none)
+         baseline_cache:str='experiments/results/baseline_cache', # random baselines' probe results, reused when nothing they depend on changed ('' for none)
          threads:int=None, # torch CPU threads for pretraining and probing; default: the library's choice
          config:str=None, # YAML config file of the pretraining run (only the keys it changes), as audiojepa-pretrain --config
          calibration_steps:int=25, # steps of the calibration run that measures steps/s
@@ -518,7 +522,7 @@ def main(corpora:str='benchmarks/results/corpora', # the folder benchmarks/corpo
     if cfg.data.spec == flags['data.spec'] and not (corpora / 'corpora.json').is_file():
         print(f"learning.py: warning: no {corpora / 'corpora.json'}: the corpora may be incomplete", file=sys.stderr)
     if cfg.data.spec == flags['data.spec'] and not (corpora / 'pool').is_dir():
-        raise SystemExit(f"learning.py: error: no pretraining pool {corpora / 'pool'} (build it with benchmarks/corpora.py)")
+        raise SystemExit(f"learning.py: error: no pretraining pool {corpora / 'pool'} (build it with python -m experiments.corpora)")
     run_dir = out / 'run'
     cfg = replace(cfg, run=replace(cfg.run, out=str(run_dir), stop_at=0))
     out.mkdir(parents=True, exist_ok=True)
