@@ -53,13 +53,13 @@ from fastcore.script import Param, store_true
 from safetensors.torch import load_file
 
 from audiojepa.cli import dashed_call_parse
-from audiojepa.data import is_shard_spec, open_source
 from audiojepa.sources import FolderSource, NoAudioError
 from audiojepa.embed import AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, pool_frames, random_encoder, random_like
 from audiojepa.probe import json_safe, probe_embeddings
 from audiojepa.config import ConfigError, config_to_dict
 from audiojepa.runs import RunError, find_checkpoint
-from audiojepa.train import TrainConfig, build_frontend_config, build_model, pretrain, resolve_config, source_norm_stats
+from audiojepa.train import (TrainConfig, build_frontend_config, build_model, pretrain, resolve_config, run_source,
+                             source_norm_stats)
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ('music', 'drums', 'speech', 'language', 'env')   # the dev tasks experiments/corpora.py builds (env is optional)
@@ -151,7 +151,7 @@ def init_encoder(cfg:TrainConfig, fc, seed:int) -> AudioJEPAEncoder:
     "The encoder a run of `cfg` with `run.seed=seed` starts from (built by `build_model`, as `pretrain` builds it)."
     with torch.random.fork_rng():
         model = build_model(replace(cfg, run=replace(cfg.run, seed=seed)), fc)
-    encoder = model.target_encoder if cfg.run.export == 'target' else model.encoder
+    encoder = model.target_encoder if cfg.model.export == 'target' else model.encoder
     return AudioJEPAEncoder(encoder.eval(), fc, sampling_rate=None)
 
 RANDOM_KINDS = {'own': "the run's front end, with the pool's log-mel statistics (what the export carries)",
@@ -212,10 +212,7 @@ def resolve_norm_stats(cfg:TrainConfig) -> TrainConfig:
     "With `frontend.norm_clips`, measure the log-mel mean/std once (as `pretrain` would) and fix them in the config."
     if not cfg.frontend.norm_clips or {'mean', 'std'} <= set(cfg.frontend.options): return cfg
     fc = build_frontend_config(cfg)
-    # the source as `pretrain` opens it (without labels, which spares shards the pass that lists their classes)
-    options = {'labels': False, **cfg.data.options} if is_shard_spec(str(cfg.data.spec)) else cfg.data.options
-    source = open_source(cfg.data.spec, sample_rate=fc.sample_rate, clip_seconds=cfg.data.clip_seconds, crop=cfg.data.crop,
-                         seed=cfg.run.seed, **options)
+    source = run_source(cfg, fc)
     stats = source_norm_stats(source, fc, cfg.frontend.norm_clips)   # the clips pretrain measures
     return replace(cfg, frontend=replace(cfg.frontend, options={**cfg.frontend.options, 'mean': stats.mean, 'std': stats.std}))
 
@@ -601,7 +598,7 @@ def main(corpora:str='experiments/results/corpora', # the folder experiments/cor
 
     # the curve: step 0 is the run's own init, then one pretraining segment per probe point
     pretrain_s, probe_s, stopped = 0.0, [], None
-    other = 'context' if cfg.run.export == 'target' else 'target'
+    other = 'context' if cfg.model.export == 'target' else 'target'
     for i, step in enumerate(steps):
         if step == 0: embedder = init_encoder(cfg, fc, cfg.run.seed)
         else:

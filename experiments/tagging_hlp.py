@@ -53,10 +53,10 @@ INSTRUMENTS = {'Piano': (0, 1), 'Electric piano': (4, 5), 'Harpsichord': (6,), '
 TRAIN_SOUNDFONTS, TEST_SOUNDFONTS = ('FluidR3_GM', 'TimGM6mb'), ('MuseScore_General_Lite',)
 # the CPU-scaled recipes: (model, model options, config changes). Mixup is off: it pays over hundreds of epochs; in a
 # first run with the recipes' mixup (1.0, 1.0, 0.3), CNN6 was at chance level (mAP 0.12) after 80 steps.
-RUNS = {'cnn6': ('cnn6', {}, dict(max_steps=80, mixup=0.0)),
-        'convnext_femto': ('convnext_femto', {}, dict(max_steps=200, mixup=0.0)),
+RUNS = {'cnn6': ('cnn6', {}, {'schedule': dict(max_steps=80)}),
+        'convnext_femto': ('convnext_femto', {}, {'schedule': dict(max_steps=200)}),
         'passt_small': ('passt', dict(arch='small', embed_dim=192, depth=4, num_heads=3, s_patchout_t=4, s_patchout_f=2),
-                        dict(max_steps=80, mixup=0.0, lr=5e-4, warmup_steps=20))}
+                        {'schedule': dict(max_steps=80, lr=5e-4, warmup_steps=20)})}
 
 def log(*a): print('[tagging_hlp]', *a, flush=True)
 
@@ -207,19 +207,21 @@ def main(out:str='experiments/results/tagging_hlp', # results folder (rendered d
     results['train_seeds'] = train_seeds
     for key in models.split(','):
         model, options, changes = RUNS[key]
-        changes = {k: round(v * steps) if k in ('max_steps', 'warmup_steps') else v for k, v in changes.items()}
+        changes = {'schedule': {k: round(v * steps) if k in ('max_steps', 'warmup_steps') else v
+                                for k, v in changes['schedule'].items()}}
         n_params_of[key] = sum(p.numel() for p in build_tagger(model, len(vocab), options, CLIP_SECONDS).parameters())
         for mode in ('none', 'train'):
             per_seed = []
             for s in train_seeds:
                 run_dir = out / 'runs' / (f'{key}_{mode}' if len(train_seeds) == 1 else f'{key}_{mode}_seed{s}')
                 if run_dir.exists(): shutil.rmtree(run_dir)   # a fresh run each time
-                cfg = tag_config({'model': model, 'model_options': options, **changes, 'train': str(data['train']),
-                                  'test': str(data['test']), 'classes': str(data['classes']), 'ontology': str(onto_path),
-                                  'policy': 'all-ancestors', 'hlp': mode, 'batch_size': 16, 'clip_seconds': CLIP_SECONDS,
-                                  'eval_window': CLIP_SECONDS, 'seed': s, 'out': str(run_dir), 'log_every': 10,
-                                  'threads': threads, 'progress': False,
-                                  **({'max_steps': 3} if quick else {})})
+                schedule = {**changes['schedule'], **({'max_steps': 3} if quick else {})}
+                cfg = tag_config({'model': {'name': model, 'options': options}, 'schedule': schedule,
+                                  'data': {'train': str(data['train']), 'test': str(data['test']), 'classes': str(data['classes']),
+                                           'ontology': str(onto_path), 'mixup': 0.0, 'batch_size': 16,
+                                           'clip_seconds': CLIP_SECONDS, 'eval_window': CLIP_SECONDS},
+                                  'hlp': {'mode': mode, 'policy': 'all-ancestors'},
+                                  'run': {'seed': s, 'out': str(run_dir), 'log_every': 10, 'threads': threads, 'progress': False}})
                 t0 = time.time()
                 res = train_tagger(cfg)
                 if res.report is None: raise SystemExit(f'{key} hlp={mode} stopped at step {res.step} ({res.stopped_by}): no report')
@@ -227,7 +229,7 @@ def main(out:str='experiments/results/tagging_hlp', # results folder (rendered d
                 per_seed.append({
                     'seed': s, 'map': rep['map'], 'map_propagated': rep['map_propagated'],
                     'map_propagated_hlp_scores': rep['map_propagated_hlp_scores'], 'd_prime': rep['d_prime'],
-                    'd_prime_propagated': rep['d_prime_propagated'], 'steps': cfg.max_steps,
+                    'd_prime_propagated': rep['d_prime_propagated'], 'steps': cfg.schedule.max_steps,
                     'seconds': round(time.time() - t0, 1), 'first_loss': res.first_loss, 'last_loss': res.last_loss,
                     'ancestor_ap': {n: v['ap_propagated'] for n, v in rep['hlp_changed_classes'].items()}})
                 log(f"{key} hlp={mode} seed {s}: mAP {rep['map']:.4f} / propagated {rep['map_propagated']:.4f} "

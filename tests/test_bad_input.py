@@ -87,7 +87,7 @@ def inputs(tmp_path_factory) -> Path:
 # --- the matrix ----------------------------------------------------------------------------------------------------
 # (script, case, argv, what the error line must name). In argv, {in} is the inputs folder and {out} a fresh folder
 # of the row's own: the row asserts nothing that looks like a result appears under it.
-TAG = ['--model', 'cnn6', '--classes', '{in}/classes.csv', '--ontology', '{in}/ontology.json', 'progress=false']
+TAG = ['--model', 'cnn6', '--classes', '{in}/classes.csv', '--ontology', '{in}/ontology.json', 'run.progress=false']
 ROWS = [
     # audiojepa-pretrain
     ('audiojepa-pretrain', 'missing path', ['--data', '{in}/nowhere', '--out', '{out}/run'], '{in}/nowhere'),
@@ -264,7 +264,7 @@ def test_tag_skips_training_clips_the_ontology_does_not_know(inputs, tmp_path, m
     code, out, err = run_command('audiojepa-tag', ['--model', 'cnn6', '--train', str(train), '--test', str(inputs / 'train.csv'),
                                                    '--ontology', str(inputs / 'ontology.json'), '--out', str(run),
                                                    '--max-steps', '2', '--batch-size', '2', '--clip-seconds', '0.5',
-                                                   'model_options={width: 0.125}', 'sampler=random', 'progress=false'],
+                                                   'model.options={width: 0.125}', 'data.sampler=random', 'run.progress=false'],
                                  monkeypatch, capsys)
     assert code in (0, None), err[-2000:]
     assert 'Traceback' not in out + err + caplog.text

@@ -191,7 +191,7 @@ def test_files_that_vanish_after_listing_are_skipped_and_listed(kind, tmp_path, 
     data = tmp_path / 'data'
     if kind == 'folder': write_good_clips(data, 8); spec = str(data)
     else: write_shards(data, 4, 3); spec = str(data / 'shard-{0..3}.tar')
-    real_open = train._open_data
+    real_open = train.run_source
     def listed_then_changed(cfg, fc):
         source = real_open(cfg, fc)                            # the files are listed here
         if kind == 'folder':
@@ -199,7 +199,7 @@ def test_files_that_vanish_after_listing_are_skipped_and_listed(kind, tmp_path, 
             (data / 'clip5.wav').write_bytes((data / 'clip5.wav').read_bytes()[:100])    # rewritten, cut short
         else: (data / 'shard-1.tar').unlink()
         return source
-    monkeypatch.setattr(train, '_open_data', listed_then_changed)
+    monkeypatch.setattr(train, 'run_source', listed_then_changed)
     result = pretrain(apply_overrides(TrainConfig(), SMALL + [f'data.spec={spec}', f'run.out={tmp_path}/run', 'data.batch_size=4',
                                                               'schedule.max_steps=4']))
     assert result.step == 4

@@ -14,7 +14,8 @@ import audiojepa.tagging as tagging
 from audiojepa.audio import FrontendConfig
 from audiojepa.hlp import HLP, Ontology, Vocabulary
 from audiojepa.models import ViTEncoder, preset, save_encoder
-from audiojepa.tagging import (build_tagger, hlp_evaluation, tag_config, tagging_metrics, train_tagger)
+from audiojepa.runs import MetricsLog
+from audiojepa.tagging import (TagConfig, build_tagger, hlp_evaluation, tag_config, tagging_metrics, train_tagger)
 
 torch.set_num_threads(1)
 RATE = 32000
@@ -51,9 +52,14 @@ def data(tmp_path_factory):
 
 
 def config(data, out, **changes):
-    return tag_config({'train': str(data / 'train.csv'), 'classes': str(data / 'classes.csv'),
-                       'ontology': str(data / 'ontology.json'), 'batch_size': 4, 'clip_seconds': 1.0,
-                       'out': str(out), 'progress': False, 'log_every': 1, **changes})
+    "A tagging config for `data`; `changes` by their short names, placed where `TagConfig.RENAMED` says they live."
+    keys = {'train': str(data / 'train.csv'), 'classes': str(data / 'classes.csv'), 'ontology': str(data / 'ontology.json'),
+            'batch_size': 4, 'clip_seconds': 1.0, 'out': str(out), 'progress': False, 'log_every': 1, **changes}
+    nested = {}
+    for key, value in keys.items():
+        section, name = TagConfig.RENAMED[key].split('.')
+        nested.setdefault(section, {})[name] = value
+    return tag_config(nested)
 
 
 # SpecAugment off: a stripe over a pure tone's bin would hide the only thing there is to learn
@@ -139,14 +145,14 @@ def test_resume_is_exact(data, tmp_path):
     changes = dict(model='cnn6', model_options={'width': 0.125}, hlp='train', max_steps=4, checkpoint_every=2)
     train_tagger(config(data, tmp_path / 'straight', **changes))
     train_tagger(config(data, tmp_path / 'resumed', stop_at=2, **changes))
-    cfg, ckpt = tagging.resolve_tag_config(flags={'out': str(tmp_path / 'resumed')}, resume='auto')
+    cfg, ckpt = tagging.resolve_tag_config(flags={'run.out': str(tmp_path / 'resumed')}, resume='auto')
     assert ckpt.name == 'step_000002'
     train_tagger(cfg, ckpt)
     a = load_file(tmp_path / 'straight' / 'checkpoints' / 'step_000004' / 'model.safetensors')
     b = load_file(tmp_path / 'resumed' / 'checkpoints' / 'step_000004' / 'model.safetensors')
     for k in a: assert torch.equal(a[k], b[k]), k
-    la = [r['loss'] for r in tagging.MetricsLog(tmp_path / 'straight' / 'metrics.csv', 4, tagging.TAG_METRICS).read()]
-    lb = [r['loss'] for r in tagging.MetricsLog(tmp_path / 'resumed' / 'metrics.csv', 4, tagging.TAG_METRICS).read()]
+    la = [r['loss'] for r in MetricsLog(tmp_path / 'straight' / 'metrics.csv', 4, tagging.TAG_METRICS).read()]
+    lb = [r['loss'] for r in MetricsLog(tmp_path / 'resumed' / 'metrics.csv', 4, tagging.TAG_METRICS).read()]
     assert la == lb and len(la) == 4
 
 
@@ -163,8 +169,8 @@ def test_cli_report_and_bad_input(data, tmp_path):
                                         f'{data}/bad.wav,/m/05r5c\n{data}/c0.wav,/m/0unknown\n{data}/c1.wav,\n')
     r = run_cli('--model', 'cnn6', '--train', str(tmp_path / 'train.csv'), '--test', str(data / 'test.csv'), '--hlp', 'train',
                 '--out', str(tmp_path / 'run'), '--classes', str(data / 'classes.csv'), '--ontology', str(data / 'ontology.json'),
-                '--max-steps', '8', '--batch-size', '4', '--clip-seconds', '1', 'model_options={width: 0.125}',
-                'sampler=random', 'progress=false', cwd=tmp_path)
+                '--max-steps', '8', '--batch-size', '4', '--clip-seconds', '1', 'model.options={width: 0.125}',
+                'data.sampler=random', 'run.progress=false', cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'unknown MID /m/0unknown' in r.stderr and 'no labels' in r.stderr
     assert '/m/0unknown' in r.stderr and 'not classes of the model' in r.stderr   # the test clip keeps its known label
@@ -222,6 +228,7 @@ def test_cli_trains_and_tests_on_webdataset_shards(data, shards, tmp_path):
                 '--ontology', str(data / 'ontology.json'), '--max-steps', '5', '--batch-size', '4', '--clip-seconds', '1',
                 'model_options={width: 0.125}', 'progress=false', cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert 'config key model_options is now model.options' in r.stderr   # keys of earlier versions still read
     assert 'is streamed: no balanced or weighted sampler' in r.stderr and '256-clip shuffle buffer' in r.stderr
     assert 'trained step 5/5' in r.stdout   # an epoch is three batches (ten samples): the stream goes round
     skipped = (tmp_path / 'run' / 'skipped.csv').read_text()
@@ -231,8 +238,8 @@ def test_cli_trains_and_tests_on_webdataset_shards(data, shards, tmp_path):
     assert {'map', 'map_propagated', 'd_prime', 'per_class'} <= set(rep) and rep['clips'] == 3 and rep['skipped'] == []
     assert 'not a class of the model, dropped' in r.stderr   # t1 keeps its Violin label
     r = run_cli('--model', 'cnn6', '--train', str(shards / 'train-{000..001}.tar'), '--out', str(tmp_path / 'bal'),
-                '--classes', str(data / 'classes.csv'), 'sampler=balanced', cwd=tmp_path)
-    assert r.returncode == 2 and 'sampler=balanced needs random access' in r.stderr and 'Traceback' not in r.stderr
+                '--classes', str(data / 'classes.csv'), 'data.sampler=balanced', cwd=tmp_path)
+    assert r.returncode == 2 and 'data.sampler=balanced needs random access' in r.stderr and 'Traceback' not in r.stderr
 
 
 def test_resume_on_shards_is_exact(data, shards, tmp_path):
@@ -243,7 +250,7 @@ def test_resume_on_shards_is_exact(data, shards, tmp_path):
     train_tagger(config(data, tmp_path / 'resumed', stop_at=4, **changes))
     state = json.loads((tmp_path / 'resumed' / 'checkpoints' / 'step_000004' / 'trainer_state.json').read_text())
     assert state['positions'] == [[1, 1]]   # epoch 1, one batch of it used
-    cfg, ckpt = tagging.resolve_tag_config(flags={'out': str(tmp_path / 'resumed')}, resume='auto')
+    cfg, ckpt = tagging.resolve_tag_config(flags={'run.out': str(tmp_path / 'resumed')}, resume='auto')
     res = train_tagger(cfg, ckpt)
     assert res.step == 5
     a = load_file(tmp_path / 'straight' / 'checkpoints' / 'step_000005' / 'model.safetensors')
@@ -267,7 +274,7 @@ def test_shards_are_scanned_once_per_run(data, shards, tmp_path, monkeypatch):
     assert sorted(scans) == ['train-000.tar', 'train-001.tar']
     assert Vocabulary.from_csv(tmp_path / 'run' / 'classes.csv').mids == (KEYBOARD, PIANO, VIOLIN)
     scans.clear()
-    cfg, ckpt = tagging.resolve_tag_config(flags={'out': str(tmp_path / 'run')}, resume='auto')
+    cfg, ckpt = tagging.resolve_tag_config(flags={'run.out': str(tmp_path / 'run')}, resume='auto')
     res = train_tagger(cfg, ckpt)
     assert res.step == 3 and res.report['clips'] == 3 and scans == []
 
@@ -299,11 +306,13 @@ def test_trains_and_tests_from_panns_hdf5(data, tmp_path):
 
 @pytest.mark.parametrize('name', ['cnn6', 'convnext_femto', 'passt', 'encoder'])
 def test_gpu_recipes_are_valid_configs(name):
-    "configs/tagging/*.yaml hold only TagConfig keys, and the model's public recipe stays their base."
+    "configs/tagging/*.yaml hold only TagConfig keys (none of an earlier version), and the model's public recipe stays their base."
     import yaml
-    cfg = tag_config(yaml.safe_load((ROOT / 'configs' / 'tagging' / f'{name}.yaml').read_text()))
-    assert cfg.clip_seconds == 10.0 and cfg.max_steps >= 100000
-    assert cfg.sampler == ('weighted' if cfg.model == 'passt' else 'balanced')
+    changes = yaml.safe_load((ROOT / 'configs' / 'tagging' / f'{name}.yaml').read_text())
+    assert set(changes) <= {'model', 'data', 'hlp', 'optim', 'schedule', 'run'}
+    cfg = tag_config(changes)
+    assert cfg.data.clip_seconds == 10.0 and cfg.schedule.max_steps >= 100000
+    assert cfg.data.sampler == ('weighted' if cfg.model.name == 'passt' else 'balanced')
 
 
 def test_sigterm_saves_a_checkpoint_and_resume_auto_finishes(data, tmp_path):
@@ -311,7 +320,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_auto_finishes(data, tmp_path):
     import signal, time
     args = ['--model', 'cnn6', '--train', str(data / 'train.csv'), '--out', str(tmp_path / 'run'), '--classes',
             str(data / 'classes.csv'), '--ontology', str(data / 'ontology.json'), '--batch-size', '2', '--clip-seconds', '1',
-            '--max-steps', '400', 'model_options={width: 0.125}', 'log_every=1', 'progress=false']
+            '--max-steps', '400', 'model.options={width: 0.125}', 'run.log_every=1', 'run.progress=false']
     env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
     proc = subprocess.Popen([sys.executable, '-m', 'audiojepa.tagging', *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -325,7 +334,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_auto_finishes(data, tmp_path):
     assert len(done) == 1
     step = int(done[0].parent.name.split('_')[1])
     assert 0 < step < 400
-    r = run_cli(*args[:-5], '--max-steps', str(step + 2), '--resume', 'auto', 'model_options={width: 0.125}', 'progress=false', cwd=tmp_path)
+    r = run_cli(*args[:-5], '--max-steps', str(step + 2), '--resume', 'auto', 'model.options={width: 0.125}', 'run.progress=false', cwd=tmp_path)
     assert r.returncode == 0 and f'trained step {step + 2}/{step + 2}' in r.stdout, r.stderr[-2000:]
 
 
