@@ -118,10 +118,12 @@ def _describe(source) -> str:
     if where is None and isinstance(getattr(source, 'source', None), Dataset): return _describe(source.source)   # a wrapper names its data
     return f"{type(source).__name__}({where})" if where is not None else type(source).__name__
 
+def _is_folder(spec) -> bool: return not isinstance(spec, Dataset) and Path(str(spec)).is_dir()
+
 def _labelled_source(spec, classes, options:dict) -> Dataset:
     "One labelled source: a source as it is, a folder labelled by its sub-folders (in the order `classes`), or what `open_source` opens."
     if isinstance(spec, Dataset): source = spec
-    elif Path(spec).is_dir(): source = FolderSource(spec, labels='dirs', classes=classes, **options)
+    elif _is_folder(spec): source = FolderSource(spec, labels='dirs', classes=classes, **options)
     else: source = open_source(spec, **options, **({} if classes is None else {'classes': classes}))
     if not getattr(source, 'classes', None):
         raise ValueError(f"{_describe(source) if isinstance(spec, Dataset) else spec} has no labels; labelled data is a folder with "
@@ -134,24 +136,23 @@ def open_labelled(spec, # ROOT/<label>/<files>, ROOT/{train,test}/<label>/<files
                   crop:str='full', # 'full' reads whole recordings (evaluation); 'random', 'center', 'start' as in `ClipSource`
                   classes:Sequence[str]|None=None, # the class order of a folder's label folders; else given to the source (manifest, shards)
                   test=None, # a separate labelled test set (folder, spec or source); a test folder takes the training classes' order
-                  min_classes:int=2, # classes the training data needs: 2 to tell classes apart (probes, X-ARES), 1 to read labels
+                  min_classes:int=2, # classes the training data needs, 1 or 2: 2 to tell classes apart (probes, X-ARES), 1 to read labels
                   **kwargs, # more for the sources, e.g. `seed`
                  ) -> LabelledData:
     "Open labelled data in any of its layouts, with the checks and errors every command shares."
     options = dict(sample_rate=sample_rate, crop=crop, **({} if clip_seconds is None else {'clip_seconds': clip_seconds}), **kwargs)
     layout, train, own_test = 'source', spec, None
-    if not isinstance(spec, Dataset) and Path(str(spec)).is_dir():
+    if _is_folder(spec):
         found = detect_layout(spec, min_classes)
         layout, train, own_test = found['layout'], found['train'], found.get('test')
     if own_test is not None and test is not None:
         raise ValueError(f"{spec} holds its own train/ and test/ split, and the test set {test} was given too; give one of them")
-    train = _labelled_source(train if isinstance(train, Dataset) else str(train), classes, options)
+    train = _labelled_source(train, classes, options)
     if layout == 'source' and len(train.classes) < min_classes:
         raise ValueError(f"{spec} has a single class, {train.classes[0]!r}; labelled data needs at least {min_classes} classes")
     test = own_test if test is None else test
-    if test is not None:
-        folder = not isinstance(test, Dataset) and Path(str(test)).is_dir()   # another source's columns are aligned by name later
-        test = _labelled_source(test if isinstance(test, Dataset) else str(test), train.classes if folder else None, options)
+    if test is not None:   # a test folder is listed in the training order; another source's columns are aligned by name later
+        test = _labelled_source(test, train.classes if _is_folder(test) else None, options)
     return LabelledData(train, test, layout, list(train.classes))
 
 # %% ../nbs/06_data.ipynb #ae7656c4

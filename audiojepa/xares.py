@@ -129,7 +129,7 @@ def plan_local_task(folder, # ROOT/<label>/<files> (folds) or ROOT/{train,test}/
     if len(set(labels)) < 2: raise ValueError(f"{folder} has clips of one class only; X-ARES' heads need two or more")
     plan = {'version': LOCAL_VERSION, 'folder': str(folder), 'layout': data.layout, 'classes': classes, 'seed': seed}
     pairs = lambda rows, fs=files, ls=labels: [(str(fs[i]), int(ls[i])) for i in rows]
-    if data.layout == 'folds':     # X-ARES' k-fold protocol: each fold is scored by heads fitted on the others
+    if data.test is None:     # X-ARES' k-fold protocol: each fold is scored by heads fitted on the others
         fold = assign_folds(np.eye(len(classes), dtype=np.float32)[labels], folds, classes, seed) + 1
         plan.update(folds=folds, splits={str(k): pairs(np.flatnonzero(fold == k)) for k in range(1, folds + 1)})
     else:
