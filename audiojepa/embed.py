@@ -20,8 +20,8 @@ from tqdm import tqdm
 from .audio import FrontendConfig, LogMel, frontend_config
 from .cli import at_least, check_out, dashed_call_parse, fail
 from . import authors, models
-from .data import make_loader, open_source
-from .sources import AUDIO_EXTENSIONS, NoAudioError, mixed_seed
+from .data import has_label_folders, make_loader, open_labelled, open_source
+from .sources import NoAudioError, mixed_seed
 
 log = logging.getLogger(__name__)
 
@@ -362,9 +362,11 @@ def open_for_embedding(spec, # an `open_source` spec: folder, manifest, 'synthet
                        sample_rate:int, # the rate the embedder expects
                       ):
     "The source `spec` names, reading whole recordings; a folder whose files all sit in sub-folders is labelled by them."
-    path = Path(str(spec))
-    labelled_dirs = path.is_dir() and not any(p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS for p in path.iterdir())
-    return open_source(str(spec), sample_rate=sample_rate, crop='full', **({'labels': 'dirs'} if labelled_dirs else {}))
+    if not has_label_folders(spec): return open_source(str(spec), sample_rate=sample_rate, crop='full')
+    labelled = open_labelled(spec, sample_rate, min_classes=1)    # one class is enough to keep the labels
+    if labelled.test is not None:   # one .npz holds one set of clips
+        raise ValueError(f"{spec} holds a train/test split; embed {labelled.train.root} and {labelled.test.root} one at a time")
+    return labelled.train
 
 @dataclass
 class DecodedClips:

@@ -19,7 +19,7 @@ import torch
 from fastcore.basics import patch
 
 from .cli import InputError, at_least, check_out, dashed_call_parse, fail, what_file
-from .audioset import audioset_segment_rows, read_class_labels
+from .audioset import audioset_file, audioset_segment_rows, read_class_labels
 
 # %% auto #0
 __all__ = ['POLICIES', 'OntologyError', 'OntologyNode', 'Ontology', 'Vocabulary', 'propagation_matrix', 'HLP', 'read_segments',
@@ -493,21 +493,24 @@ def stats(self:HLP, Y:np.ndarray|torch.Tensor # binary labels, bool or 0/1 `[N, 
 # %% ../nbs/19_hlp.ipynb #9bd7b9d9
 @dashed_call_parse
 def main(segments_csv:str, # AudioSet segments file: `YTID, start_seconds, end_seconds, "mid,mid,..."` after `#` header lines
-         ontology:str=None, # AudioSet's ontology.json (default: next to SEGMENTS_CSV)
-         class_labels:str=None, # class_labels_indices.csv (default: next to SEGMENTS_CSV)
+         ontology:str=None, # AudioSet's ontology.json (default: next to SEGMENTS_CSV, else the cached official file)
+         class_labels:str=None, # class_labels_indices.csv (default: next to SEGMENTS_CSV, else the cached official file)
          policy:str='paper', # propagation policy: paper (the authors' table), single-parent or all-ancestors
          out:str=None, # write the propagated labels to this file, in the same segments format
          top:int=10): # how many of the classes that gain most to list
     "Print what hierarchical label propagation changes in an AudioSet segments file, and optionally write the result."
-    folder = Path(segments_csv).parent
-    ontology, class_labels = ontology or folder/'ontology.json', class_labels or folder/'class_labels_indices.csv'
+    def input_file(path, option):
+        if not Path(path).exists(): raise InputError(f'{path} not found (see {option})')
+        if not Path(path).is_file(): raise InputError(f'{path} is {what_file(path)}, not a file (see {option})')
+        return path
     try:   # everything is checked, and read, before anything is written
         if policy not in POLICIES: raise InputError(f"unknown --policy {policy!r}; expected one of {', '.join(POLICIES)}")
         at_least(top, '--top', 0)
         if out: check_out(out, '--out', kind='file')
-        for path, option in ((segments_csv, 'SEGMENTS_CSV'), (ontology, '--ontology'), (class_labels, '--class-labels')):
-            if not Path(path).exists(): raise InputError(f'{path} not found (see {option})')
-            if not Path(path).is_file(): raise InputError(f'{path} is {what_file(path)}, not a file (see {option})')
+        input_file(segments_csv, 'SEGMENTS_CSV')
+        ontology = input_file(audioset_file('ontology.json', ontology, segments_csv, '--ontology'), '--ontology')
+        class_labels = audioset_file('class_labels_indices.csv', class_labels, segments_csv, '--class-labels')
+        input_file(class_labels, '--class-labels')
         onto, vocab = Ontology.from_json(ontology), Vocabulary.from_csv(class_labels)
         try: hlp = HLP.from_ontology(onto, vocab, policy)
         except KeyError as e: raise InputError(f'{class_labels}: {e.args[0]} (--ontology {ontology})') from None

@@ -16,8 +16,8 @@ from torch import nn
 from fastcore.script import store_true
 
 from .cli import at_least, check_out, dashed_call_parse
-from .data import open_source
-from .sources import FolderSource, NoAudioError
+from .data import open_labelled
+from .sources import NoAudioError
 from .embed import (AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, decode_source,
                              embed_source, export_training, fail, load_embedder, random_init_seed, random_like)
 
@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'METRICS', 'PROBES', 'RANDOM_SEEDS', 'metric_path', 'load_metric', 'score_predictions', 'standardise',
            'holdout_split', 'linear_probe', 'knn_probe', 'check_class_counts', 'assign_folds', 'is_multilabel',
-           'detect_layout', 'align_targets', 'probe_embeddings', 'main_metric', 'summarise_seeds',
-           'compare_with_random', 'labelled_source', 'run_probe', 'format_report', 'json_safe', 'main']
+           'align_targets', 'probe_embeddings', 'main_metric', 'summarise_seeds', 'compare_with_random', 'run_probe',
+           'format_report', 'json_safe', 'main']
 
 # %% ../nbs/15_probe.ipynb #77a891d1
 METRICS = ('accuracy', 'macro_f1', 'mean_average_precision', 'd_prime')
@@ -175,45 +175,6 @@ def is_multilabel(targets:np.ndarray) -> bool:
     "Whether some clip has other than exactly one positive class."
     return bool((np.asarray(targets).sum(1) != 1).any())
 
-# %% ../nbs/15_probe.ipynb #3ae308f6
-def _visible_dirs(folder:Path) -> list:
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith('.'))
-
-def _label_dirs(folder:Path) -> list:
-    labels = _visible_dirs(folder)
-    if not labels: raise ValueError(f"{folder} has no label folders; expected {folder}/<label>/<files>, one folder per class")
-    if len(labels) == 1:
-        raise ValueError(f"{folder} has a single label folder, {labels[0]}/; a probe needs at least two classes "
-                         f"(is {folder / labels[0]} the folder you meant?)")
-    return labels
-
-def detect_layout(root, # the labelled folder
-                 ) -> dict: # {'layout': 'folds', 'train': ROOT} or {'layout': 'split', 'train': ROOT/train, 'test': ROOT/test}
-    "Which of the two labelled-folder layouts `root` uses."
-    root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"{root} is not a folder; expected ROOT/<label>/<files> or ROOT/{{train,test}}/<label>/<files>")
-    dirs = _visible_dirs(root)
-    splits = [d for d in ('train', 'test') if d in dirs]
-    if splits == ['train', 'test']:
-        if len(dirs) > 2:
-            raise ValueError(f"{root} mixes the split folders train/ and test/ with the label folders "
-                             f"{[d for d in dirs if d not in splits][:5]}; use either ROOT/{{train,test}}/<label>/<files> "
-                             f"or ROOT/<label>/<files>")
-        train, test = _label_dirs(root / 'train'), _label_dirs(root / 'test')
-        unseen = sorted(set(test) - set(train))
-        if unseen: raise ValueError(f"the classes {unseen} have test clips in {root / 'test'} but no folder in {root / 'train'}")
-        return {'layout': 'split', 'train': root / 'train', 'test': root / 'test'}
-    if splits:
-        other = 'test' if splits == ['train'] else 'train'
-        raise ValueError(f"{root} has a {splits[0]}/ folder but no {other}/ folder; a fixed split needs both: "
-                         f"ROOT/train/<label>/<files> and ROOT/test/<label>/<files>")
-    nested = [d for d in _label_dirs(root) if {'train', 'test'} & set(_visible_dirs(root / d))]
-    if nested:
-        raise ValueError(f"{root / nested[0]} holds train/test folders; put the split at the top: "
-                         f"ROOT/{{train,test}}/<label>/<files>")
-    return {'layout': 'folds', 'train': root}
-
 # %% ../nbs/15_probe.ipynb #2a2b0ece
 def align_targets(emb:Embeddings, # embeddings of a labelled source
                   classes:list, # the class order wanted
@@ -305,17 +266,6 @@ def compare_with_random(pretrained:dict, # a report with `linear` and `knn` metr
             'beats_best_random': {p: {m: bool(v > random['best'][p][m]) for m, v in pretrained[p].items()} for p in PROBES}}
 
 # %% ../nbs/15_probe.ipynb #20779d13
-def labelled_source(spec, # a folder (labelled by its sub-folders), an `open_source` spec, or a source
-                    sample_rate:int, # the rate the embedder expects
-                    classes:list|None=None, # fix a folder's class order (a test split follows its training split)
-                   ):
-    "A labelled source that reads whole recordings."
-    if isinstance(spec, (str, Path)) and Path(spec).is_dir():
-        return FolderSource(spec, labels='dirs', classes=classes, sample_rate=sample_rate, crop='full')
-    source = open_source(str(spec), sample_rate=sample_rate, crop='full') if isinstance(spec, (str, Path)) else spec
-    if not getattr(source, 'classes', None): raise ValueError(f"{spec} has no labels; probing needs labelled clips")
-    return source
-
 def _check_listed_counts(source, folds:int):
     "Check the class sizes a source lists (before decoding anything), when it lists one label per file."
     labels = getattr(source, 'labels', None)
@@ -324,7 +274,7 @@ def _check_listed_counts(source, folds:int):
 
 def run_probe(encoder:str|FrameEmbedder, # an export directory, `random:PRESET`, `random:DIR`, `logmel`, or an embedder
               data, # ROOT/<label>/<files>, ROOT/{train,test}/<label>/<files>, or a labelled source (or spec)
-              test=None, # a separate labelled test set (folder, spec or source); default: from the layout of `data`
+              test=None, # a separate labelled test set (folder, spec or source); default: the split of `data`, if it has one
               folds:int=5, # folds when there is no test set
               k:int=10, # neighbours of the kNN probe
               pool:str|None=None, # clip pooling; None: each embedder's default (mean; meanstd for logmel)
@@ -338,9 +288,6 @@ def run_probe(encoder:str|FrameEmbedder, # an export directory, `random:PRESET`,
     "Decode a labelled set once, embed it with an encoder and its baselines, and report linear and kNN probe metrics."
     report = {'encoder': str(encoder) if isinstance(encoder, (str, Path)) else type(encoder).__name__,
               'data': str(data) if isinstance(data, (str, Path)) else type(data).__name__}
-    if test is None and isinstance(data, (str, Path)) and Path(data).is_dir():
-        layout = detect_layout(data)
-        data, test = layout['train'], layout.get('test')
     spec = str(encoder) if isinstance(encoder, (str, Path)) else None
     if spec is not None and spec.startswith('random:'):        # random weights are what is measured
         model, seeds = None, list(range(seed, seed + max(random_seeds, 1)))
@@ -354,11 +301,10 @@ def run_probe(encoder:str|FrameEmbedder, # an export directory, `random:PRESET`,
             report.update(network=training.get('network', 'unknown'), training=training)
     reference = model if model is not None else make_random(seeds[0])
     rate = reference.sampling_rate                              # every embedder reads the decoded clips at this rate
-    train_source = labelled_source(data, rate)
-    test_source = None if test is None else labelled_source(test, rate, train_source.classes)
-    if test_source is None: _check_listed_counts(train_source, folds)
+    labelled = open_labelled(data, rate, test=test)
+    if labelled.test is None: _check_listed_counts(labelled.train, folds)
     decode = lambda source: decode_source(source, rate, batch_size=batch_size, progress=progress)
-    train_clips, test_clips = decode(train_source), None if test_source is None else decode(test_source)
+    train_clips, test_clips = decode(labelled.train), None if labelled.test is None else decode(labelled.test)
 
     def probe(embedder):
         embedder = embedder.to(device)

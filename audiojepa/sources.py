@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from .audio import CROP_MODES, AudioDecodeError, crop_or_pad, finish_waveform, load_audio
-from .audioset import _label_indices, audioset_file, csv_rows, read_audioset_segments, read_class_labels, split_labels
+from .audioset import audioset_file, csv_rows, label_indices, read_audioset_segments, read_class_labels, split_labels
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class ClipSource:
 
     def _record_labels(self, record:dict) -> list[int]|None:
         "Class indices of a record's label names (None: unlabelled); an unknown name is an error naming the record."
-        return None if record['labels'] is None else _label_indices(record['labels'], self.class_index, record['id'])
+        return None if record['labels'] is None else label_indices(record['labels'], self.class_index, record['id'])
 
 class MapSource(ClipSource, Dataset):
     "A source with random access: `ids[i]` names item `i`, `read(i)` decodes it, `item_labels(i)` lists its classes."
@@ -160,7 +160,7 @@ class FolderSource(MapSource):
         if flat: raise ValueError(f"{self.root / flat[0]} is not inside a class sub-folder (labels='dirs')")
         names = [p.parts[0] for p in rel]
         super().__init__(classes=_sorted_labels(names) if classes is None else classes, **kwargs)
-        self.labels = [_label_indices([n], self.class_index, str(self.root / p)) for n, p in zip(names, rel)]
+        self.labels = [label_indices([n], self.class_index, str(self.root / p)) for n, p in zip(names, rel)]
 
     def read(self, i:int) -> torch.Tensor: return load_audio(self.root / self.ids[i], self.sample_rate)
 
@@ -209,7 +209,7 @@ class ManifestSource(MapSource):
         if labelled and classes is None: classes = _sorted_labels(n for _, _, labels in rows for n in labels or ())
         super().__init__(classes=classes, **kwargs)
         if labelled:
-            self.labels = [_label_indices(labels or (), self.class_index, f"{self.path} line {lineno}")
+            self.labels = [label_indices(labels or (), self.class_index, f"{self.path} line {lineno}")
                            for lineno, _, labels in rows]
 
     def read(self, i:int) -> torch.Tensor: return load_audio(self.paths[i], self.sample_rate)
@@ -286,7 +286,7 @@ class AudioSetSource(MapSource):
     "AudioSet segments with multi-hot targets over the 527 classes, audio from YTID-named files or a PANNs HDF5."
     def __init__(self,
                  segments_csv:str|Path, # balanced_train_segments.csv, eval_segments.csv, ...
-                 class_labels_csv:str|Path|None=None, # class_labels_indices.csv; default beside segments_csv, else fetched
+                 class_labels_csv:str|Path|None=None, # class_labels_indices.csv; default: beside segments_csv, else cached (`audioset_file`)
                  audio_dir:str|Path|None=None, # a folder of files named by YTID (searched recursively)
                  hdf5:str|Path|None=None, # or a PANNs-style HDF5 with the audio
                  file_sample_rate:int=32000, # rate of HDF5 waveforms when the file does not say
@@ -294,9 +294,7 @@ class AudioSetSource(MapSource):
                  **kwargs, # `sample_rate`, `clip_seconds`, `crop`, `seed` as in `ClipSource`
                 ):
         segments_csv = Path(segments_csv)
-        if class_labels_csv is None:
-            beside = segments_csv.parent / 'class_labels_indices.csv'
-            class_labels_csv = beside if beside.exists() else audioset_file('class_labels_indices.csv')
+        class_labels_csv = audioset_file('class_labels_indices.csv', class_labels_csv, segments_csv, 'class_labels_csv=')
         if audio_dir is None and hdf5 is None:
             stem = segments_csv.parent / segments_csv.stem
             found = [p for p in (stem, stem.with_suffix('.h5'), stem.with_suffix('.hdf5')) if p.exists()]

@@ -18,8 +18,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
-from .audioset import audioset_file, split_labels
-from .data import SAMPLERS, StepIndexBatches, collate, is_shard_spec, make_loader, open_source
+from .audioset import audioset_file, is_segments_csv, split_labels
+from .data import SAMPLERS, StepIndexBatches, collate, is_shard_spec, make_loader, open_labelled, open_source
 from .sources import MapSource, NoAudioError, SkipLog, StreamSource, mixed_seed
 from .cli import InputError, check_out, dashed_call_parse, fail
 from .taggers import MODELS, TagError, build_tagger
@@ -194,8 +194,8 @@ class TagDataSection:
     "The labelled data, its classes, and how a batch is drawn."
     train:str|None = None # training data: an `open_source` spec or a `path,labels` CSV manifest of MIDs
     test:str|None = None # test data, the same kinds; scored at the end into report.json
-    classes:str|None = None # class list CSV (index,mid,display_name); None: beside an AudioSet CSV, else the MIDs of the training data
-    ontology:str|None = None # AudioSet's ontology.json; None: the cached official file
+    classes:str|None = None # class list CSV (index,mid,display_name); None: for an AudioSet segments CSV its class list (beside, else cached), else the MIDs of the training data
+    ontology:str|None = None # AudioSet's ontology.json; None: beside an AudioSet training CSV, else the cached official file
     sampler:str = 'balanced' # 'balanced', 'weighted' or 'random' (the only one for streamed shards)
     shuffle_buffer:int = StreamSource.shuffle_buffer # clips held to shuffle streamed training data (shards)
     mixup:float = 1.0 # Beta(alpha, alpha) mixup; 0: off
@@ -267,10 +267,13 @@ def tag_config(changes:dict|None=None, # nested keys to set (flat keys of earlie
     except ConfigError as e: raise TagError(str(e)) from None
 
 # %% ../nbs/21_tagging.ipynb #7a4446cc
-def load_ontology(path:str|Path|None) -> Ontology:
-    "AudioSet's ontology from `path`, or the cached official file."
-    try: return Ontology.from_json(path or audioset_file('ontology.json'))
-    except FileNotFoundError as e: raise TagError(f"no ontology: {e} (pass --ontology ontology.json)") from None
+def load_ontology(path:str|Path|None, # the ontology given (--ontology); None: found by `audiojepa.audioset.audioset_file`
+                  train:str|None=None, # the run's training data: an AudioSet segments CSV may have the ontology beside it
+                 ) -> Ontology:
+    "AudioSet's ontology: `path`, else `ontology.json` beside the training segments CSV, else the cached official file."
+    try: path = audioset_file('ontology.json', path, train if train and is_segments_csv(train) else None, '--ontology')
+    except FileNotFoundError as e: raise TagError(str(e)) from None
+    try: return Ontology.from_json(path)
     except (OSError, ValueError) as e: raise TagError(f"ontology {path}: {e}" if str(path) not in str(e) else str(e)) from None
 
 def run_vocabulary(cfg:TagConfig, onto:Ontology|None=None,
@@ -281,10 +284,10 @@ def run_vocabulary(cfg:TagConfig, onto:Ontology|None=None,
         saved = Path(checkpoint).parent.parent / 'classes.csv'   # written by `train_tagger` as the run began
         try: return Vocabulary.from_csv(saved)
         except (OSError, ValueError) as e: raise TagError(f"the class list of the run resumed, {saved}: {e}") from None
-    classes, train = cfg.data.classes, Path(cfg.data.train)
-    if classes is None and train.suffix == '.csv' and train.is_file() and (train.parent / 'class_labels_indices.csv').exists():
-        with open(train) as f:
-            if f.readline().startswith('#'): classes = train.parent / 'class_labels_indices.csv'   # an AudioSet segments CSV
+    classes = cfg.data.classes
+    if classes is None and is_segments_csv(cfg.data.train):   # AudioSet's classes: its class list, found as every command finds it
+        try: classes = audioset_file('class_labels_indices.csv', None, cfg.data.train, '--classes')
+        except FileNotFoundError as e: raise TagError(str(e)) from None
     if classes is not None:
         try: return Vocabulary.from_csv(classes)
         except (OSError, ValueError) as e: raise TagError(f"class list {classes}: {e}") from None
@@ -320,16 +323,18 @@ def open_tagging_data(spec:str, # an `open_source` spec or a `path,labels` manif
                      ) -> LabelledClips|LabelledStream:
     "The labelled clips of `spec` in the vocabulary `vocab`: `LabelledStream` for shards, else `LabelledClips`."
     try:
+        if Path(spec).is_dir():
+            raise TagError(f"{spec} is a folder, and a tagger's labels are AudioSet MIDs, which folder names cannot be: give a "
+                           f"path,labels manifest, an AudioSet segments CSV, an .h5 file or webdataset shards")
         # a stream puts each sample's labels in `vocab` itself: classes given, the shards are not scanned to list theirs
-        classes = {'classes': vocab.mids} if is_shard_spec(spec) else {}
-        source = open_source(spec, sample_rate=sample_rate, clip_seconds=clip_seconds, crop='random' if train else 'full',
-                             seed=seed, **classes)
+        source = open_labelled(spec, sample_rate, clip_seconds, crop='random' if train else 'full', seed=seed, min_classes=1,
+                               classes=vocab.mids if is_shard_spec(spec) else None).train
         if not isinstance(source, IterableDataset): return LabelledClips(source, vocab, unknown='skip' if train else 'drop')
         clips = LabelledStream(source, vocab, unknown='skip' if train else 'drop')
         if not train: clips.rank, clips.world_size = 0, 1   # the main process scores the whole test set, not its share
         return clips
     except (FileNotFoundError, ValueError, TypeError) as e:
-        raise e if isinstance(e, TagError) else TagError(f"{spec}: {e}") from None
+        raise e if isinstance(e, TagError) else TagError(str(e) if str(spec) in str(e) else f"{spec}: {e}") from None
 
 # %% ../nbs/21_tagging.ipynb #1d49ea89
 @torch.no_grad()
@@ -405,7 +410,7 @@ def run_labels(cfg:TagConfig, checkpoint=None) -> tuple[Vocabulary, HLP|None]:
     "The classes of a run and their propagation (None when neither HLP nor a test needs the ontology)."
     data = cfg.data
     needs_onto = cfg.hlp.mode == 'train' or bool(data.test)
-    onto = load_ontology(data.ontology) if needs_onto or data.classes is None and data.ontology else None
+    onto = load_ontology(data.ontology, data.train) if needs_onto or data.classes is None and data.ontology else None
     vocab = run_vocabulary(cfg, onto, checkpoint)
     try: return vocab, HLP.from_ontology(onto, vocab, cfg.hlp.policy) if onto is not None else None
     except KeyError as e: raise TagError(f"class list {data.classes}: {e.args[0]}" + (f" {data.ontology}" if data.ontology else '')) from None

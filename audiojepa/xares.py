@@ -16,9 +16,10 @@ from fastcore.script import Param
 
 from .audio import AudioDecodeError, load_audio
 from .cli import at_least, check_out, dashed_call_parse, fail
-from .sources import FolderSource, NoAudioError
+from .data import open_labelled
+from .sources import NoAudioError
 from .embed import FrameEmbedder, load_embedder
-from .probe import assign_folds, detect_layout, json_safe
+from .probe import assign_folds, json_safe
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +99,9 @@ def _folder_digest(folder:Path, files:list) -> str:
         h.update(f"{p.relative_to(folder).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
-def _list_split(folder:Path, classes=None) -> tuple:
-    "(files, class index of each, classes) of `folder/<label>/<files>`, listed as `FolderSource` lists them."
-    try: source = FolderSource(folder, labels='dirs', classes=classes, sample_rate=16000, crop='full')
-    except (FileNotFoundError, NoAudioError) as e: raise ValueError(str(e)) from None
-    return [folder / i for i in source.ids], [l[0] for l in source.labels], list(source.classes)
+def _files_and_labels(source) -> tuple:
+    "(files, class index of each) of a labelled folder as its source lists them."
+    return [source.root / i for i in source.ids], [l[0] for l in source.labels]
 
 def _validation_rows(labels:list, classes:list, folder:Path, seed:int) -> np.ndarray:
     "A stratified tenth (at least one clip per class) of the training clips, to choose the MLP's best epoch."
@@ -122,17 +121,20 @@ def plan_local_task(folder, # ROOT/<label>/<files> (folds) or ROOT/{train,test}/
                    ) -> dict: # settings, classes, `splits` {split: [(file, class index)]}, `files_digest`
     "Which file goes into which split of the private X-ARES task made from `folder`."
     folder = Path(folder)
-    layout = detect_layout(folder)
-    files, labels, classes = _list_split(layout['train'])
+    if not folder.is_dir():    # a local task's clips are files: a manifest or another source will not do
+        raise ValueError(f"{folder} is not a folder; expected FOLDER/<label>/<files> or FOLDER/{{train,test}}/<label>/<files>")
+    try: data = open_labelled(folder, 16000)
+    except NoAudioError as e: raise ValueError(str(e)) from None
+    (files, labels), classes = _files_and_labels(data.train), data.classes
     if len(set(labels)) < 2: raise ValueError(f"{folder} has clips of one class only; X-ARES' heads need two or more")
-    plan = {'version': LOCAL_VERSION, 'folder': str(folder), 'layout': layout['layout'], 'classes': classes, 'seed': seed}
+    plan = {'version': LOCAL_VERSION, 'folder': str(folder), 'layout': data.layout, 'classes': classes, 'seed': seed}
     pairs = lambda rows, fs=files, ls=labels: [(str(fs[i]), int(ls[i])) for i in rows]
-    if layout['layout'] == 'folds':     # X-ARES' k-fold protocol: each fold is scored by heads fitted on the others
+    if data.test is None:     # X-ARES' k-fold protocol: each fold is scored by heads fitted on the others
         fold = assign_folds(np.eye(len(classes), dtype=np.float32)[labels], folds, classes, seed) + 1
         plan.update(folds=folds, splits={str(k): pairs(np.flatnonzero(fold == k)) for k in range(1, folds + 1)})
     else:
-        test_files, test_labels, _ = _list_split(layout['test'], classes)
-        valid = _validation_rows(labels, classes, layout['train'], seed)
+        test_files, test_labels = _files_and_labels(data.test)
+        valid = _validation_rows(labels, classes, data.train.root, seed)
         plan.update(folds=None, splits={'train': pairs(np.flatnonzero(~valid)), 'valid': pairs(np.flatnonzero(valid)),
                                         'test': pairs(range(len(test_files)), test_files, test_labels)})
         files = files + test_files

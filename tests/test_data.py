@@ -14,8 +14,8 @@ import soundfile as sf
 import torch
 import webdataset as wds
 
-from audiojepa.audioset import read_audioset_segments, read_class_labels
-from audiojepa.data import check_readable, make_loader, open_source
+from audiojepa.audioset import AUDIOSET_URLS, audioset_file, is_segments_csv, read_audioset_segments, read_class_labels
+from audiojepa.data import check_readable, has_label_folders, make_loader, open_labelled, open_source
 from audiojepa.sources import AudioSetSource, FolderSource, HDF5Source, ManifestSource, NoAudioError, write_skipped_csv
 from audiojepa.streams import HFSource, HFStreamSource, WebDatasetSource
 from audiojepa.synthetic import SyntheticSounds
@@ -183,6 +183,128 @@ def test_audioset_source_from_ytid_named_files_and_from_panns_hdf5(tmp_path):
     (tmp_path / 'no_audio').mkdir()
     with pytest.raises(NoAudioError, match='none of the 4 segments'):
         AudioSetSource(tmp_path / 'segments.csv', audio_dir=tmp_path / 'no_audio')
+
+
+def test_audioset_files_come_from_the_option_then_beside_then_the_cache_and_are_never_downloaded(tmp_path, monkeypatch):
+    "The one rule of `audioset_file`, as the AudioSet source follows it; a file found nowhere is one line naming where it was looked for."
+    cache = tmp_path / 'cache'
+    monkeypatch.setenv('AUDIOJEPA_CACHE', str(cache))
+    fetched = []
+    monkeypatch.setattr('urllib.request.urlretrieve', lambda *a, **k: fetched.append(a))
+    write_audioset_csvs(tmp_path, ['aaaaaaaaaaa'])
+    (tmp_path / 'segments').mkdir(); sf.write(tmp_path / 'segments' / 'Yaaaaaaaaaaa.wav', tone(0), SR)
+    segments, beside = tmp_path / 'segments.csv', tmp_path / 'class_labels_indices.csv'
+    assert audioset_file('class_labels_indices.csv', tmp_path / 'mine.csv', segments) == tmp_path / 'mine.csv'   # given: as it is
+    assert audioset_file('class_labels_indices.csv', None, segments) == beside
+    cached = cache / 'audioset' / 'class_labels_indices.csv'
+    cached.parent.mkdir(parents=True); cached.write_text('index,mid,display_name\n0,/m/a,A\n1,/m/b,B\n2,/m/c,C\n3,/m/d,D\n')
+    assert audioset_file('class_labels_indices.csv', None, segments) == beside                # beside comes before the cache
+    beside.unlink()
+    assert audioset_file('class_labels_indices.csv', None, segments) == cached
+    assert AudioSetSource(segments, sample_rate=SR).classes == ['/m/a', '/m/b', '/m/c', '/m/d']
+    cached.unlink()
+    expected = (f"no class_labels_indices.csv: not given (class_labels_csv=), not beside {segments}, not in the cache "
+                f"{cache / 'audioset'}; download it from {AUDIOSET_URLS['class_labels_indices.csv']} into that cache")
+    with pytest.raises(FileNotFoundError) as err: AudioSetSource(segments, sample_rate=SR)
+    assert str(err.value) == expected
+    with pytest.raises(FileNotFoundError) as err: open_source(segments, sample_rate=SR)
+    assert str(err.value) == expected and not fetched
+
+
+def test_a_segments_csv_is_told_from_a_manifest_by_its_first_line(tmp_path):
+    write_audioset_csvs(tmp_path, ['aaaaaaaaaaa'])
+    (tmp_path / 'manifest.csv').write_text('path,labels\na.wav,dog\n')
+    (tmp_path / 'audio.csv').write_bytes(encoded(tone(0), 'WAV'))
+    assert [is_segments_csv(tmp_path / n) for n in ('segments.csv', 'manifest.csv', 'audio.csv', 'nowhere.csv')] == [True, False, False, False]
+    assert not is_segments_csv(tmp_path) and not is_segments_csv(tmp_path / 'class_labels_indices.csv')
+
+
+# ---------------------------------------------------------------- labelled data
+
+def write_labelled(root, labels, n=2):
+    "`root/<label>/<label><i>.wav`, n tones per label."
+    for label in labels:
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n): sf.write(root / label / f'{label}{i}.wav', tone(i), SR)
+    return root
+
+
+def test_every_labelled_layout_opens_to_the_classes_and_files_its_source_has(tmp_path):
+    "`open_labelled` gives each layout the classes, ids and labels of the source opened directly, in the training order."
+    folds = write_labelled(tmp_path / 'folds', ('dog', 'cat', 'cow'))
+    data, direct = open_labelled(folds, SR), FolderSource(folds, labels='dirs', sample_rate=SR, crop='full')
+    assert (data.layout, data.test, data.classes) == ('folds', None, ['cat', 'cow', 'dog'])
+    assert (data.train.ids, data.train.labels, data.train.crop, data.train.sample_rate) == (direct.ids, direct.labels, 'full', SR)
+
+    split = tmp_path / 'split'
+    write_labelled(split / 'train', ('dog', 'cat', 'cow')); write_labelled(split / 'test', ('dog', 'cow'), n=1)
+    data = open_labelled(split, SR)
+    assert (data.layout, data.classes, data.test.classes) == ('split', ['cat', 'cow', 'dog'], ['cat', 'cow', 'dog'])
+    assert (data.train.ids, data.test.ids, data.test.labels) == (direct.ids, ['cow/cow0.wav', 'dog/dog0.wav'], [[1], [2]])
+    apart = open_labelled(folds, SR, test=split / 'test')        # the same test set, given apart
+    assert (apart.layout, apart.test.ids, apart.test.labels) == ('folds', data.test.ids, data.test.labels)
+
+    (tmp_path / 'clips.csv').write_text('path,labels\nfolds/dog/dog0.wav,dog\nfolds/cat/cat0.wav,"cat,dog"\n')
+    data = open_labelled(tmp_path / 'clips.csv', SR)
+    assert (data.layout, data.classes, data.train.ids, data.train.labels) == \
+           ('source', ['cat', 'dog'], ['folds/dog/dog0.wav', 'folds/cat/cat0.wav'], [[1], [0, 1]])
+
+    (tmp_path / 'as' / 'segments').mkdir(parents=True)
+    write_audioset_csvs(tmp_path / 'as', ['aaaaaaaaaaa', 'bbbbbbbbbbb'])
+    for i, y in enumerate(['aaaaaaaaaaa', 'bbbbbbbbbbb']): sf.write(tmp_path / 'as' / 'segments' / f'Y{y}.wav', tone(i), SR)
+    data = open_labelled(tmp_path / 'as' / 'segments.csv', SR)
+    assert (data.layout, data.classes, data.train.ids, data.train.labels) == \
+           ('source', ['/m/a', '/m/b', '/m/c'], ['aaaaaaaaaaa', 'bbbbbbbbbbb'], [[0, 1], [1, 2]])
+
+    with h5py.File(tmp_path / 'clips.h5', 'w') as f:
+        f['audio_name'], f['waveform'] = np.array([b'a.wav', b'b.wav']), (np.stack([tone(0), tone(1)]) * 32767).astype(np.int16)
+        f['target'] = np.eye(2, dtype=bool)
+    assert open_labelled(tmp_path / 'clips.h5', SR, file_sample_rate=SR).classes == ['0', '1']
+
+    write_shards(tmp_path / 'wds', 2, 2)
+    shards = open_labelled(str(tmp_path / 'wds' / 'shard-{0000..0001}.tar'), SR)
+    assert (shards.layout, shards.classes) == ('source', ['even', 'mod3_0', 'mod3_1', 'mod3_2', 'odd'])
+    named = open_labelled(str(tmp_path / 'wds' / 'shard-{0000..0001}.tar'), SR, classes=['even', 'odd', 'mod3_0', 'mod3_1', 'mod3_2'])
+    assert named.classes == ['even', 'odd', 'mod3_0', 'mod3_1', 'mod3_2']   # given: the shards are not scanned
+
+    synthetic = SyntheticSounds(n_clips=4)
+    assert open_labelled(synthetic, SR).train is synthetic and open_labelled(synthetic, SR).classes == synthetic.classes
+
+
+@pytest.mark.parametrize('tree, test, message', [
+    (['train/dog/a.wav', 'test/dog/b.wav', 'cat/c.wav'], None, "mixes the split folders train/ and test/ with the label folders ['cat']"),
+    (['train/dog/a.wav', 'train/cat/b.wav'], None, 'has a train/ folder but no test/ folder'),
+    (['dog/train/a.wav', 'dog/test/b.wav', 'cat/c.wav'], None, 'holds train/test folders; put the split at the top'),
+    (['a.wav'], None, 'has no label folders'),
+    (['drums/kick/a.wav', 'drums/snare/b.wav'], None, 'has a single label folder, drums/'),
+    (['train/dog/a.wav', 'train/cat/b.wav', 'test/cow/c.wav'], None, "the classes ['cow'] have test clips"),
+    (['train/dog/a.wav', 'train/cat/b.wav', 'test/dog/c.wav'], ['dog/d.wav'], 'holds its own train/ and test/ split'),
+    (['dog/a.wav', 'cat/b.wav'], ['cow/c.wav'], "unknown label id 'cow'"),
+])
+def test_labelled_folders_that_cannot_be_used_are_one_clear_error(tmp_path, tree, test, message):
+    def make(root, paths):
+        for p in paths: (root / p).parent.mkdir(parents=True, exist_ok=True); sf.write(root / p, tone(0), SR)
+        return root
+    with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(']', r'\]')):
+        open_labelled(make(tmp_path / 'data', tree), SR, test=None if test is None else make(tmp_path / 'test', test))
+
+
+def test_labelled_sources_that_cannot_be_used_are_one_clear_error(tmp_path):
+    (tmp_path / 'a.wav').touch()
+    (tmp_path / 'unlabelled.csv').write_text('path\na.wav\n')
+    (tmp_path / 'one.csv').write_text('path,labels\na.wav,dog\n')
+    with pytest.raises(ValueError, match=r'unlabelled\.csv has no labels'): open_labelled(tmp_path / 'unlabelled.csv', SR)
+    with pytest.raises(ValueError, match=r"one\.csv has a single class, 'dog'"): open_labelled(tmp_path / 'one.csv', SR)
+    assert open_labelled(tmp_path / 'one.csv', SR, min_classes=1).classes == ['dog']
+    with pytest.raises(FileNotFoundError, match='does not exist'): open_labelled(tmp_path / 'nowhere', SR)
+
+
+def test_a_folder_is_labelled_by_its_sub_folders_when_its_audio_all_sits_in_them(tmp_path):
+    write_labelled(tmp_path / 'labelled', ('dog',))
+    (tmp_path / 'labelled' / 'notes.txt').write_text('not audio, not a class')
+    write_labelled(tmp_path / 'mixed', ('dog',)); sf.write(tmp_path / 'mixed' / 'loose.wav', tone(0), SR)
+    (tmp_path / 'empty').mkdir()
+    assert [has_label_folders(tmp_path / n) for n in ('labelled', 'mixed', 'empty', 'nowhere')] == [True, False, False, False]
 
 
 # ---------------------------------------------------------------- HDF5

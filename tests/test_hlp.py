@@ -119,6 +119,32 @@ def test_cli_reports_bad_input_without_traceback(tmp_path):
     assert '/m/nope on line 2' in res.stderr and 'Traceback' not in res.stderr
 
 
+def test_cli_finds_the_ontology_and_class_list_beside_the_csv_then_in_the_cache(tmp_path, monkeypatch, capsys):
+    "The rule every command follows (`audiojepa.audioset.audioset_file`): --ontology, else beside SEGMENTS_CSV, else cached; never fetched."
+    from audiojepa.audioset import AUDIOSET_URLS
+    cache = tmp_path/'cache'/'audioset'
+    monkeypatch.setenv('AUDIOJEPA_CACHE', str(tmp_path/'cache'))
+    monkeypatch.setattr('urllib.request.urlretrieve', lambda *a, **k: pytest.fail('nothing may be downloaded'))
+    data = tmp_path/'data'; data.mkdir()
+    segments = data/'segments.csv'
+    segments.write_text('# YTID, start_seconds, end_seconds, positive_labels\nx1, 0.000, 10.000, "/t/a"\n')
+    (data/'ontology.json').write_text(json.dumps([{'id': '/t/r', 'name': 'R', 'child_ids': ['/t/a']},
+                                                   {'id': '/t/a', 'name': 'A', 'child_ids': []}]))
+    (data/'class_labels_indices.csv').write_text('index,mid,display_name\n0,/t/r,R\n1,/t/a,A\n')
+    hlp_module.main(str(segments))                                  # both beside the CSV
+    assert 'positive labels: 1 -> 2 (+1)' in capsys.readouterr().out
+    cache.mkdir(parents=True)
+    (data/'ontology.json').rename(cache/'ontology.json')
+    hlp_module.main(str(segments))                                  # the ontology from the cache
+    assert 'positive labels: 1 -> 2 (+1)' in capsys.readouterr().out
+    (cache/'ontology.json').unlink()
+    with pytest.raises(SystemExit) as exit: hlp_module.main(str(segments))
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"audiojepa-hlp: error: no ontology.json: not given (--ontology), not beside {segments}, not in the cache {cache}; "
+        f"download it from {AUDIOSET_URLS['ontology.json']} into that cache"]
+
+
 # --- propagate: every input form gives the authors' formula ----------------------------------------------------
 
 def random_matrix(n, density, seed):

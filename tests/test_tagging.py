@@ -304,6 +304,32 @@ def test_trains_and_tests_from_panns_hdf5(data, tmp_path):
     assert res.step == 2 and rep['clips'] == 2 and {'map', 'map_propagated'} <= set(rep)
     assert rep['per_class_propagated'].keys() >= {'Music', 'Piano', 'Violin, fiddle'}
 
+def test_an_audioset_training_csv_brings_its_class_list_and_ontology(data, tmp_path, monkeypatch):
+    "No --classes, no --ontology: both beside the training segments CSV (`audioset_file`'s rule), nothing downloaded; gone, one error."
+    import re
+    cache = tmp_path / 'cache'
+    monkeypatch.setenv('AUDIOJEPA_CACHE', str(cache))
+    monkeypatch.setattr('urllib.request.urlretrieve', lambda *a, **k: pytest.fail('nothing may be downloaded'))
+    aset = tmp_path / 'aset'
+    (aset / 'train').mkdir(parents=True)   # the audio folder, found by the CSV's name
+    (aset / 'class_labels_indices.csv').write_text((data / 'classes.csv').read_text())
+    (aset / 'ontology.json').write_text((data / 'ontology.json').read_text())
+    ytids = [f'clip{k:07d}' for k in range(4)]
+    for k, y in enumerate(ytids): sf.write(aset / 'train' / f'{y}.wav', tone(220 if k % 2 == 0 else 1760, 1.0, k), RATE)
+    (aset / 'train.csv').write_text('# Segments csv\n# YTID, start_seconds, end_seconds, positive_labels\n' +
+                                    ''.join(f'{y}, 0.000, 1.000, "{PIANO if k % 2 == 0 else VIOLIN}"\n' for k, y in enumerate(ytids)))
+    cfg = tag_config({'data': {'train': str(aset / 'train.csv'), 'batch_size': 2, 'clip_seconds': 1.0}, 'hlp': {'mode': 'train'},
+                      'model': {'name': 'cnn6', 'options': {'width': 0.125}}, 'schedule': {'max_steps': 1},
+                      'run': {'out': str(tmp_path / 'run'), 'progress': False}})
+    assert train_tagger(cfg).step == 1
+    assert Vocabulary.from_csv(tmp_path / 'run' / 'classes.csv').mids == tuple(m for m, _, _ in TREE)   # the whole class list
+    (aset / 'ontology.json').unlink()
+    with pytest.raises(tagging.TagError, match=re.escape(f"no ontology.json: not given (--ontology), not beside {aset / 'train.csv'}, "
+                                                         f"not in the cache {cache / 'audioset'}; download it from")):
+        train_tagger(replace(cfg, run=replace(cfg.run, out=str(tmp_path / 'run2'))))
+    assert not (tmp_path / 'run2').exists()
+
+
 @pytest.mark.parametrize('name', ['cnn6', 'convnext_femto', 'passt', 'encoder'])
 def test_gpu_recipes_are_valid_configs(name):
     "configs/tagging/*.yaml hold only TagConfig keys (none of an earlier version), and the model's public recipe stays their base."
