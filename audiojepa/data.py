@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 from .audioset import is_segments_csv
 from .cli import InputError
 from .sources import (AUDIO_EXTENSIONS, AudioSetSource, FolderSource, HDF5Source, ManifestSource, NoAudioError,
-                               SkipLog, distributed_rank, mixed_seed)
+                               SkipLog, distributed_rank)
+from .seeds import Stream, mixed_seed, stream_seed
 from .streams import HFSource, HFStreamSource, WebDatasetSource
 from .synthetic import SyntheticSounds
 
@@ -304,7 +305,7 @@ class StepMasks:
         self.mask_gen, self.grid, self.seed, self.process_index, self.views = mask_gen, grid, seed, process_index, views
 
     def __call__(self, batch:dict, micro_step:int) -> dict:
-        g = torch.Generator().manual_seed(mixed_seed(self.seed, 1, micro_step, self.process_index))
+        g = torch.Generator().manual_seed(stream_seed(self.seed, Stream.MASKS, micro_step, self.process_index))
         batch['context_idx'], batch['target_idx'] = self.mask_gen(len(batch['audio']) * self.views, self.grid, g)
         batch['micro_step'] = micro_step
         return batch

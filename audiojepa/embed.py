@@ -21,15 +21,16 @@ from .audio import FrontendConfig, LogMel, frontend_config
 from .cli import at_least, check_out, dashed_call_parse, fail
 from . import authors, models
 from .data import has_label_folders, make_loader, open_labelled, open_source
-from .sources import NoAudioError, mixed_seed
+from .seeds import Stream, stream_seed
+from .sources import NoAudioError
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ENCODER_ENV', 'RANDOM_INIT_STREAM', 'POOLS', 'export_path', 'load_export', 'export_training', 'trailing_zeros',
-           'batch_padding_mask', 'fill_padding', 'FrameEmbedder', 'LogMelBaseline', 'load_pretrained',
-           'AudioJEPAEncoder', 'random_init_seed', 'random_encoder', 'random_like', 'load_embedder', 'pool_frames',
-           'Embeddings', 'open_for_embedding', 'DecodedClips', 'decode_source', 'embed_source', 'main']
+__all__ = ['log', 'ENCODER_ENV', 'POOLS', 'export_path', 'load_export', 'export_training', 'trailing_zeros', 'batch_padding_mask',
+           'fill_padding', 'FrameEmbedder', 'LogMelBaseline', 'load_pretrained', 'AudioJEPAEncoder', 'random_init_seed',
+           'random_encoder', 'random_like', 'load_embedder', 'pool_frames', 'Embeddings', 'open_for_embedding',
+           'DecodedClips', 'decode_source', 'embed_source', 'main']
 
 # %% ../nbs/14_embed.ipynb #8802fc95
 ENCODER_ENV = 'AUDIOJEPA_ENCODER'  # the export `AudioJEPAEncoder()` loads when X-ARES builds it without arguments
@@ -261,12 +262,10 @@ class AudioJEPAEncoder(FrameEmbedder):
         return frames, frame_mask.view(len(mel), n_t, self.patch_frames).all(-1)
 
 # %% ../nbs/14_embed.ipynb #2db363d3
-RANDOM_INIT_STREAM = 0x52414E44  # 'RAND': tags the seed stream of random baselines, apart from every run seed
-
 def random_init_seed(seed:int, # a random baseline's seed (the probe's seed, seed + 1, ...)
                     ) -> int: # the torch seed its weights are drawn with
     "The torch seed of random baseline `seed`: `seed` mixed with a constant tag, so never a pretraining seed."
-    return mixed_seed(seed, RANDOM_INIT_STREAM)
+    return stream_seed(seed, Stream.RANDOM_INIT)
 
 def random_encoder(config:models.EncoderConfig, # the architecture
                    seed:int=0, # the baseline's seed (see `random_init_seed`)

@@ -16,7 +16,8 @@ from tqdm import tqdm
 from .config import ConfigError, save_config
 from .runs import (MetricsLog, RunError, StopSignals, cpu_threads, launch_accelerator, load_checkpoint,
                             save_checkpoint, state_bytes)
-from .sources import NoAudioError, SkipLog, mixed_seed
+from .seeds import Stream, stream_seed
+from .sources import NoAudioError, SkipLog
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def start_process(cfg) -> typing.Any: # the process's `Accelerator`
     run = cfg.run
     accelerator = launch_accelerator(mixed_precision=None if run.mixed_precision == 'auto' else run.mixed_precision,
                                      log_with=run.trackers or None, project_dir=str(run.out))
-    seed = mixed_seed(run.seed, 3, accelerator.process_index)
+    seed = stream_seed(run.seed, Stream.PROCESS, accelerator.process_index)
     random.seed(seed); np.random.seed(seed % 2**32)
     cpu_threads(run.threads)
     return accelerator

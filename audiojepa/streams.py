@@ -19,7 +19,7 @@ import torch
 
 from .audio import AudioDecodeError, finish_waveform, load_audio
 from .audioset import split_labels
-from .sources import AUDIO_EXTENSIONS, MapSource, NoAudioError, StreamSource, _reason, _sorted_labels, skip_item
+from .sources import AUDIO_EXTENSIONS, MapSource, NoAudioError, StreamSource, skip_item, skip_reason, sorted_labels
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ class WebDatasetSource(StreamSource):
                 for _, sample in _tar_samples(url, wanted=lambda ext: ext in ('json', 'cls')):
                     names.update(_sample_label_names(sample) or ())
             except (OSError, tarfile.TarError, EOFError, json.JSONDecodeError) as err:
-                log.warning("could not scan labels of %s: %s", url, _reason(err))
-        return _sorted_labels(names) or None
+                log.warning("could not scan labels of %s: %s", url, skip_reason(err))
+        return sorted_labels(names) or None
 
     def units(self) -> list[str]: return self.urls
 
@@ -105,7 +105,7 @@ class WebDatasetSource(StreamSource):
                 count += 1
                 yield self._record(f"{posixpath.basename(url)}:{key}", sample)
         except (OSError, tarfile.TarError, EOFError) as err:
-            yield {'id': url, 'error': f"unreadable shard after {count} samples ({_reason(err)})"}
+            yield {'id': url, 'error': f"unreadable shard after {count} samples ({skip_reason(err)})"}
 
 # %% ../nbs/05_streams.ipynb #a4627960
 def _load_hf(name:str|Path, split:str, config:str|None, streaming:bool):
@@ -138,7 +138,7 @@ class _HFColumns:
                 classes = classes if classes is not None else inner.names
             elif classes is None:
                 if streaming: raise ValueError(f"streamed column {label_column!r} has no ClassLabel feature: pass classes=")
-                classes = _sorted_labels(n for value in ds[label_column] for n in split_labels(value))
+                classes = sorted_labels(n for value in ds[label_column] for n in split_labels(value))
         return ds, classes
 
     def _record(self, row:dict, row_id:str) -> dict:
@@ -188,7 +188,7 @@ class HFSource(_HFColumns, MapSource):
         record = self._record(self.dataset[i], f"row {i}")
         labels = self._record_labels(record)
         try: wav = self.decode(record['src'])
-        except Exception as err: return skip_item(record['id'], _reason(err))
+        except Exception as err: return skip_item(record['id'], skip_reason(err))
         return self.make_item(wav, record['id'], labels)
 
 class HFStreamSource(_HFColumns, StreamSource):

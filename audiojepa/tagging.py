@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from .audioset import audioset_file, is_segments_csv, split_labels
 from .data import SAMPLERS, StepIndexBatches, collate, is_shard_spec, make_loader, open_labelled, open_source
-from .sources import MapSource, NoAudioError, SkipLog, StreamSource, mixed_seed
+from .seeds import Stream, stream_seed
+from .sources import MapSource, NoAudioError, SkipLog, StreamSource
 from .cli import InputError, check_out, dashed_call_parse, fail
 from .taggers import MODELS, TagError, build_tagger
 from .hlp import HLP, Ontology, Vocabulary, POLICIES
@@ -445,11 +446,11 @@ class TagRun(Run):
         "One optimiser step: a batch, its (propagated) targets, mixup, binary cross-entropy, Adam(W)."
         cfg, acc = self.cfg, self.accelerator
         values = set_schedules(self.optimizer, step, cfg.schedule)
-        torch.manual_seed(mixed_seed(cfg.run.seed, 2, step, acc.process_index))
+        torch.manual_seed(stream_seed(cfg.run.seed, Stream.STEP, step, acc.process_index))
         batch = self.next_batch()
         audio = batch['audio'].to(acc.device)
         target = training_targets(batch['target'].to(acc.device), self.hlp if cfg.hlp.mode == 'train' else None)
-        audio, target = mixup(audio, target, cfg.data.mixup, mixed_seed(cfg.run.seed, 4, step, acc.process_index))
+        audio, target = mixup(audio, target, cfg.data.mixup, stream_seed(cfg.run.seed, Stream.MIXUP, step, acc.process_index))
         with acc.autocast():
             loss = F.binary_cross_entropy_with_logits(self.model(audio).float(), target)
         acc.backward(loss)

@@ -20,7 +20,8 @@ from .cli import InputError, check_out, dashed_call_parse
 from .audio import FrontendConfig, LogMel, compute_norm_stats, frontend_config
 from .config import ConfigError, read_config_file, with_fields
 from .data import StepBatches, StepCollator, StepItems, StepMasks, check_readable, is_shard_spec, make_loader, open_source
-from .sources import NoAudioError, SkipLog, mixed_seed
+from .seeds import Stream, stream_seed
+from .sources import NoAudioError, SkipLog
 from .jepa import AudioJEPA, JEPAConfig, drift_from_init
 from .masking import MASKS, MaskGenerator, mask_generator
 from .models import preset, save_encoder
@@ -320,7 +321,7 @@ class PretrainRun(Run):
     def train_step(self, step:int, log:bool) -> JEPAStepOutput:
         cfg, acc = self.cfg, self.accelerator
         values = set_schedules(self.optimizer, step, cfg.schedule)
-        torch.manual_seed(mixed_seed(cfg.run.seed, 2, step, acc.process_index))
+        torch.manual_seed(stream_seed(cfg.run.seed, Stream.STEP, step, acc.process_index))
         micro_batches = (self.log_mel(self.next_batch()) for _ in count())
         out = jepa_step(self.model, self.optimizer, micro_batches, values['ema'], cfg.optim.grad_accum, cfg.optim.grad_clip,
                         acc, diagnostics=log)
