@@ -5,8 +5,7 @@
     python -m experiments.tagging_hlp --steps 3 --seeds 0,1,2   # 3x the steps, 3 training seeds: gains as mean ± sd, ~50 min
 
 Needs the Debian packages fluidsynth, fluid-soundfont-gm, timgm6mb-soundfont, musescore-general-soundfont-small and
-AudioSet's ontology.json (default: ../shared/data/audioset/ontology.json relative to the repository root, else pass
---ontology).
+AudioSet's ontology.json (`--ontology`, else the cached official file: see `audiojepa.audioset.audioset_file`).
 
 The data: 26 instrument classes of AudioSet (Piano, Electric piano, Hammond organ, Acoustic / Electric / Bass guitar,
 Violin, Cello, Harp, Trumpet, Trombone, Saxophone, Clarinet, Flute, Accordion, Marimba, ...) played by General MIDI
@@ -35,12 +34,12 @@ import soundfile as sf
 import torch
 from fastcore.script import call_parse, store_true
 
+from audiojepa.audioset import audioset_file
 from audiojepa.hlp import HLP, Ontology, Vocabulary
 from audiojepa.tagging import build_tagger, tag_config, train_tagger, write_class_labels
 
 from .corpora import Note, fluidsynth_available, is_silent, program_range, render_notes, soundfont_path
 
-ROOT = Path(__file__).resolve().parents[1]
 
 SR, CLIP_SECONDS = 32000, 2.0
 # AudioSet class -> General MIDI programs that play it
@@ -169,9 +168,50 @@ def figure(results:dict, path:Path):
     axes[0].legend(loc='lower right', fontsize=8)
     fig.tight_layout(); fig.savefig(path, dpi=80); plt.close(fig)
 
+def train_pair(key:str, data:dict, vocab:Vocabulary, onto_path:Path, out:Path, train_seeds:list, threads:int,
+               steps:float, quick:bool) -> dict:
+    "Train model `key` with hlp='none' and hlp='train', once per training seed: {mode: seed means with `per_seed`}."
+    model, options, changes = RUNS[key]
+    schedule = {k: round(v * steps) if k in ('max_steps', 'warmup_steps') else v for k, v in changes['schedule'].items()}
+    if quick: schedule['max_steps'] = 3
+    runs = {}
+    for mode in ('none', 'train'):
+        per_seed = []
+        for s in train_seeds:
+            run_dir = out / 'runs' / (f'{key}_{mode}' if len(train_seeds) == 1 else f'{key}_{mode}_seed{s}')
+            if run_dir.exists(): shutil.rmtree(run_dir)   # a fresh run each time
+            cfg = tag_config({'model': {'name': model, 'options': options}, 'schedule': schedule,
+                              'data': {'train': str(data['train']), 'test': str(data['test']), 'classes': str(data['classes']),
+                                       'ontology': str(onto_path), 'mixup': 0.0, 'batch_size': 16,
+                                       'clip_seconds': CLIP_SECONDS, 'eval_window': CLIP_SECONDS},
+                              'hlp': {'mode': mode, 'policy': 'all-ancestors'},
+                              'run': {'seed': s, 'out': str(run_dir), 'log_every': 10, 'threads': threads, 'progress': False}})
+            t0 = time.time()
+            res = train_tagger(cfg)
+            if res.report is None: raise SystemExit(f'{key} hlp={mode} stopped at step {res.step} ({res.stopped_by}): no report')
+            rep = res.report
+            per_seed.append({
+                'seed': s, 'map': rep['map'], 'map_propagated': rep['map_propagated'],
+                'map_propagated_hlp_scores': rep['map_propagated_hlp_scores'], 'd_prime': rep['d_prime'],
+                'd_prime_propagated': rep['d_prime_propagated'], 'steps': cfg.schedule.max_steps,
+                'seconds': round(time.time() - t0, 1), 'first_loss': res.first_loss, 'last_loss': res.last_loss,
+                'ancestor_ap': {n: v['ap_propagated'] for n, v in rep['hlp_changed_classes'].items()}})
+            log(f"{key} hlp={mode} seed {s}: mAP {rep['map']:.4f} / propagated {rep['map_propagated']:.4f} "
+                f"(HLP on scores {rep['map_propagated_hlp_scores']:.4f}) in {time.time() - t0:.0f}s")
+        runs[mode] = seed_mean(per_seed)
+    return runs
+
+def add_gains(run:dict):
+    "The gains of hlp='train' over hlp='none', paired by seed (the same initialisation and data order with and without HLP)."
+    diffs = {k: np.array([t[k] - n[k] for n, t in zip(run['none']['per_seed'], run['train']['per_seed'])])
+             for k in ('map', 'map_propagated')}
+    run['gain'] = {k: float(d.mean()) for k, d in diffs.items()}
+    run['gain_sd'] = {k: float(d.std(ddof=1)) if len(d) > 1 else None for k, d in diffs.items()}
+    run['gain_per_seed'] = {k: [round(float(x), 4) for x in d] for k, d in diffs.items()}
+
 @call_parse
 def main(out:str='experiments/results/tagging_hlp', # results folder (rendered data under data/)
-         ontology:str=None, # AudioSet's ontology.json; default ../shared/data/audioset/ontology.json from the repository root
+         ontology:str=None, # AudioSet's ontology.json; default: the cached official file (see audiojepa.audioset.audioset_file)
          n_train:int=1000, n_test:int=400, # mixtures
          per_class:int=16, # notes rendered per class and SoundFont
          seed:int=0, # seed of the rendered data (notes, mixtures, which ancestors are listed)
@@ -184,8 +224,8 @@ def main(out:str='experiments/results/tagging_hlp', # results folder (rendered d
     t_start = time.time()
     if not fluidsynth_available(): raise SystemExit('fluidsynth is not installed')
     torch.set_num_threads(threads)
-    onto_path = Path(ontology) if ontology else ROOT.parent / 'shared' / 'data' / 'audioset' / 'ontology.json'
-    if not onto_path.is_file(): raise SystemExit(f'{onto_path} not found: pass --ontology')
+    try: onto_path = audioset_file('ontology.json', ontology, None, '--ontology')
+    except FileNotFoundError as e: raise SystemExit(f'tagging_hlp: error: {e}') from None
     onto = Ontology.from_json(onto_path)
     out = Path(out)
     if quick: out, n_train, n_test, per_class = out.with_name(out.name + '_quick'), 48, 24, 2
@@ -199,51 +239,16 @@ def main(out:str='experiments/results/tagging_hlp', # results folder (rendered d
         f'{train_Y.sum(1).mean():.2f}, after HLP {hlp.propagate(train_Y).sum(1).mean():.2f}')
     # random scores: a class's expected AP is its share of positive clips
     chance = {k: float(Y[:, Y.any(0)].mean(0).mean()) for k, Y in (('map', test_orig), ('map_propagated', test_full))}
+    train_seeds = [int(x) for x in seeds.split(',')] if seeds else [seed]
     results = {'classes': len(vocab), 'n_train': n_train, 'n_test': n_test, 'policy': 'all-ancestors', 'chance': chance,
                'keep_rate': data['keep_rate'], 'clip_seconds': CLIP_SECONDS, 'seed': seed,
-               'machine': f'{platform.machine()}, {torch.get_num_threads()} torch threads', 'runs': {}}
-    n_params_of = {}
-    train_seeds = [int(x) for x in seeds.split(',')] if seeds else [seed]
-    results['train_seeds'] = train_seeds
+               'machine': f'{platform.machine()}, {torch.get_num_threads()} torch threads', 'train_seeds': train_seeds, 'runs': {}}
     for key in models.split(','):
-        model, options, changes = RUNS[key]
-        changes = {'schedule': {k: round(v * steps) if k in ('max_steps', 'warmup_steps') else v
-                                for k, v in changes['schedule'].items()}}
-        n_params_of[key] = sum(p.numel() for p in build_tagger(model, len(vocab), options, CLIP_SECONDS).parameters())
-        for mode in ('none', 'train'):
-            per_seed = []
-            for s in train_seeds:
-                run_dir = out / 'runs' / (f'{key}_{mode}' if len(train_seeds) == 1 else f'{key}_{mode}_seed{s}')
-                if run_dir.exists(): shutil.rmtree(run_dir)   # a fresh run each time
-                schedule = {**changes['schedule'], **({'max_steps': 3} if quick else {})}
-                cfg = tag_config({'model': {'name': model, 'options': options}, 'schedule': schedule,
-                                  'data': {'train': str(data['train']), 'test': str(data['test']), 'classes': str(data['classes']),
-                                           'ontology': str(onto_path), 'mixup': 0.0, 'batch_size': 16,
-                                           'clip_seconds': CLIP_SECONDS, 'eval_window': CLIP_SECONDS},
-                                  'hlp': {'mode': mode, 'policy': 'all-ancestors'},
-                                  'run': {'seed': s, 'out': str(run_dir), 'log_every': 10, 'threads': threads, 'progress': False}})
-                t0 = time.time()
-                res = train_tagger(cfg)
-                if res.report is None: raise SystemExit(f'{key} hlp={mode} stopped at step {res.step} ({res.stopped_by}): no report')
-                rep = res.report
-                per_seed.append({
-                    'seed': s, 'map': rep['map'], 'map_propagated': rep['map_propagated'],
-                    'map_propagated_hlp_scores': rep['map_propagated_hlp_scores'], 'd_prime': rep['d_prime'],
-                    'd_prime_propagated': rep['d_prime_propagated'], 'steps': cfg.schedule.max_steps,
-                    'seconds': round(time.time() - t0, 1), 'first_loss': res.first_loss, 'last_loss': res.last_loss,
-                    'ancestor_ap': {n: v['ap_propagated'] for n, v in rep['hlp_changed_classes'].items()}})
-                log(f"{key} hlp={mode} seed {s}: mAP {rep['map']:.4f} / propagated {rep['map_propagated']:.4f} "
-                    f"(HLP on scores {rep['map_propagated_hlp_scores']:.4f}) in {time.time() - t0:.0f}s")
-            results['runs'].setdefault(key, {})[mode] = seed_mean(per_seed)
-    for key, r in results['runs'].items():
-        r['parameters'] = n_params_of[key]
-        # gains are paired by seed: the same initialisation and data order with and without HLP
-        diffs = {k: np.array([t[k] - n[k] for n, t in zip(r['none']['per_seed'], r['train']['per_seed'])])
-                 for k in ('map', 'map_propagated')}
-        r['gain'] = {k: float(d.mean()) for k, d in diffs.items()}
-        r['gain_sd'] = {k: float(d.std(ddof=1)) if len(d) > 1 else None for k, d in diffs.items()}
-        r['gain_per_seed'] = {k: [round(float(x), 4) for x in d] for k, d in diffs.items()}
+        run = results['runs'][key] = train_pair(key, data, vocab, onto_path, out, train_seeds, threads, steps, quick)
+        run['parameters'] = sum(p.numel() for p in build_tagger(RUNS[key][0], len(vocab), RUNS[key][1], CLIP_SECONDS).parameters())
+        add_gains(run)
     results['seconds'] = round(time.time() - t_start, 1)
     (out / 'results.json').write_text(json.dumps(results, indent=1))
     figure(results, out / 'results.png')
+    log(f'wrote {out / "results.json"} and results.png in {results["seconds"]:.0f}s')
     log(f'wrote {out / "results.json"} and results.png in {results["seconds"]:.0f}s')
