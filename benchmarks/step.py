@@ -64,17 +64,19 @@ def reference_step(model, opt, micro_batches, ema, diagnostics=True) -> JEPAStep
     grid = model.encoder.grid(mel.shape[1])
     pred = model.predictor(model.encoder(mel, keep_idx=ctx_idx), ctx_idx, tgt_idx, grid)
     loss = (pred.float() - target.float()).pow(2).mean()
-    with torch.no_grad():   # diagnostics from a second full target pass
-        again = F.layer_norm(gather_tokens(model.target_encoder(mel), tgt_idx), (D,))
-        diag = {'target_std': embedding_std(again), 'pred_std': embedding_std(pred),
-                'target_rank': effective_rank(again), 'pred_rank': effective_rank(pred)}
+    diag = None
+    if diagnostics:
+        with torch.no_grad():   # from a second full target pass
+            again = F.layer_norm(gather_tokens(model.target_encoder(mel), tgt_idx), (D,))
+            diag = {'target_std': embedding_std(again), 'pred_std': embedding_std(pred),
+                    'target_rank': effective_rank(again), 'pred_rank': effective_rank(pred)}
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     with torch.no_grad():
         for t, s in zip(model.target_encoder.parameters(), model.encoder.parameters()):
             t.mul_(ema).add_(s, alpha=1 - ema)
-    return JEPAStepOutput([loss.detach()], mel.shape[0], diagnostics=diag if diagnostics else None)
+    return JEPAStepOutput([loss.detach()], mel.shape[0], diagnostics=diag)
 
 
 STEPS = {'audiojepa': jepa_step, 'reference': reference_step}   # both called as jepa_step(model, opt, [batch], ema, diagnostics=True)
