@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from .models import (EncoderConfig, PredictorConfig, Predictor, ViTEncoder, gather_tokens,
                                patch_padding_mask, preset)
@@ -224,34 +225,37 @@ class AudioJEPA(nn.Module):
         rows = (lambda x: x) if V == B else (lambda x: x.repeat_interleave(V // B, 0))
         pad = None if padding_mask is None else rows(padding_mask)
         cfg = self.config
-        if cfg.target_view == 'masked':
-            # M2D: targets made without the context cannot be predicted by copying what the context encoder saw
-            target = self.targets(rows(mel), pad, keep_idx=target_idx)
-            # the clip term and the oracles need the whole clip's targets: an extra pass, only when they are used
-            full_target = self.targets(mel, padding_mask) if diagnostics or cfg.clip_loss_weight > 0 else None
-        else:
-            full_target = self.targets(mel, padding_mask)                            # one pass serves every view
-            target = gather_tokens(rows(full_target), target_idx)
-        ctx = self.encoder(rows(mel), keep_idx=context_idx, padding_mask=pad)
-        pred = self.predictor(ctx, context_idx, target_idx, grid, padding_mask=pad)
-        per_token = self.loss_per_token(pred, target)
-        if pad is None: loss = per_token.mean()
-        else:
-            valid = (~pad.gather(1, target_idx)).to(per_token.dtype)
-            loss = (per_token * valid).sum() / valid.sum().clamp_min(1)
-        extra = {'pred_loss': loss.detach()}
-        if cfg.var_cov_weight > 0 or cfg.clip_loss_weight > 0:
-            # what a mean-pooling probe reads of each view; a view whose visible patches are all padding says nothing
-            views, seen = mean_tokens(ctx, None if pad is None else pad.gather(1, context_idx))
-        if cfg.var_cov_weight > 0:
-            clips = views[seen]
-            extra['var_cov'] = variance_covariance(clips) if len(clips) > 1 else loss.new_zeros(())   # spread needs two
-            loss = loss + cfg.var_cov_weight * extra['var_cov']
-        if cfg.clip_loss_weight > 0:
-            extra['clip_loss'] = self.clip_loss(views, seen, mean_tokens(full_target, padding_mask)[0])
-            loss = loss + cfg.clip_loss_weight * extra['clip_loss']
+        # the parts are labelled for torch.profiler (benchmarks/threads.py --profile); a label costs microseconds
+        with record_function('target pass'):
+            if cfg.target_view == 'masked':
+                # M2D: targets made without the context cannot be predicted by copying what the context encoder saw
+                target = self.targets(rows(mel), pad, keep_idx=target_idx)
+                # the clip term and the oracles need the whole clip's targets: an extra pass, only when they are used
+                full_target = self.targets(mel, padding_mask) if diagnostics or cfg.clip_loss_weight > 0 else None
+            else:
+                full_target = self.targets(mel, padding_mask)                            # one pass serves every view
+                target = gather_tokens(rows(full_target), target_idx)
+        with record_function('context pass'): ctx = self.encoder(rows(mel), keep_idx=context_idx, padding_mask=pad)
+        with record_function('predictor'): pred = self.predictor(ctx, context_idx, target_idx, grid, padding_mask=pad)
+        with record_function('loss'):
+            per_token = self.loss_per_token(pred, target)
+            if pad is None: loss = per_token.mean()
+            else:
+                valid = (~pad.gather(1, target_idx)).to(per_token.dtype)
+                loss = (per_token * valid).sum() / valid.sum().clamp_min(1)
+            extra = {'pred_loss': loss.detach()}
+            if cfg.var_cov_weight > 0 or cfg.clip_loss_weight > 0:
+                # what a mean-pooling probe reads of each view; a view whose visible patches are all padding says nothing
+                views, seen = mean_tokens(ctx, None if pad is None else pad.gather(1, context_idx))
+            if cfg.var_cov_weight > 0:
+                clips = views[seen]
+                extra['var_cov'] = variance_covariance(clips) if len(clips) > 1 else loss.new_zeros(())   # spread needs two
+                loss = loss + cfg.var_cov_weight * extra['var_cov']
+            if cfg.clip_loss_weight > 0:
+                extra['clip_loss'] = self.clip_loss(views, seen, mean_tokens(full_target, padding_mask)[0])
+                loss = loss + cfg.clip_loss_weight * extra['clip_loss']
         if not diagnostics: return loss, {}
-        with torch.no_grad():
+        with torch.no_grad(), record_function('diagnostics'):
             return loss, {**{k: v.detach() for k, v in extra.items()}, 'target_std': embedding_std(target), 'pred_std': embedding_std(pred),
                           'target_rank': effective_rank(target), 'pred_rank': effective_rank(pred),
                           **oracle_losses(full_target, context_idx, target_idx, self.loss_per_token, padding_mask)}

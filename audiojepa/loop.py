@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate.utils import gather_object
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from .config import ConfigError, save_config
@@ -199,7 +200,7 @@ class Run:
 
     def next_batch(self) -> dict:
         "The next batch; a stream's place and the files skipped on the way are recorded."
-        position, batch = next(self.batches)
+        with record_function('batch'): position, batch = next(self.batches)   # labelled for torch.profiler
         if position is not None: self.position = position
         self.skips.update(batch.get('skipped', ()))
         return batch

@@ -14,6 +14,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 from fastcore.script import Param
+from torch.profiler import record_function
 from torch.utils.data import DataLoader, IterableDataset
 
 from .cli import InputError, check_out, dashed_call_parse
@@ -33,7 +34,7 @@ from .loop import (Hook, Run, RunSection, RunState, ScheduleSection, StepOutput,
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'METRICS', 'PretrainError', 'DataSection', 'FrontendSection', 'ModelSection', 'MaskingSection',
+__all__ = ['logger', 'METRICS', 'STEP_PARTS', 'PretrainError', 'DataSection', 'FrontendSection', 'ModelSection', 'MaskingSection',
            'OptimSection', 'TrainConfig', 'param_groups', 'build_frontend_config', 'preset_configs', 'build_model',
            'build_mask_generator', 'PretrainResult', 'run_source', 'source_norm_stats', 'export_encoder',
            'check_run_config', 'open_run_data', 'build_training', 'step_batches', 'JEPAStepOutput', 'jepa_step',
@@ -278,15 +279,17 @@ def jepa_step(model:torch.nn.Module, # an `AudioJEPA`, or one an accelerator pre
         with contextlib.nullcontext() if last or accelerator is None else accelerator.no_sync(model):
             loss, diag = model(batch['mel'], batch['context_idx'], batch['target_idx'], padding_mask=batch.get('frame_mask'),
                                diagnostics=diagnostics and last)
-            if accelerator is None: (loss / accum).backward()
-            else: accelerator.backward(loss / accum)
+            with record_function('backward'):   # the parts' labels: see STEP_PARTS
+                if accelerator is None: (loss / accum).backward()
+                else: accelerator.backward(loss / accum)
         losses.append(loss.detach() / accum)
         clips += batch['mel'].shape[0]
     clip_norm = accelerator.clip_grad_norm_ if accelerator is not None else torch.nn.utils.clip_grad_norm_
-    grad_norm = clip_norm(model.parameters(), grad_clip) if grad_clip > 0 else None
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    (model if accelerator is None else accelerator.unwrap_model(model)).update_target(ema)
+    with record_function('grad clip'): grad_norm = clip_norm(model.parameters(), grad_clip) if grad_clip > 0 else None
+    with record_function('optimizer step'):
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    with record_function('EMA update'): (model if accelerator is None else accelerator.unwrap_model(model)).update_target(ema)
     return JEPAStepOutput(losses, clips, {'grad_norm': grad_norm}, diagnostics=diag if diagnostics else None,
                           mel=batch['mel'], frame_mask=batch.get('frame_mask'))
 
@@ -294,6 +297,10 @@ def jepa_step(model:torch.nn.Module, # an `AudioJEPA`, or one an accelerator pre
 METRICS = ('step', 'epoch', 'loss', 'lr', 'weight_decay', 'ema', 'grad_norm', 'clips_per_s',
            'target_std', 'pred_std', 'target_rank', 'pred_rank', 'pred_loss', 'oracle_global', 'oracle_clip',
            'oracle_clip_pos', 'var_cov', 'clip_loss', 'dist_init', 'cka_init', 'seconds')
+# the `torch.profiler.record_function` labels of a logged step's parts, in the order they run: the loop's batch, the
+# front end, `AudioJEPA.forward`'s parts, `jepa_step`'s, and the drift of a logged row (benchmarks/threads.py --profile)
+STEP_PARTS = ('batch', 'front end', 'target pass', 'context pass', 'predictor', 'loss', 'diagnostics', 'backward',
+              'grad clip', 'optimizer step', 'EMA update', 'drift from init')
 
 @dataclass(kw_only=True)
 class PretrainRun(Run):
@@ -313,8 +320,8 @@ class PretrainRun(Run):
     def log_mel(self, batch:dict) -> dict:
         "A loader batch as `jepa_step` takes it: log-mel and masks on the device (no frame mask when nothing is padded)."
         dev = self.accelerator.device
-        with torch.no_grad(): mel, frame_mask = self.frontend(batch['audio'].to(dev, non_blocking=True),
-                                                              batch['padding_mask'].to(dev, non_blocking=True))
+        with torch.no_grad(), record_function('front end'):
+            mel, frame_mask = self.frontend(batch['audio'].to(dev, non_blocking=True), batch['padding_mask'].to(dev, non_blocking=True))
         return {'mel': mel, 'frame_mask': frame_mask if frame_mask.any() else None,
                 'context_idx': batch['context_idx'].to(dev), 'target_idx': batch['target_idx'].to(dev)}
 
@@ -330,7 +337,8 @@ class PretrainRun(Run):
 
     def row_values(self, out:JEPAStepOutput) -> dict:
         if out.diagnostics is None: return {}
-        return {**out.diagnostics, **drift_from_init(self.exported, self.init_encoder, out.mel, out.frame_mask)}
+        with record_function('drift from init'): drift = drift_from_init(self.exported, self.init_encoder, out.mel, out.frame_mask)
+        return {**out.diagnostics, **drift}
 
     def epoch(self, step:int) -> float:
         if self.per_epoch is None: return self.position[0]

@@ -1,8 +1,10 @@
 """Training-step throughput of an Audio-JEPA preset on one GPU in bf16, eager and with torch.compile.
 
-Measures the model alone (random log-mel already on the GPU, so data loading is left out): clips/s, achieved TFLOP/s
-(FLOPs of one forward + backward counted by torch's FlopCounterMode), the share of the GPU's dense bf16 peak, and
-peak memory. Masks use a fixed ratio (0.5) so that every step has the same shapes and torch.compile compiles once.
+Measures the model alone (random log-mel already on the GPU, so data loading is left out): the library's training step,
+`audiojepa.train.jepa_step` (forward without diagnostics, backward, AdamW, EMA update), under bf16 autocast, given the
+model or its `torch.compile`d wrapper. Reports clips/s, achieved TFLOP/s (FLOPs of one step counted by torch's
+FlopCounterMode: the forward and backward matmuls and attention), the share of the GPU's dense bf16 peak, and peak
+memory. Masks use a fixed ratio (0.5) so that every step has the same shapes and torch.compile compiles once.
 Prints one JSON line per mode and a small table.
 
 usage: python -m benchmarks.gpu_check [--preset base] [--batch-size 64] [--steps 30] [--clip-seconds 10]
@@ -15,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from audiojepa.audio import frontend_config
 from audiojepa.jepa import AudioJEPA
 from audiojepa.masking import RandomPatchMask
-from audiojepa.train import param_groups
+from audiojepa.train import jepa_step, param_groups
 
 # dense (no sparsity) bf16 tensor-core peaks from the vendor data sheets, TFLOP/s
 PEAK_BF16_TFLOPS = {'H200': 989.4, 'H100 PCIe': 756.0, 'H100': 989.4, 'A100': 312.0, 'L40S': 362.1, 'L4': 121.0}
@@ -23,14 +25,9 @@ PEAK_BF16_TFLOPS = {'H200': 989.4, 'H100 PCIe': 756.0, 'H100': 989.4, 'A100': 31
 def peak_tflops(name:str) -> float|None:
     return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
 
-def train_step(model, step_fn, optimizer, batch):
-    with torch.autocast(batch[0].device.type, dtype=torch.bfloat16):
-        loss, _ = step_fn(*batch, diagnostics=False)
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    model.update_target(0.999)
-    return loss
+def bf16_step(model, optimizer, batch:dict):
+    "One `jepa_step` on `batch` under bf16 autocast; `model` may be the `torch.compile`d wrapper (the EMA update reaches through)."
+    with torch.autocast(batch['mel'].device.type, dtype=torch.bfloat16): return jepa_step(model, optimizer, [batch], ema=0.999)
 
 def measure(args, compile_model:bool) -> dict:
     device = torch.device(args.device)
@@ -41,21 +38,19 @@ def measure(args, compile_model:bool) -> dict:
     grid = model.encoder.grid(frames)
     mel = torch.randn(args.batch_size, frames, model.encoder.config.n_mels, device=device)
     ctx, tgt = RandomPatchMask(ratio=0.5)(args.batch_size, grid, 0)
-    batch = (mel, ctx.to(device), tgt.to(device))
+    batch = {'mel': mel, 'context_idx': ctx.to(device), 'target_idx': tgt.to(device)}
     optimizer = torch.optim.AdamW(param_groups(model), lr=1e-4, fused=device.type == 'cuda')
-    step_fn = torch.compile(model) if compile_model else model
+    step_model = torch.compile(model) if compile_model else model
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
     if device.type == 'cuda': torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
-    for _ in range(args.warmup): train_step(model, step_fn, optimizer, batch)
+    for _ in range(args.warmup): bf16_step(step_model, optimizer, batch)
     sync(); warmup_s = time.time() - t0
-    with FlopCounterMode(display=False) as counter:     # forward + backward of one step (the optimiser is negligible)
-        with torch.autocast(device.type, dtype=torch.bfloat16): loss, _ = model(*batch, diagnostics=False)
-        loss.backward()
-    optimizer.zero_grad(set_to_none=True)
+    with FlopCounterMode(display=False) as counter:     # one eager step: the optimiser and EMA add no counted FLOPs
+        bf16_step(model, optimizer, batch)
     flops = counter.get_total_flops()
     sync(); t0 = time.time()
-    for _ in range(args.steps): train_step(model, step_fn, optimizer, batch)
+    for _ in range(args.steps): bf16_step(step_model, optimizer, batch)
     sync(); seconds = time.time() - t0
     tflops = flops * args.steps / seconds / 1e12
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'

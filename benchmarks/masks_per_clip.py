@@ -15,17 +15,19 @@ from pathlib import Path
 import torch
 from audiojepa.cli import dashed_call_parse
 from audiojepa.masking import RandomPatchMask
-from .step import audiojepa_step, make, time_steps   # benchmarks/step.py: the same training step, timed the same way
+from audiojepa.train import jepa_step
+from .step import make, time_steps   # benchmarks/step.py: the library's step, timed the same way
 
 
 def measure(preset, clips, views, frames, steps, warmup, seed=0):
-    "Median process CPU and wall seconds of one step with `clips` clips, `views` masks each (benchmarks/step.py's step and timer)."
+    "Median process CPU and wall seconds of one `jepa_step` with `clips` clips, `views` masks each (benchmarks/step.py's timer)."
     model, opt = make(preset, torch.device('cpu'), 'fused', seed)
     mel = torch.randn(clips, frames, model.encoder.config.n_mels)
-    batch = (mel, *RandomPatchMask()(clips * views, model.encoder.grid(frames), generator=seed))
+    ctx_idx, tgt_idx = RandomPatchMask()(clips * views, model.encoder.grid(frames), generator=seed)
+    batch = {'mel': mel, 'context_idx': ctx_idx, 'target_idx': tgt_idx}
     no_autocast = lambda: torch.autocast('cpu', enabled=False)
-    time_steps(audiojepa_step, model, opt, batch, no_autocast, torch.device('cpu'), warmup)
-    wall, cpu = time_steps(audiojepa_step, model, opt, batch, no_autocast, torch.device('cpu'), steps)
+    time_steps(jepa_step, model, opt, batch, no_autocast, torch.device('cpu'), warmup)
+    wall, cpu = time_steps(jepa_step, model, opt, batch, no_autocast, torch.device('cpu'), steps)
     return statistics.median(cpu), statistics.median(wall)
 
 

@@ -1,13 +1,15 @@
-"""Training-step throughput of `audiojepa.jepa.AudioJEPA` against a straightforward reference step.
+"""Training-step throughput of `audiojepa.train.jepa_step` against a reference step written differently on purpose.
 
 One step = masks given, forward (targets, context, prediction, loss, diagnostics), backward, AdamW step, EMA update.
-The reference step is written here the way a first implementation would be: explicit softmax attention
-(q·kᵀ → softmax → ·v), a Python loop over parameters for the EMA, and the full-length target encoding run twice
-(once for the loss, once more for the diagnostics), and PyTorch's default AdamW (`torch.optim.AdamW(params)`, which
-on CPU loops over parameters). The optimised step is what `audiojepa.train` runs: fused attention, foreach EMA,
-one target pass, fused AdamW. `--reference-optimizer fused` gives the reference the same fused AdamW, which isolates
-the JEPA-specific savings. Same modules, same sizes; the two are timed in alternating rounds so that load from other
-processes hits both alike.
+The step timed is the library's own, `audiojepa.train.jepa_step` (what pretraining runs: fused attention, foreach
+EMA, one target pass; fused AdamW here), with the diagnostics of a logged step. `reference_step` is the baseline it
+is compared against, not a copy of it: it is written here the way a first implementation would be, on purpose:
+explicit softmax attention (q·kᵀ → softmax → ·v), a Python loop over parameters for the EMA, and the full-length
+target encoding run twice (once for the loss, once more for the diagnostics), and PyTorch's default AdamW
+(`torch.optim.AdamW(params)`, which on CPU loops over parameters). It takes `jepa_step`'s arguments so that one timer
+calls both; it is not meant to follow `jepa_step`'s changes. `--reference-optimizer fused` gives the reference the
+same fused AdamW, which isolates the JEPA-specific savings. Same modules, same sizes; the two are timed in alternating
+rounds so that load from other processes hits both alike.
 
 FLOPs are counted once per configuration with `torch.utils.flop_counter.FlopCounterMode` on the optimised step
 (matmuls and attention, forward and backward); achieved FLOP/s = those FLOPs / measured step time. The reference is
@@ -31,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from audiojepa.jepa import AudioJEPA, effective_rank, embedding_std
 from audiojepa.masking import RandomPatchMask
 from audiojepa.models import gather_tokens
+from audiojepa.train import JEPAStepOutput, jepa_step
 
 # dense bf16 tensor-core peaks (TFLOP/s) of common accelerators, to express the GPU result as a fraction of peak
 BF16_PEAK_TFLOPS = {'H200': 989.0, 'H100': 989.0, 'A100': 312.0, 'L4': 121.0, 'A10': 125.0, 'RTX 4090': 165.0}
@@ -52,33 +55,31 @@ def use_manual_attention(model):
             module.forward = types.MethodType(manual_attention, module)
 
 
-def reference_step(model, opt, mel, ctx_idx, tgt_idx, momentum):
-    "A straightforward JEPA step: targets encoded twice, explicit attention, per-parameter EMA loop."
-    D = model.encoder.embed_dim
+def reference_step(model, opt, micro_batches, ema, diagnostics=True) -> JEPAStepOutput:
+    "The baseline, naive on purpose (not a copy of `jepa_step`): targets encoded twice, per-parameter EMA loop; one micro-batch."
+    batch = next(iter(micro_batches))
+    mel, ctx_idx, tgt_idx, D = batch['mel'], batch['context_idx'], batch['target_idx'], model.encoder.embed_dim
     with torch.no_grad():
         target = F.layer_norm(gather_tokens(model.target_encoder(mel), tgt_idx), (D,))
     grid = model.encoder.grid(mel.shape[1])
     pred = model.predictor(model.encoder(mel, keep_idx=ctx_idx), ctx_idx, tgt_idx, grid)
     loss = (pred.float() - target.float()).pow(2).mean()
-    with torch.no_grad():   # diagnostics from a second full target pass
-        again = F.layer_norm(gather_tokens(model.target_encoder(mel), tgt_idx), (D,))
-        diag = [embedding_std(again), embedding_std(pred), effective_rank(again), effective_rank(pred)]
+    diag = None
+    if diagnostics:
+        with torch.no_grad():   # from a second full target pass
+            again = F.layer_norm(gather_tokens(model.target_encoder(mel), tgt_idx), (D,))
+            diag = {'target_std': embedding_std(again), 'pred_std': embedding_std(pred),
+                    'target_rank': effective_rank(again), 'pred_rank': effective_rank(pred)}
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     with torch.no_grad():
         for t, s in zip(model.target_encoder.parameters(), model.encoder.parameters()):
-            t.mul_(momentum).add_(s, alpha=1 - momentum)
-    return loss, diag
+            t.mul_(ema).add_(s, alpha=1 - ema)
+    return JEPAStepOutput([loss.detach()], mel.shape[0], diagnostics=diag)
 
 
-def audiojepa_step(model, opt, mel, ctx_idx, tgt_idx, momentum):
-    loss, diag = model(mel, ctx_idx, tgt_idx)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    model.update_target(momentum)
-    return loss, diag
+STEPS = {'audiojepa': jepa_step, 'reference': reference_step}   # both called as jepa_step(model, opt, [batch], ema, diagnostics=True)
 
 
 OPTIMIZERS = {'fused': {'fused': True}, 'foreach': {'foreach': True}, 'default': {}}
@@ -98,17 +99,17 @@ def sync(device):
 def count_flops(step, model, opt, batch):
     "FLOPs of one step in fp32 (the model's FLOPs, whichever attention path a precision takes)."
     with FlopCounterMode(display=False) as counter:
-        step(model, opt, *batch, 0.999)
+        step(model, opt, [batch], 0.999, diagnostics=True)
     return counter.get_total_flops()
 
 
 def time_steps(step, model, opt, batch, autocast, device, n):
-    "Wall-clock and process CPU seconds of `n` steps (CPU time is what a busy shared machine distorts least)."
+    "Wall-clock and process CPU seconds of `n` steps of `step` (one of `STEPS`) on the micro-batch `batch`, with diagnostics."
     wall, cpu = [], []
     for _ in range(n):
         sync(device); t0, c0 = time.perf_counter(), time.process_time()
-        with autocast(): loss, _ = step(model, opt, *batch, 0.999)
-        loss.detach().item()   # waits for the result, as logging the loss would
+        with autocast(): out = step(model, opt, [batch], 0.999, diagnostics=True)
+        out.losses[0].item()   # waits for the result, as logging the loss would
         sync(device); wall.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
     return wall, cpu
 
@@ -118,17 +119,16 @@ def bench(preset, device, batch_size, frames, warmup, rounds, steps_per_round, b
     autocast = (lambda: torch.autocast(device.type, dtype=dt)) if bf16 else (lambda: torch.autocast(device.type, enabled=False))
     mel = torch.randn(batch_size, frames, 96, device=device)
     ctx_idx, tgt_idx = RandomPatchMask(0.5)(batch_size, (frames // 16, 6), generator=0)
-    batch = (mel, ctx_idx.to(device), tgt_idx.to(device))
-    ours, ours_opt = make(preset, device, optimizer)
-    ref, ref_opt = make(preset, device, reference_optimizer)
-    use_manual_attention(ref)
-    flops = count_flops(audiojepa_step, ours, ours_opt, batch)
-    for step, m, o in [(audiojepa_step, ours, ours_opt), (reference_step, ref, ref_opt)]:
-        time_steps(step, m, o, batch, autocast, device, warmup)
+    batch = {'mel': mel, 'context_idx': ctx_idx.to(device), 'target_idx': tgt_idx.to(device)}
+    models = {'audiojepa': make(preset, device, optimizer), 'reference': make(preset, device, reference_optimizer)}
+    use_manual_attention(models['reference'][0])
+    flops = count_flops(jepa_step, *models['audiojepa'], batch)
+    for name, (m, o) in models.items():
+        time_steps(STEPS[name], m, o, batch, autocast, device, warmup)
     times = {'audiojepa': ([], []), 'reference': ([], [])}
     for _ in range(rounds):   # alternate so background load hits both
-        for name, step, m, o in [('audiojepa', audiojepa_step, ours, ours_opt), ('reference', reference_step, ref, ref_opt)]:
-            wall, cpu = time_steps(step, m, o, batch, autocast, device, steps_per_round)
+        for name, (m, o) in models.items():
+            wall, cpu = time_steps(STEPS[name], m, o, batch, autocast, device, steps_per_round)
             times[name][0].extend(wall); times[name][1].extend(cpu)
     r = {'preset': preset, 'device': device.type, 'dtype': 'bf16' if bf16 else 'fp32', 'optimizer': optimizer, 'reference_optimizer': reference_optimizer,
          'batch_size': batch_size, 'frames': frames, 'gflop_per_step': flops / 1e9}

@@ -1,9 +1,9 @@
 """How many torch threads the pretraining loop should compute on: `run.threads` measured with real files and synthetic sounds.
 
-`audiojepa.train.pretrain` computes on `run.threads` threads; 0 (the default) means OMP_NUM_THREADS if set, else the
-cores per process (until issue 23 it subtracted the data workers, `data.num_workers`, so one loader worker on a
-2-core machine left the loop one thread; this script's measurements changed that rule). This script runs the real loop (`pretrain(apply_overrides(TrainConfig(), [...]))`) on the setting
-of issue 23: `tiny`, 10 s clips at 16 kHz, the torchaudio log-mel front end with 128 mels and 256 frames (128
+`audiojepa.train.pretrain` computes on `run.threads` threads (set by `audiojepa.runs.cpu_threads`); 0 (the default)
+means OMP_NUM_THREADS if set, else the cores per process. Until issue 23 the rule subtracted the data workers
+(`data.num_workers`), so one loader worker on a 2-core machine left the loop one thread; this script's measurements
+changed that rule. It runs the real loop (`pretrain(apply_overrides(TrainConfig(), [...]))`) on the setting of issue 23: `tiny`, 10 s clips at 16 kHz, the torchaudio log-mel front end with 128 mels and 256 frames (128
 patches), `model.jepa.var_cov_weight=0`, batch 32, no trackers, no progress bar, a checkpoint only at the end,
 `frontend.norm_clips=0` (raw log-mel: the statistics pass costs time and changes nothing that is timed). For each
 loader {real 16 kHz WAV files, `SyntheticSounds`} x `data.num_workers` {0, 1} x `run.threads` {0 = the default rule,
@@ -14,22 +14,24 @@ rounds (each round in a rotated order) let load from other processes hit every s
 the median over rounds, with the smallest and largest round next to it. Each run's wall time (process start to exit:
 imports, start-up, the final checkpoint and export included), `pretrain`'s own seconds, the CPU seconds of the
 process and its loader workers, and the threads it computed on are recorded too. The runs see no OMP_NUM_THREADS
-(it is removed from their environment), so `run.threads=0` is the cores-minus-workers rule.
+(it is removed from their environment), so `run.threads=0` is the cores per process (the same as `run.threads=2` on
+a 2-core machine).
 
 The real files are built once by this script into OUT/audio (default benchmarks/results/threads/audio, git-ignored):
 `--n-files` mono 16-bit 16 kHz WAV files of 10 s, each a seeded sequence of the recordings Debian installs under
 /usr/share/lmms/samples and /usr/share/sounds (packages lmms-common and sound-theme-freedesktop), decoded and
 resampled with `audiojepa.audio.load_audio`; a folder already built with the same settings is reused.
 
-`--profile` times instead the parts of one logged step on the main thread, for the same config, at `--profile-threads`
-(1 and 2): the batch (read, crop, collate, masks: the loader's work, which runs here with `data.num_workers=0`), the
-front end (LogMel), the target pass (`AudioJEPA.targets`), the target gather, the context pass (encoder on the
-visible patches), the predictor, the loss, the diagnostics of `diagnostics=True` (std, effective rank, oracle losses),
-backward, gradient clipping, the AdamW step, the EMA update (`update_target`) and `drift_from_init` (run on logged
-steps only, like the diagnostics). The pieces are the steps of `AudioJEPA.forward` called one by one (their loss is
-checked against `forward`'s), and `forward` itself is timed whole (with and without diagnostics) next to them. One
-step is also run under `torch.profiler`: its heaviest operators, and what the gathers and index ops of the masks cost
-in all (forward and backward), are printed and saved.
+`--profile` times instead the parts of the library's own logged step, for the same config (opened with
+`audiojepa.train.open_run`, `data.num_workers=0`), at `--profile-threads` (1 and 2): `PretrainRun.train_step` and
+`row_values`, as the loop runs them, under `torch.profiler`, each part read from the label the library puts on it
+(`audiojepa.train.STEP_PARTS`): the batch (read, crop, collate, masks: the loader's work, on the main thread without
+workers), the front end (LogMel), the target pass (`AudioJEPA.targets` and the target gather), the context pass
+(encoder on the visible patches), the predictor, the loss, the diagnostics of `diagnostics=True` (std, effective rank,
+oracle losses), backward, gradient clipping, the AdamW step, the EMA update (`update_target`) and `drift_from_init`
+(run on logged steps only, like the diagnostics). The same step is also timed without the profiler, to show what the
+profiler adds. The heaviest operators of a step, and what the gathers and index ops of the masks cost in all (forward
+and backward), are printed and saved.
 
     python -m benchmarks.threads              # the full measurement: 12 settings x 3 rounds of 20 steps, 9-10 min on 2 idle cores
     python -m benchmarks.threads --profile    # the step's parts at 1 and 2 threads (under half a minute)
@@ -45,7 +47,6 @@ and config.yaml under OUT/runs/ (its checkpoint and encoder export are deleted).
 """
 from __future__ import annotations
 import contextlib, csv, json, os, platform, resource, shutil, statistics, subprocess, sys, time, warnings
-from copy import deepcopy
 from pathlib import Path
 
 import numpy as np
@@ -53,15 +54,11 @@ import soundfile as sf
 import torch
 from fastcore.script import store_true
 
-from audiojepa.audio import LogMel, load_audio
+from audiojepa.audio import load_audio
 from audiojepa.cli import dashed_call_parse, fail
-from audiojepa.data import collate, open_source
-from audiojepa.sources import find_audio_files
-from audiojepa.jepa import drift_from_init, effective_rank, ema_momentum, embedding_std, oracle_losses
-from audiojepa.models import gather_tokens, patch_padding_mask
 from audiojepa.config import apply_overrides
-from audiojepa.train import (StepMasks, TrainConfig, build_frontend_config, build_mask_generator, build_model, param_groups,
-                             pretrain, set_schedules)
+from audiojepa.sources import find_audio_files
+from audiojepa.train import STEP_PARTS, TrainConfig, open_run, pretrain
 
 SOUND_DIRS = '/usr/share/lmms/samples,/usr/share/sounds'   # Debian: lmms-common, sound-theme-freedesktop
 SAMPLE_RATE, CLIP_SECONDS = 16000, 10.0
@@ -135,7 +132,7 @@ def measure(loader:str, workers:int, threads:int, rnd:int, args:dict, spec:str, 
     "Run one setting in a fresh process; its median clips/s, wall and CPU time, threads used."
     run_dir = out / 'runs' / f'{loader}_w{workers}_t{threads}_r{rnd}'
     shutil.rmtree(run_dir, ignore_errors=True)
-    env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}   # threads=0 is then the cores-minus-workers rule
+    env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}   # threads=0 is then the cores per process
     ov = overrides(spec, workers, threads, args['steps'], args['log_every'], args['batch_size'], run_dir)
     load_before, before = os.getloadavg()[0], resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -177,7 +174,7 @@ def markdown(rows:list[dict], info:dict) -> str:
              f"tiny, batch {info['args']['batch_size']} of 10 s 16 kHz clips, 128 mels x 256 frames (128 patches), "
              f"var_cov_weight=0; {info['args']['steps']} steps per run, logged every {info['args']['log_every']}; "
              f"median over {info['args']['rounds']} rounds of each run's median clips/s (metrics.csv rows after the first). "
-             f"threads 0 = the default rule (cores - workers). Load average {info['load_before']:.2f} before, "
+             f"threads 0 = the default rule (the cores per process). Load average {info['load_before']:.2f} before, "
              f"{info['load_after']:.2f} after; {info['total_s'] / 60:.1f} min in all.", '',
              '| loader | workers | run.threads | torch threads | clips/s | range over rounds | vs default | wall s | pretrain s | CPU ms/clip |',
              '|---|---|---|---|---|---|---|---|---|---|']
@@ -218,161 +215,103 @@ def sweep(args:dict, out:Path, loaders:list[str], workers:list[int], threads:lis
 
 
 # ------------------------------------------------------------------------------------------------------- profile
-PARTS = ('batch (loader work)', 'front end', 'target pass', 'target gather', 'context pass', 'predictor', 'loss',
-         'diag: std', 'diag: effective rank', 'diag: oracle losses', 'backward', 'grad clip', 'AdamW step',
-         'EMA update', 'drift_from_init')
-LOGGED_ONLY = ('diag: std', 'diag: effective rank', 'diag: oracle losses', 'drift_from_init')
+LOGGED_ONLY = ('diagnostics', 'drift from init')   # the parts only a logged step runs (1 in run.log_every)
 MASK_OPS = ('gather', 'index', 'scatter', 'repeat_interleave', 'take_along')   # operator names of the mask gathers
 
 
-class Timer:
-    "Wall milliseconds of named blocks, summed per name within a step, under `torch.profiler.record_function` labels."
-    def __init__(self): self.ms = {}
-    @contextlib.contextmanager
-    def __call__(self, name):
-        t0 = time.perf_counter()
-        with torch.profiler.record_function(name): yield
-        self.ms[name] = self.ms.get(name, 0.0) + 1e3 * (time.perf_counter() - t0)
+def logged_step(run, step:int, threads:int, profile:bool) -> tuple:
+    "`(profile or None, wall ms)` of one logged step of `run` at `threads` threads, as the loop runs it: `train_step`, `row_values`."
+    torch.set_num_threads(threads)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', '.*Profiler clears events')   # each profile is read on its own
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if profile else contextlib.nullcontext() as prof:
+            t0 = time.perf_counter()
+            run.row_values(run.train_step(step, log=True))
+            ms = 1e3 * (time.perf_counter() - t0)
+    return prof, ms
 
 
-def profiled_step(parts, model, init_encoder, frontend, optimizer, get_batch, step:int, max_steps:int, grad_clip:float):
-    "One logged training step, as `pretrain` runs it, piece by piece under `parts`; returns the loss."
-    with parts('batch (loader work)'): batch = get_batch(step)
-    with parts('front end'), torch.no_grad():
-        mel, frame_mask = frontend(batch['audio'], batch['padding_mask'])
-    if not frame_mask.any(): frame_mask = None
-    ctx_idx, tgt_idx = batch['context_idx'], batch['target_idx']
-    pad = None
-    if frame_mask is not None:
-        pad = patch_padding_mask(frame_mask, model.encoder.config.patch_size, model.encoder.grid(mel.shape[1]))
-    grid = model.encoder.grid(mel.shape[1])
-    with parts('target pass'): full_target = model.targets(mel, pad)
-    with parts('target gather'): target = gather_tokens(full_target, tgt_idx)
-    with parts('context pass'): ctx = model.encoder(mel, keep_idx=ctx_idx, padding_mask=pad)
-    with parts('predictor'): pred = model.predictor(ctx, ctx_idx, tgt_idx, grid, padding_mask=pad)
-    with parts('loss'):
-        per_token = model.loss_per_token(pred, target)
-        if pad is None: loss = per_token.mean()
-        else:
-            valid = (~pad.gather(1, tgt_idx)).to(per_token.dtype)
-            loss = (per_token * valid).sum() / valid.sum().clamp_min(1)
-    with torch.no_grad():
-        with parts('diag: std'): diag = {'target_std': embedding_std(target), 'pred_std': embedding_std(pred)}
-        with parts('diag: effective rank'): diag.update(target_rank=effective_rank(target), pred_rank=effective_rank(pred))
-        with parts('diag: oracle losses'): diag.update(oracle_losses(full_target, ctx_idx, tgt_idx, model.loss_per_token, pad))
-    with parts('backward'): loss.backward()
-    with parts('grad clip'):
-        if grad_clip > 0: torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    with parts('AdamW step'):
-        optimizer.step(); optimizer.zero_grad(set_to_none=True)
-    with parts('EMA update'): model.update_target(ema_momentum(step, max_steps, model.config.ema_start, model.config.ema_end))
-    with parts('drift_from_init'): diag.update(drift_from_init(model.encoder, init_encoder, mel, frame_mask))
-    return loss.detach(), batch, mel, frame_mask
+def part_ms(prof) -> dict:
+    "Wall ms of each part of the step (`audiojepa.train.STEP_PARTS`, the library's profiler labels) in one profile."
+    ms = {a.key: a.cpu_time_total / 1e3 for a in prof.key_averages() if a.key in STEP_PARTS}
+    if missing := [p for p in STEP_PARTS if p not in ms]:
+        raise RuntimeError(f"the step recorded no profiler label {missing}: audiojepa.train.STEP_PARTS and the labels disagree")
+    return ms
 
 
-def check_pieces(model, batch:dict, frontend):
-    "`profiled_step`'s pieces give `AudioJEPA.forward`'s loss (same weights, masks and dropout draws), or an error."
-    mel, _ = frontend(batch['audio'])
-    ctx_idx, tgt_idx = batch['context_idx'], batch['target_idx']
-    torch.manual_seed(123)
-    whole, _ = model(mel, ctx_idx, tgt_idx, diagnostics=False)
-    torch.manual_seed(123)
-    target = gather_tokens(model.targets(mel), tgt_idx)
-    pred = model.predictor(model.encoder(mel, keep_idx=ctx_idx), ctx_idx, tgt_idx, model.encoder.grid(mel.shape[1]))
-    piece = model.loss_per_token(pred, target).mean()
-    if not torch.allclose(whole, piece, rtol=1e-5, atol=1e-6):
-        raise AssertionError(f"the step's pieces give loss {piece.item()}, AudioJEPA.forward {whole.item()}: "
-                             f"forward has changed, update profiled_step")
+def operators(profs:list, top:int) -> dict:
+    "Per step (mean over `profs`): the `top` heaviest operators by self CPU time, the mask gathers' and all operators' total."
+    totals = {}
+    for prof in profs:
+        for a in prof.key_averages():
+            if a.key in STEP_PARTS: continue
+            calls, us = totals.get(a.key, (0, 0.0))
+            totals[a.key] = (calls + a.count, us + a.self_cpu_time_total)
+    rows = [{'op': k, 'calls': c / len(profs), 'self_ms': us / len(profs) / 1e3} for k, (c, us) in totals.items()]
+    rows.sort(key=lambda r: r['self_ms'], reverse=True)
+    return {'top': rows[:top], 'total_self_ms': sum(r['self_ms'] for r in rows),
+            'mask_gathers': [r for r in rows if r['op'].startswith('aten::') and any(m in r['op'] for m in MASK_OPS)]}
+
+
+def profile_markdown(med:dict, ops:dict, args:dict, loader:str, bs:int) -> str:
+    "The tables of `--profile`: the parts of a logged step per thread count, then each count's heaviest operators."
+    threads, log_every = list(med), TrainConfig().run.log_every   # the loop's default: diagnostics and drift on 1 step in 10
+    lines = [f"# One training step's parts, {os.cpu_count()} cores, torch {torch.__version__}", '',
+             f"tiny, batch {bs} of 10 s 16 kHz clips ({LOADER_NAMES[loader]}), 128 mels x 256 frames, var_cov_weight=0. "
+             f"The library's own logged step (`PretrainRun.train_step` and `row_values`, no loader worker) under "
+             f"torch.profiler, each part the wall ms of its label (`audiojepa.train.STEP_PARTS`) on the main thread; "
+             f"median of {args['profile_steps']} steps (alternating thread counts). 'share' is of the sum of the parts; "
+             f"'per step' counts the diagnostics and drift from init once every {log_every} steps (run.log_every's "
+             f"default), the batch only when the loader has no worker. The last row is the same step timed without "
+             f"the profiler (what the profiler adds).", '',
+             '| part | ' + ' | '.join(f'{t} thr ms | share | per step ms' for t in threads) + ' |',
+             '|---|' + '---|---|---|' * len(threads)]
+    totals = {t: sum(med[t][p] for p in STEP_PARTS) for t in threads}
+    for p in STEP_PARTS:
+        lines.append(f"| {p} | " + ' | '.join(f"{med[t][p]:.1f} | {100 * med[t][p] / totals[t]:.1f}% | "
+                                               f"{med[t][p] / log_every if p in LOGGED_ONLY else med[t][p]:.1f}" for t in threads) + ' |')
+    for name, key in (('sum of the parts', None), ('logged step, profiled', 'profiled step'), ('logged step, no profiler', 'step')):
+        lines.append(f"| {name} | " + ' | '.join(f"{totals[t] if key is None else med[t][key]:.1f} | |" for t in threads) + ' |')
+    for t in threads:
+        unlogged = sum(med[t][p] for p in STEP_PARTS if p not in LOGGED_ONLY and p != 'batch')
+        per = unlogged + sum(med[t][p] for p in LOGGED_ONLY) / log_every
+        lines.append(f"\n{t} thread(s): logged step {totals[t]:.0f} ms; an average step {per:.0f} ms with a loader worker "
+                     f"({1e3 * bs / per:.0f} clips/s), {per + med[t]['batch']:.0f} ms without ({1e3 * bs / (per + med[t]['batch']):.0f} clips/s)")
+    for t in threads:
+        lines += ['', f"## torch.profiler, a logged step at {t} thread(s): heaviest operators (self CPU ms per step)", '',
+                  '| operator | calls | self ms |', '|---|---|---|']
+        lines += [f"| {o['op']} | {o['calls']:g} | {o['self_ms']:.1f} |" for o in ops[t]['top']]
+        g = ops[t]['mask_gathers']
+        lines += ['', f"mask gathers and index ops in all (forward and backward): {sum(o['self_ms'] for o in g):.1f} ms of "
+                  f"{ops[t]['total_self_ms']:.0f} ms self CPU: " + ', '.join(f"{o['op']} {o['self_ms']:.1f}" for o in g[:8])]
+    return '\n'.join(lines) + '\n'
 
 
 def profile_step(args:dict, out:Path, loader:str, threads:list[int], sound_dirs:list[str]):
-    "Time the parts of a logged step at each of `threads` and run one under torch.profiler; print and save the tables."
+    "Profile the parts of the library's logged step at each of `threads` (alternating); print and save the tables."
     spec = 'synthetic'
     if loader == 'files':
         build_audio(out / 'audio', args['n_files'], sound_dirs)
         spec = str((out / 'audio').resolve())
-    cfg = apply_overrides(TrainConfig(), overrides(spec, 0, threads[0], args['steps'], args['log_every'], args['batch_size'], out / 'unused'))
-    fc = build_frontend_config(cfg)
-    model = build_model(cfg, fc)
-    init_encoder = deepcopy(model.encoder).requires_grad_(False).eval()
-    frontend = LogMel(fc)
-    source = open_source(cfg.data.spec, sample_rate=fc.sample_rate, clip_seconds=cfg.data.clip_seconds, crop=cfg.data.crop, seed=cfg.run.seed)
-    masks = StepMasks(build_mask_generator(cfg.masking), model.encoder.grid(fc.num_frames), cfg.run.seed,
-                      views=cfg.model.jepa.masks_per_clip)
-    bs = cfg.data.batch_size
-    get_batch = lambda step: masks(collate([source[(step * bs + i) % len(source)] for i in range(bs)]), step)
-    optimizer = torch.optim.AdamW(param_groups(model), lr=cfg.schedule.lr, betas=cfg.optim.betas, eps=cfg.optim.eps, fused=True)
-    model.train()
-    timings = {t: {p: [] for p in (*PARTS, 'forward (diagnostics=True)', 'forward (diagnostics=False)')} for t in threads}
-    step = 0
-    def one(t, record):
-        nonlocal step
-        torch.set_num_threads(t)
-        set_schedules(optimizer, step, cfg.schedule)
-        torch.manual_seed(step)
-        parts = Timer()
-        loss, batch, mel, frame_mask = profiled_step(parts, model, init_encoder, frontend, optimizer, get_batch, step,
-                                                     cfg.schedule.max_steps, cfg.optim.grad_clip)
-        for diag in (True, False):   # forward whole, on the same batch, for comparison (its graph dropped unused)
-            t0 = time.perf_counter()
-            model(mel, batch['context_idx'], batch['target_idx'], padding_mask=frame_mask, diagnostics=diag)
-            parts.ms[f'forward (diagnostics={diag})'] = 1e3 * (time.perf_counter() - t0)
-        if record:
-            for p, ms in parts.ms.items(): timings[t][p].append(ms)
-        step += 1
-        return loss, batch, mel, frame_mask
-    check_pieces(model, get_batch(0), frontend)
-    for t in threads: one(t, False)   # warm-up at each thread count
-    for _ in range(args['profile_steps']):
-        for t in threads: one(t, True)   # alternating, so load hits each thread count alike
-    # one step under the profiler per thread count: heaviest operators, and the mask gathers' total
-    ops = {}
-    for t in threads:
-        torch.set_num_threads(t)
-        with warnings.catch_warnings(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            warnings.filterwarnings('ignore', 'Profiler clears events')
-            profiled_step(Timer(), model, init_encoder, frontend, optimizer, get_batch, step, cfg.schedule.max_steps, cfg.optim.grad_clip)
-        step += 1
-        averages = [a for a in prof.key_averages() if a.key not in PARTS]
-        top = sorted(averages, key=lambda a: a.self_cpu_time_total, reverse=True)[:args['top_ops']]
-        gathers = [a for a in averages if a.key.startswith('aten::') and any(m in a.key for m in MASK_OPS)]
-        ops[t] = {'top': [{'op': a.key, 'calls': a.count, 'self_ms': a.self_cpu_time_total / 1e3} for a in top],
-                  'mask_gathers': [{'op': a.key, 'calls': a.count, 'self_ms': a.self_cpu_time_total / 1e3}
-                                   for a in sorted(gathers, key=lambda a: a.self_cpu_time_total, reverse=True)],
-                  'total_self_ms': sum(a.self_cpu_time_total for a in averages) / 1e3}
-    med = {t: {p: statistics.median(v) for p, v in timings[t].items() if v} for t in threads}
-    log_every = TrainConfig().run.log_every   # the loop's default: diagnostics and drift_from_init on 1 step in 10
-    lines = [f"# One training step's parts, {os.cpu_count()} cores, torch {torch.__version__}", '',
-             f"tiny, batch {bs} of 10 s 16 kHz clips ({LOADER_NAMES[loader]}), 128 mels x 256 frames, var_cov_weight=0. "
-             f"Median of {args['profile_steps']} logged steps (alternating thread counts), wall ms on the main thread. "
-             f"'share' is of a logged step (every part); 'per step' counts the diagnostics and drift_from_init once "
-             f"every {log_every} steps (run.log_every's default), the batch only when the loader has no worker.", '',
-             '| part | ' + ' | '.join(f'{t} thr ms | share | per step ms' for t in threads) + ' |',
-             '|---|' + '---|---|---|' * len(threads)]
-    totals = {t: sum(med[t][p] for p in PARTS) for t in threads}
-    for p in (*PARTS, 'forward (diagnostics=True)', 'forward (diagnostics=False)'):
-        cells = []
-        for t in threads:
-            ms = med[t][p]
-            per = ms / log_every if p in LOGGED_ONLY else ms
-            cells.append(f"{ms:.1f} | {'' if p.startswith('forward') else f'{100 * ms / totals[t]:.1f}%'} | "
-                         f"{'' if p.startswith('forward') else f'{per:.1f}'}")
-        lines.append(f"| {p} | " + ' | '.join(cells) + ' |')
-    for t in threads:
-        unlogged = sum(med[t][p] for p in PARTS if p not in LOGGED_ONLY and p != 'batch (loader work)')
-        per = unlogged + sum(med[t][p] for p in LOGGED_ONLY) / log_every
-        lines.append(f"\n{t} thread(s): logged step {totals[t]:.0f} ms; an average step {per:.0f} ms with a loader worker "
-                     f"({1e3 * bs / per:.0f} clips/s), {per + med[t]['batch (loader work)']:.0f} ms without "
-                     f"({1e3 * bs / (per + med[t]['batch (loader work)']):.0f} clips/s)")
-    for t in threads:
-        lines += ['', f"## torch.profiler, one logged step at {t} thread(s): heaviest operators (self CPU ms)", '',
-                  '| operator | calls | self ms |', '|---|---|---|']
-        lines += [f"| {o['op']} | {o['calls']} | {o['self_ms']:.1f} |" for o in ops[t]['top']]
-        g = ops[t]['mask_gathers']
-        lines += ['', f"mask gathers and index ops in all (forward and backward): {sum(o['self_ms'] for o in g):.1f} ms of "
-                  f"{ops[t]['total_self_ms']:.0f} ms self CPU: " + ', '.join(f"{o['op']} {o['self_ms']:.1f}" for o in g[:8])]
-    md = '\n'.join(lines) + '\n'
-    out.mkdir(parents=True, exist_ok=True)
+    run_dir, n = out / 'profile_run', args['profile_steps']
+    shutil.rmtree(run_dir, ignore_errors=True)
+    steps = len(threads) * (1 + 2 * n)   # a warm-up step per thread count, then a profiled and a plain step per round
+    run = open_run(apply_overrides(TrainConfig(), overrides(spec, 0, threads[0], steps, args['log_every'], args['batch_size'], run_dir)))
+    run.model.train()
+    timings = {t: {p: [] for p in (*STEP_PARTS, 'profiled step', 'step')} for t in threads}
+    profs, step = {t: [] for t in threads}, 0
+    for t in threads: logged_step(run, step, t, False); step += 1   # warm-up at each thread count
+    for _ in range(n):
+        for t in threads:   # alternating, so load hits each thread count alike
+            prof, ms = logged_step(run, step, t, True)
+            for p, v in (*part_ms(prof).items(), ('profiled step', ms)): timings[t][p].append(v)
+            profs[t].append(prof)
+            timings[t]['step'].append(logged_step(run, step + 1, t, False)[1])
+            step += 2
+    shutil.rmtree(run_dir, ignore_errors=True)   # config.yaml and an empty metrics.csv: nothing was logged
+    med = {t: {p: statistics.median(v) for p, v in timings[t].items()} for t in threads}
+    ops = {t: operators(profs[t], args['top_ops']) for t in threads}
+    md = profile_markdown(med, ops, args, loader, run.cfg.data.batch_size)
     (out / 'profile.json').write_text(json.dumps({'args': args, 'loader': loader, 'cores': os.cpu_count(), 'torch': torch.__version__,
                                                   'median_ms': med, 'all_ms': timings, 'profiler': ops}, indent=1))
     (out / 'profile.md').write_text(md)
