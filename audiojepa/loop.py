@@ -256,7 +256,7 @@ def log_row(run:Run, row:dict, bar):
 
 # %% ../nbs/12a_loop.ipynb #31cdd1d7
 def save_run(run:Run, step:int):
-    "Checkpoint the run at `step` (every process calls this), then `Run.on_save` and skipped.csv on the main process."
+    "Checkpoint the run at `step` (every process calls this), then the run's `on_save` and skipped.csv on the main process."
     acc, out = run.accelerator, run.out
     needed = run.checkpoint_bytes()
     positions = gather_object([list(run.position)]) if run.position is not None else None

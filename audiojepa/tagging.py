@@ -28,7 +28,7 @@ from .hlp import HLP, Ontology, Vocabulary, POLICIES
 from .metrics.d_prime.d_prime import auc_to_d_prime, roc_auc
 from .metrics.mean_average_precision.mean_average_precision import average_precision
 from .config import ConfigError, config_from_dict, merge_changes, read_config_file, upgrade_changes
-from .runs import RunError, check_new_run, resolve_run, stream_batches
+from .runs import MetricsLog, RunError, check_new_run, resolve_run, stream_batches   # MetricsLog: the dataclass fields of a run name it
 from .loop import (Run, RunSection, RunState, ScheduleSection, StepOutput, check_run_section, check_schedule,
                             open_run_dir, restore, set_schedules, start_process, train_loop)
 

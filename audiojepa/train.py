@@ -26,7 +26,7 @@ from .sources import NoAudioError, SkipLog
 from .jepa import AudioJEPA, JEPAConfig, drift_from_init
 from .masking import MASKS, MaskGenerator, mask_generator
 from .models import preset, save_encoder
-from .runs import (RunError, check_new_run, disk_errors, logger as runs_logger, lost_contact, prepare_tmp,
+from .runs import (MetricsLog, RunError, check_new_run, disk_errors, logger as runs_logger, lost_contact, prepare_tmp,
                             resolve_run, seal_dir, state_bytes, stream_batches)
 from .loop import (Hook, Run, RunSection, RunState, ScheduleSection, StepOutput, check_run_section,
                             check_schedule, open_run_dir, restore, set_schedules, start_process, train_loop)
@@ -298,7 +298,7 @@ METRICS = ('step', 'epoch', 'loss', 'lr', 'weight_decay', 'ema', 'grad_norm', 'c
            'target_std', 'pred_std', 'target_rank', 'pred_rank', 'pred_loss', 'oracle_global', 'oracle_clip',
            'oracle_clip_pos', 'var_cov', 'clip_loss', 'dist_init', 'cka_init', 'seconds')
 # the `torch.profiler.record_function` labels of a logged step's parts, in the order they run: the loop's batch, the
-# front end, `AudioJEPA.forward`'s parts, `jepa_step`'s, and the drift of a logged row (benchmarks/threads.py --profile)
+# front end, the parts of the model's forward, `jepa_step`'s, and the drift of a logged row (benchmarks/threads.py --profile)
 STEP_PARTS = ('batch', 'front end', 'target pass', 'context pass', 'predictor', 'loss', 'diagnostics', 'backward',
               'grad clip', 'optimizer step', 'EMA update', 'drift from init')
 
