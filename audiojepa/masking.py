@@ -171,17 +171,13 @@ class StripMask(MaskGenerator):
 
 @register_mask('time')
 class TimeStripMask(StripMask):
-    "Targets: whole time spans (every frequency); a SpecAugment-like time mask."
-    def __init__(self, ratio:float|tuple=(0.4, 0.6), # fraction of the time axis to mask, or a (min, max) range
-                 n_strips:int=1): # strips the masked fraction is split into
-        super().__init__('time', ratio, n_strips)
+    "Targets: whole time spans (every frequency); a SpecAugment-like time mask. `ratio` and `n_strips` as in `StripMask`."
+    def __init__(self, ratio:float|tuple=(0.4, 0.6), n_strips:int=1): super().__init__('time', ratio, n_strips)
 
 @register_mask('freq')
 class FreqStripMask(StripMask):
-    "Targets: whole frequency bands (every frame); a SpecAugment-like frequency mask."
-    def __init__(self, ratio:float|tuple=(0.4, 0.6), # fraction of the frequency axis to mask, or a (min, max) range
-                 n_strips:int=1): # strips the masked fraction is split into
-        super().__init__('freq', ratio, n_strips)
+    "Targets: whole frequency bands (every frame); a SpecAugment-like frequency mask. `ratio` and `n_strips` as in `StripMask`."
+    def __init__(self, ratio:float|tuple=(0.4, 0.6), n_strips:int=1): super().__init__('freq', ratio, n_strips)
 
 # %% ../nbs/07_masking.ipynb #7c9f451c
 @register_mask('inverse_block')

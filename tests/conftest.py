@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -9,3 +11,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def trapped_checkpoint(tmp_path):
+    """A function saving a Lightning-style checkpoint of a state dict whose hyper-parameters hold an object whose
+    unpickling would create a folder; it returns `(path, sprung)`, the folder a loader that runs no code leaves absent."""
+    sprung = tmp_path / 'pwned'
+    class Trap:
+        def __reduce__(self): return (os.mkdir, (str(sprung),))
+    def save(state_dict:dict):
+        torch.save({'state_dict': state_dict, 'hyper_parameters': {'trap': Trap()}}, tmp_path / 'trap.ckpt')
+        with pytest.raises(Exception): torch.load(tmp_path / 'trap.ckpt', weights_only=True)   # the trap is real
+        return tmp_path / 'trap.ckpt', sprung
+    return save

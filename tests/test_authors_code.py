@@ -214,15 +214,12 @@ def test_heads_come_from_the_rotary_buffers_or_the_hyper_parameters(tmp_path):
     with pytest.raises(ValueError, match='2 heads, not 4'): load_authors_checkpoint(tmp_path / 'r.ckpt', num_heads=4)
 
 
-def test_reading_the_checkpoint_runs_none_of_its_code(tmp_path):
+def test_reading_the_checkpoint_runs_none_of_its_code(trapped_checkpoint):
     "An object whose unpickling would create a directory sits in the hyper-parameters: the weights load, nothing runs."
-    class Trap:
-        def __reduce__(self): return (os.mkdir, (str(tmp_path / 'pwned'),))
     state = module_state()
-    torch.save({'state_dict': state, 'hyper_parameters': {'trap': Trap()}}, tmp_path / 'trap.ckpt')
-    with pytest.raises(Exception): torch.load(tmp_path / 'trap.ckpt', weights_only=True)
-    encoder, _, _ = load_authors_checkpoint(tmp_path / 'trap.ckpt')
-    assert not (tmp_path / 'pwned').exists()
+    path, sprung = trapped_checkpoint(state)
+    encoder, _, _ = load_authors_checkpoint(path)
+    assert not sprung.exists()
     assert torch.equal(encoder.state_dict()['norm.bias'], state['student.norm.bias'])
 
 

@@ -193,16 +193,12 @@ def test_checkpoint_loads_with_either_prefix_and_nesting(prefixes, nested, netwo
     assert torch.equal(encoder.state_dict()['blocks.0.attn.qkv.weight'], expected['blocks.0.attn.Wqkv.weight'])
 
 
-def test_reading_the_checkpoint_runs_none_of_its_code(tmp_path):
+def test_reading_the_checkpoint_runs_none_of_its_code(trapped_checkpoint):
     "An object whose unpickling would create a directory sits in the hyper-parameters: the weights load, nothing runs."
-    class Trap:
-        def __reduce__(self): return (os.mkdir, (str(tmp_path / 'pwned'),))
     weights = random_weights(authors_layout(64, 1, 128), 0)
-    torch.save({'state_dict': {f'target_encoder.{k}': v for k, v in weights.items()}, 'hyper_parameters': {'trap': Trap()}},
-               tmp_path / 'trap.ckpt')
-    with pytest.raises(Exception): torch.load(tmp_path / 'trap.ckpt', weights_only=True)
-    encoder, _, _ = load_authors_checkpoint(tmp_path / 'trap.ckpt')
-    assert not (tmp_path / 'pwned').exists()
+    path, sprung = trapped_checkpoint({f'target_encoder.{k}': v for k, v in weights.items()})
+    encoder, _, _ = load_authors_checkpoint(path)
+    assert not sprung.exists()
     assert torch.equal(encoder.state_dict()['norm.bias'], weights['norm.bias'])
 
 

@@ -9,6 +9,8 @@ import datasets
 import evaluate
 import numpy as np
 
+from audiojepa.metrics import score_matrices, score_matrix_info
+
 _DESCRIPTION = """The AudioSet convention: the ROC AUC of each class (the probability that a random positive clip
 scores above a random negative one, ties counting half) is averaged over the classes that have both positive and
 negative clips, then d' = sqrt(2) * Phi^-1(AUC), the distance between the means of two unit-variance Gaussians that
@@ -47,16 +49,10 @@ def auc_to_d_prime(auc):
 
 
 class DPrime(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION, citation="", inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({'predictions': datasets.Sequence(datasets.Value('float32')),
-                                        'references': datasets.Sequence(datasets.Value('int64'))}))
+    def _info(self): return score_matrix_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references):
-        scores, targets = np.asarray(predictions, dtype=np.float64), np.asarray(references) > 0
-        if scores.ndim != 2 or scores.shape != targets.shape:
-            raise ValueError(f"predictions and references must both be [N, C], got {scores.shape} and {targets.shape}")
+        scores, targets = score_matrices(predictions, references)
         n_pos = targets.sum(0)
         both = np.flatnonzero((n_pos > 0) & (n_pos < len(targets)))
         if len(both) == 0: raise ValueError("d-prime needs a class with both positive and negative references")

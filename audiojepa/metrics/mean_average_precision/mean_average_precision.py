@@ -7,6 +7,8 @@ import datasets
 import evaluate
 import numpy as np
 
+from audiojepa.metrics import score_matrices, score_matrix_info
+
 _DESCRIPTION = """The AudioSet tagging metric. For each class, clips are ranked by score and average precision is the
 mean of the precision at the rank of each positive clip (tied scores share one threshold, as in scikit-learn's
 `average_precision_score`). Classes without any positive clip are left out of the mean, as in AudioSet evaluations."""
@@ -36,16 +38,10 @@ def average_precision(scores, positives):
 
 
 class MeanAveragePrecision(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION, citation="", inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({'predictions': datasets.Sequence(datasets.Value('float32')),
-                                        'references': datasets.Sequence(datasets.Value('int64'))}))
+    def _info(self): return score_matrix_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references):
-        scores, targets = np.asarray(predictions, dtype=np.float64), np.asarray(references) > 0
-        if scores.ndim != 2 or scores.shape != targets.shape:
-            raise ValueError(f"predictions and references must both be [N, C], got {scores.shape} and {targets.shape}")
+        scores, targets = score_matrices(predictions, references)
         with_positives = np.flatnonzero(targets.any(0))
         if len(with_positives) == 0: raise ValueError("mAP needs at least one positive reference")
         aps = [average_precision(scores[:, c], targets[:, c]) for c in with_positives]
