@@ -38,7 +38,8 @@ from fastcore.script import call_parse, store_true
 from audiojepa.hlp import HLP, Ontology, Vocabulary
 from audiojepa.tagging import build_tagger, tag_config, train_tagger, write_class_labels
 
-from .corpora import Note, fluidsynth_available, is_silent, program_range, render_notes, soundfont_path
+from .corpora import is_silent, program_range, soundfont_path
+from .soundfonts import Note, fluidsynth_available, render_notes
 
 ROOT = Path(__file__).resolve().parents[1]
 
