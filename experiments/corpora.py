@@ -5,18 +5,28 @@
 Needs these Debian packages (flags may be spelled with dashes or underscores, `--pool-hours` or `--pool_hours`):
 
     apt-get install -y fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont-small \\
-        avldrums.lv2-soundfont hedgewars-data tuxpaint-stamps-default klettres-data ktuberling-data fillets-ng-data \\
+        avldrums.lv2-soundfont hedgewars-data ktuberling-data tuxpaint-stamps-default klettres-data fillets-ng-data \\
         fillets-ng-data-cs fillets-ng-data-nl colobot-common-sounds supertux-data lincity-ng-data minetest-data \\
         warzone2100-data sonic-pi-samples
 
 A missing package is named in a warning (with this apt line) and whatever can be built without it is built. Every file
 written is a 32 kHz mono 16-bit WAV. Sources are decoded with `audiojepa.audio.load_audio`; anything unusable (empty,
 not audio, truncated, silent, too short) is listed in ROOT/TASK/skipped.csv (the columns `id,reason` of a
-training run's skipped.csv) and never stops the build.
+training run's skipped.csv) and never stops the build. Bad input (an unknown task, --pool-hours not above 0, an --out
+that cannot be written) ends the command with one line, `corpora.py: error: ...`, and exit status 2, before anything
+is written.
+
+Test material stays out of training. Three SoundFonts share recordings: MuseScore_General_Lite.sf3 descends from
+FluidR3_GM.sf2 and plays its recordings for 861 of its 1253 samples; TimGM6mb.sf2 shares one (its ocean waves, FluidR3's
+and MuseScore's sea shore); the avldrums kits share none with the GM SoundFonts (but 44 hi-hat and cymbal samples with
+each other). These counts come from the sample data, not the names (`experiments.soundfonts.shared_samples`: the start
+of every sample at 8 kHz, matched by correlation; corpora.json `soundfonts_shared_samples`). So the music test is
+TimGM6mb, less its one program that plays a shared recording, and the pool's renders leave out every preset that plays a
+recording of a test SoundFont.
 
 Layout (ROOT = --out; a task's folder is replaced whole when that task is rebuilt):
 - `pool/<source>/<name>_<k>.wav`: the unlabelled pretraining pool, about `--pool-hours` hours. Sources: the audio
-  files of tuxpaint-stamps-default, klettres-data, ktuberling-data, hedgewars-data, fillets-ng-data(-cs, -nl),
+  files of tuxpaint-stamps-default, klettres-data, hedgewars-data, fillets-ng-data(-cs, -nl),
   colobot-common-sounds, supertux-data, lincity-ng-data, minetest-data, warzone2100-data (the .ogg files inside
   base.wz) and sonic-pi-samples, cut into 10 s pieces (piece k of recording <name>; a trailing piece under 1 s is
   dropped, a recording shorter than 10 s is kept whole when it lasts at least 0.5 s, silent pieces are dropped, at
@@ -25,19 +35,18 @@ Layout (ROOT = --out; a task's folder is replaced whole when that task is rebuil
   others (water-filling, smallest source first, so what one falls short by, short or silent or repeated files, goes to
   the ones after it); within a source the recordings are taken in a fixed pseudo-random order (sha1 of the path).
   The other 10% (`gm-renders/`) are 10 s pieces of random melodies, chords, bass lines and drum patterns rendered
-  with fluidsynth from the TRAINING SoundFonts only (FluidR3_GM, TimGM6mb and their drum kits).
-  The pool holds NO audio that a test split uses: no hedgewars voice of the speech test voices (their folders are left
-  out and so is any file with the same bytes as one of their files), no ktuberling word of the language test split
-  (by bytes), no render of a test SoundFont (MuseScore General
-  Lite, the avldrums kits Black Pearl and Red Zeppelin), so no test drum kit either (but see the caveat under music:
-  MuseScore General shares recordings with FluidR3).
+  with fluidsynth from FluidR3_GM and MuseScore_General_Lite (the music task's training SoundFonts), leaving out the
+  presets that play a recording of a test SoundFont (FluidR3's and MuseScore's sea shore, program 122).
+  The pool holds NO test material (corpora.json `pool.excluded` says what was left out and why): no ktuberling-data
+  file at all (its speakers read both splits of the language task), no hedgewars voice of the speech test voices
+  (their folders are left out and so is any file with the same bytes as one of theirs, or as a ktuberling file), no
+  render of a test SoundFont (TimGM6mb, the avldrums kits Black Pearl and Red Zeppelin) or of a recording they share.
 - `music/{train,test}/<family>/`: 2 s notes of the 128 General MIDI programs, labelled by the 16 GM instrument
   families (program // 8), 12 notes per program and SoundFont (pitches spread over the program's usual range,
-  seeded velocities and note lengths). Train: FluidR3_GM.sf2 + TimGM6mb.sf2; test: MuseScore_General_Lite.sf3
-  (musescore-general-soundfont-small). Silent renders (TimGM6mb's whistle above G#5, for one; FluidR3's contrabass,
-  silent above C3, is only played up to C3) are dropped, listed and counted. Caveat: MuseScore General descends from FluidR3 (Mono); many of its programs use the same recordings (same
-  sample names), so the test SoundFont is not fully independent of the training ones; corpora.json counts the test
-  programs that share sample names with a training SoundFont.
+  seeded velocities and note lengths). Train: FluidR3_GM.sf2 + MuseScore_General_Lite.sf3 (one group: the same
+  recordings); test: TimGM6mb.sf2 (timgm6mb-soundfont) less program 122 (sea shore), whose recording the training
+  SoundFonts have. Silent renders (TimGM6mb's whistle above G#5, for one; FluidR3's contrabass, silent above C3, is only
+  played up to C3) are dropped, listed and counted.
 - `drums/{train,test}/<group>/`: single drum hits, 5 groups (kick, snare, hihat, tom, cymbal) by GM note number.
   Train: the GM drum kits (bank 128, programs < 48; the orchestra, marching and metronome kits use other note maps)
   of FluidR3_GM, TimGM6mb and MuseScore_General_Lite; test: the two real acoustic kits of avldrums.lv2-soundfont
@@ -51,14 +60,41 @@ Layout (ROOT = --out; a task's folder is replaced whole when that task is rebuil
 - `language/{train,test}/<language>/<word>.wav`: spoken-language identification, the ktuberling-data prompts (one
   speaker per language reads the names of the game's objects) of 5 languages with about 70 words each (de, el, en,
   gl, sl), the words they all record, split by word (crc32 of the word: 4 in 10 to test), so a test clip is a word
-  never heard in training. Like the speech task this is speech, but a speaker/language-level task rather than a
-  word-level one: random encoders and log-mel statistics score well above chance on it, and so it shows whether
-  pretraining keeps or loses what they keep.
+  never heard in training but always a speaker heard in training. REPORTED, NOT JUDGED: with one speaker per language
+  the task measures speaker identity as much as language (log-mel mean+std scores 0.97-0.98). It is not rebuilt with
+  several voices per language because no installed package has them: ktuberling tags several speakers only for
+  Catalan (and partly Danish); the hedgewars packs in other languages than English are one or two per language (es,
+  pl, ru); fillets-ng-data-cs/-nl have two voices each (the two fish) but one recording production per language, two
+  classes only, and are pool sources.
 - `env/{train,test}/<class>/` (optional): only when the 0ad-data package is installed (it is 1.4 GB and not installed
   by default; the script never downloads it): 10 s pieces of its sound files, labelled by their folder, the 12
-  largest folders, one recording in four to test (by hash of its path). Untested on the real package.
-- `TASK/skipped.csv` in each task's folder, and `corpora.json` (per task, split and class counts, the number of sources
-  skipped, pool hours per source, missing packages, seconds taken).
+  largest folders, one recording in four to test (by hash of its path). Untested on the real package: not judged.
+- `TASK/groups.csv` (`path,group`, the path relative to the task's folder, over train and test): the unit that
+  grouped cross-validation must not split, and that the train/test split does not split either where the task is
+  judged. music: the SoundFont, SoundFonts that play the same recordings merged (2 groups: FluidR3_GM+MuseScore, and
+  TimGM6mb); drums: the kit, kits that play the same recordings merged, that is every kit of one SoundFont and of
+  SoundFonts sharing recordings (3 groups: FluidR3_GM+MuseScore, TimGM6mb, the two avldrums kits); speech: the voice
+  pack, packs that share a file merged (13 groups); language: the speaker, one per language (5 groups, one per
+  class); env: the source recording. corpora.json gives per task the groups, the fewest groups a class is in and
+  `grouped_5fold`: whether every class is in at least 5 groups. Only speech has enough groups for 5-fold grouped
+  cross-validation (every phrase is in 10 or more); music and drums have 2 and 3 (one split: train on one side, test
+  on the other), language has one group per class (grouped CV is impossible: it would hold out whole classes), env
+  (when built) has one group per recording.
+- `TASK/skipped.csv` in each task's folder, and `corpora.json` (per task: split and class counts, groups, `judged`
+  and `judged_reason`, the number of sources skipped; pool hours per source and what it excluded; the SoundFonts'
+  shared samples; missing packages; seconds taken; the manifest's digests; the disjointness check).
+- `manifest.json`: sha256, size and mtime (ns) of every WAV and groups.csv (paths relative to ROOT), per task the
+  number of WAVs, their bytes and a digest, and the corpus digest, written after every build. The checks live in
+  `experiments/manifest.py` and are importable from here too: `check_manifest(root, tasks=None, full=False)`
+  raises a `CorpusError` naming the first missing, extra or changed file (by default it re-hashes only the files
+  whose size or mtime differ from the manifest's; `full=True` re-hashes all); `corpus_digest(root, tasks=None)` is
+  the digest of those tasks once checked, for a cache key; `check_disjoint(root)` raises when a test file's bytes
+  are in the pool or in its task's train split (run after every build; corpora.json `disjoint`). Byte identity is
+  the last line of defence: the pool's 10 s pieces are not byte-equal to whole test clips even when cut from the same
+  recording, so what keeps test material out is the exclusion of its sources above.
+
+A task is `judged` (corpora.json) when no group has clips on both sides and nothing else makes it a weak yardstick:
+music, drums and speech are; language and env are reported, not judged.
 
 Deterministic: fixed seeds, sorted listings, no dither (fluidsynth renders float), so a rebuild writes identical files.
 """
@@ -74,6 +110,7 @@ from audiojepa.cli import InputError, check_out, dashed_call_parse, fail
 from audiojepa.audio import AudioDecodeError, load_audio
 from audiojepa.sources import SkipLog
 
+from .manifest import MANIFEST, CorpusError, check_disjoint, check_manifest, corpus_digest, write_manifest
 from .soundfonts import SR, Note, fluidsynth_available, preset_samples, render_midi, render_notes, shared_samples, soundfont_presets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -692,123 +729,36 @@ def judgement(task:str, report:dict) -> dict:
     return {'judged': True, 'judged_reason': why}
 
 
-# ---------------------------------------------------------------------------------------------------- manifest
-MANIFEST = 'manifest.json'
-
-class CorpusError(ValueError):
-    "The corpus on disk is not the one its manifest describes, or a test file's bytes are in the pool or its task's train split."
-
-def _sha256(path:Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
-    return h.hexdigest()
-
-def _described(root:Path, tasks) -> dict:
-    "{path relative to ROOT: path} of the files a manifest describes: every WAV and groups.csv of the tasks' folders."
-    out = {}
-    for t in tasks:
-        for f in sorted((root / t).rglob('*')):
-            if f.is_file() and (f.suffix.lower() == '.wav' or f == root / t / 'groups.csv'): out[f.relative_to(root).as_posix()] = f
-    return out
-
-def _digest(lines) -> str: return hashlib.sha256(''.join(f'{a} {b}\n' for a, b in sorted(lines)).encode()).hexdigest()
-
-def _task_totals(files:dict) -> dict:
-    by = defaultdict(dict)
-    for rel, e in files.items(): by[rel.split('/')[0]][rel] = e
-    return {t: {'files': sum(r.endswith('.wav') for r in fs), 'bytes': sum(e['size'] for r, e in fs.items() if r.endswith('.wav')),
-                'digest': _digest((r, e['sha256']) for r, e in fs.items())} for t, fs in sorted(by.items())}
-
-def write_manifest(root, # ROOT of the corpora
-                   rehash=(), # tasks whose files are hashed anew (those just built)
-                  ) -> dict: # the manifest written
-    "ROOT/manifest.json: sha256, size and mtime of every WAV and groups.csv (paths relative to ROOT), per-task totals and digests, the corpus digest."
-    root = Path(root); path = root / MANIFEST
-    old = json.loads(path.read_text())['files'] if path.exists() else {}
-    files = {}
-    for rel, f in _described(root, [t for t in TASKS if (root / t).is_dir()]).items():
-        st, o = f.stat(), old.get(rel)
-        keep = o and rel.split('/')[0] not in rehash and (o['size'], o['mtime_ns']) == (st.st_size, st.st_mtime_ns)
-        files[rel] = {'sha256': o['sha256'] if keep else _sha256(f), 'size': st.st_size, 'mtime_ns': st.st_mtime_ns}
-    tasks = _task_totals(files)
-    manifest = {'version': 1, 'digest': _digest((t, v['digest']) for t, v in tasks.items()), 'tasks': tasks, 'files': files}
-    tmp = path.with_suffix('.tmp'); tmp.write_text(json.dumps(manifest, indent=0)); tmp.replace(path)
-    return manifest
-
-def check_manifest(root, # ROOT of the corpora
-                   tasks=None, # the tasks to check (None: every task the manifest describes)
-                   full:bool=False, # hash every file; by default only those whose size or mtime differ from the manifest's
-                  ) -> dict: # {'digest', 'tasks': per-task totals, 'files': the manifest's entries of those tasks}
-    "Check that the files of `tasks` are the ones ROOT/manifest.json describes; a `CorpusError` names the first missing, extra or changed file."
-    root, path = Path(root), Path(root) / MANIFEST
-    if not path.is_file(): raise CorpusError(f'{root}: no {MANIFEST} (build the corpora with python -m experiments.corpora)')
-    try: m = json.loads(path.read_text()); recorded_tasks = m['tasks']; files = m['files']
-    except (ValueError, KeyError, TypeError) as e: raise CorpusError(f'{path} is not a corpora manifest ({e})') from None
-    tasks = list(recorded_tasks) if tasks is None else list(tasks)
-    unknown = [t for t in tasks if t not in recorded_tasks]
-    if unknown: raise CorpusError(f'{path} describes no task {", ".join(unknown)} (it has {", ".join(recorded_tasks)})')
-    recorded = {rel: e for rel, e in files.items() if rel.split('/')[0] in tasks}
-    on_disk = _described(root, tasks)
-    missing, extra = sorted(set(recorded) - set(on_disk)), sorted(set(on_disk) - set(recorded))
-    if missing: raise CorpusError(f'{root}: {missing[0]} is missing ({len(missing)} files of {MANIFEST} are)')
-    if extra: raise CorpusError(f'{root}: {extra[0]} is not in {MANIFEST} ({len(extra)} such files): the corpus changed after it was built')
-    for rel in sorted(recorded):
-        e, st = recorded[rel], on_disk[rel].stat()
-        if not full and (st.st_size, st.st_mtime_ns) == (e['size'], e['mtime_ns']): continue
-        if st.st_size != e['size'] or _sha256(on_disk[rel]) != e['sha256']:
-            raise CorpusError(f'{root}: {rel} changed after the corpus was built (its sha256 is not the one in {MANIFEST})')
-    totals = {t: recorded_tasks[t] for t in tasks}
-    return {'digest': _digest((t, v['digest']) for t, v in totals.items()), 'tasks': totals, 'files': recorded}
-
-def corpus_digest(root, # ROOT of the corpora
-                  tasks=None, # the tasks it covers (None: every task the manifest describes)
-                 ) -> str: # sha256 hex digest
-    "One digest of the content of `tasks` (their WAVs and groups.csv), after `check_manifest` found them unchanged."
-    return check_manifest(root, tasks)['digest']
-
-def check_disjoint(root, # ROOT of the corpora
-                  ) -> dict: # {'test_files', 'pool_files', 'train_files'}
-    "Check that no test file's bytes are in the pool or in its own task's train split; a `CorpusError` names the first pair."
-    files = check_manifest(root)['files']
-    by_hash = defaultdict(list)
-    for rel, e in sorted(files.items()):
-        if rel.endswith('.wav'): by_hash[e['sha256']].append(rel)
-    split = lambda rel: 'pool' if rel.startswith('pool/') else rel.split('/')[1]
-    for test in sorted(r for r in files if r.endswith('.wav') and split(r) == 'test'):
-        same = [r for r in by_hash[files[test]['sha256']] if split(r) == 'pool' or (split(r) == 'train' and r.split('/')[0] == test.split('/')[0])]
-        if same: raise CorpusError(f'{root}: {same[0]} has the bytes of the test file {test}')
-    count = Counter(split(r) for r in files if r.endswith('.wav'))
-    return {'test_files': count['test'], 'pool_files': count['pool'], 'train_files': count['train']}
-
-
 # ---------------------------------------------------------------------------------------------------- main
 def _soundfonts(names) -> dict: return {n: p for n in names if (p := soundfont_path(n)) is not None}
 
-def build_task(task:str, dest:Path, skip:SkipLog, pool_hours:float) -> tuple|None:
-    "Build one task into `dest`: (report, {file: group}), or None when what it needs is not installed."
+TASK_SOUNDFONTS = {'music': (MUSIC_TRAIN_SOUNDFONTS, MUSIC_TEST_SOUNDFONTS), 'drums': (DRUM_TRAIN_SOUNDFONTS, DRUM_TEST_SOUNDFONTS)}
+
+def unbuildable(task:str) -> str|None:
+    "Why `task` cannot be built on this machine (None: it can), known before its old folder is replaced."
+    if task in TASK_SOUNDFONTS:
+        train, test = TASK_SOUNDFONTS[task]
+        if not fluidsynth_available() or not _soundfonts(train) or not _soundfonts(test):
+            return 'needs fluidsynth and a train and a test SoundFont'
+    if task == 'speech' and not HEDGEWARS_VOICES.is_dir(): return 'hedgewars-data is not installed'
+    if task == 'language' and not KTUBERLING_SOUNDS.is_dir(): return 'ktuberling-data is not installed'
+    if task == 'env' and not installed('0ad-data'): return '0ad-data is not installed (1.4 GB; apt-get install -y 0ad-data to build it)'
+    return None
+
+def build_task(task:str, dest:Path, skip:SkipLog, pool_hours:float) -> tuple:
+    "Build one task into `dest`: (report, {file written: its group})."
     if task == 'pool':
         exclude = [HEDGEWARS_VOICES / v for v in TEST_VOICES]
         sources = {p: package_recordings(p, exclude_dirs=exclude) for p in POOL_PACKAGES if installed(p)}
         tests = {**_soundfonts(MUSIC_TEST_SOUNDFONTS), **_soundfonts(DRUM_TEST_SOUNDFONTS)}
         report = build_pool(dest, sources, skip, pool_hours, _soundfonts(POOL_SOUNDFONTS) if fluidsynth_available() else {},
                             exclude_hashes=test_voice_hashes() | language_hashes(), test_soundfonts=tests)
-        report['excluded'] = POOL_EXCLUDED
-        return report, {}
-    if task in ('music', 'drums'):
-        train, test = (MUSIC_TRAIN_SOUNDFONTS, MUSIC_TEST_SOUNDFONTS) if task == 'music' else (DRUM_TRAIN_SOUNDFONTS, DRUM_TEST_SOUNDFONTS)
-        sfs = {'train': _soundfonts(train), 'test': _soundfonts(test)}
-        if not fluidsynth_available() or not sfs['train'] or not sfs['test']:
-            log(f'{task}: skipped, needs fluidsynth and a train and a test SoundFont'); return None
-        return (build_music if task == 'music' else build_drums)(dest, sfs, skip)
-    if task == 'speech':
-        if not HEDGEWARS_VOICES.is_dir(): log('speech: skipped, hedgewars-data is not installed'); return None
-        return build_speech(dest, HEDGEWARS_VOICES, skip)
-    if task == 'language':
-        if not KTUBERLING_SOUNDS.is_dir(): log('language: skipped, ktuberling-data is not installed'); return None
-        return build_language(dest, KTUBERLING_SOUNDS, skip)
-    if not installed('0ad-data'):
-        log('env: skipped, 0ad-data is not installed (1.4 GB; apt-get install -y 0ad-data to build it)'); return None
+        return {**report, 'excluded': POOL_EXCLUDED}, {}
+    if task in TASK_SOUNDFONTS:
+        train, test = TASK_SOUNDFONTS[task]
+        return (build_music if task == 'music' else build_drums)(dest, {'train': _soundfonts(train), 'test': _soundfonts(test)}, skip)
+    if task == 'speech': return build_speech(dest, HEDGEWARS_VOICES, skip)
+    if task == 'language': return build_language(dest, KTUBERLING_SOUNDS, skip)
     return build_env(dest, package_recordings('0ad-data'), skip)
 
 def build(out:Path, tasks, pool_hours:float=10.) -> dict:
@@ -822,11 +772,10 @@ def build(out:Path, tasks, pool_hours:float=10.) -> dict:
     if not fluidsynth_available(): log('WARNING: no fluidsynth command: no music, drums or GM renders (apt-get install -y fluidsynth)')
     for task in tasks:
         t0, dest, skip = time.time(), out / task, SkipLog()   # the task's own skip list, written into its folder
+        if why := unbuildable(task): log(f'{task}: skipped, {why}'); continue
         log(f'building {task} ...')
         if dest.exists(): shutil.rmtree(dest)
-        built = build_task(task, dest, skip, pool_hours)
-        if built is None: continue
-        report[task], groups = built
+        report[task], groups = build_task(task, dest, skip, pool_hours)
         if task != 'pool':
             report[task].update(group_unit=GROUP_UNIT[task], **write_groups(dest, groups))
             report[task].update(judgement(task, report[task]))
@@ -834,7 +783,7 @@ def build(out:Path, tasks, pool_hours:float=10.) -> dict:
         dest.mkdir(parents=True, exist_ok=True); skip.write(dest / 'skipped.csv')
         report[task]['skipped'] = len(skip); skipped += len(skip)
         log(f'{task} done in {seconds[task]:.0f} s, {len(skip)} sources skipped ({task}/skipped.csv)')
-    manifest = write_manifest(out, rehash=list(report))
+    manifest = write_manifest(out, TASKS, rehash=list(report))
     meta_path = out / 'corpora.json'
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta.update(report)

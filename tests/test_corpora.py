@@ -207,7 +207,7 @@ def tiny_corpus(root:Path) -> dict:
 def test_manifest_finds_changed_missing_and_extra_files(tmp_path):
     root = tmp_path / 'corpora'; files = tiny_corpus(root)
     with pytest.raises(corpora.CorpusError, match='no manifest.json'): corpora.check_manifest(root)
-    m = corpora.write_manifest(root)
+    m = corpora.write_manifest(root, corpora.TASKS)
     assert sorted(m['files']) == sorted([*files, 'speech/groups.csv']) and sorted(m['tasks']) == ['music', 'pool', 'speech']
     assert m['files']['pool/src/a_0.wav']['sha256'] == hashlib.sha256(files['pool/src/a_0.wav'].read_bytes()).hexdigest()
     assert m['tasks']['speech']['files'] == 2 and m['tasks']['speech']['bytes'] == sum(
@@ -227,7 +227,7 @@ def test_manifest_finds_changed_missing_and_extra_files(tmp_path):
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 2 * 10**9))
     with pytest.raises(corpora.CorpusError, match='speech/test/hi/T1.wav changed'): corpora.corpus_digest(root)
     corpora.check_manifest(root, ['music', 'pool'])                          # other tasks are still as built
-    m = corpora.write_manifest(root)                                         # a rebuild describes the corpus anew
+    m = corpora.write_manifest(root, corpora.TASKS)                                         # a rebuild describes the corpus anew
     assert m['digest'] != digest and corpora.corpus_digest(root) == m['digest']
     files['music/test/piano/y.wav'].unlink()
     with pytest.raises(corpora.CorpusError, match='music/test/piano/y.wav is missing'): corpora.check_manifest(root)
@@ -240,15 +240,15 @@ def test_check_disjoint_finds_test_bytes_in_the_pool_or_in_train(tmp_path):
     root = tmp_path / 'corpora'; files = tiny_corpus(root)
     shutil.copy(files['music/train/piano/x.wav'], root / 'speech' / 'train' / 'hi' / 'V2.wav')   # across tasks: allowed
     (root / 'speech' / 'groups.csv').write_text('path,group\ntest/hi/T1.wav,T1\ntrain/hi/V1.wav,V1\ntrain/hi/V2.wav,V2\n')
-    corpora.write_manifest(root)
+    corpora.write_manifest(root, corpora.TASKS)
     assert corpora.check_disjoint(root) == {'test_files': 2, 'pool_files': 2, 'train_files': 3}
     shutil.copy(files['speech/test/hi/T1.wav'], root / 'pool' / 'src' / 'c_0.wav')
-    corpora.write_manifest(root)
+    corpora.write_manifest(root, corpora.TASKS)
     with pytest.raises(corpora.CorpusError, match='pool/src/c_0.wav has the bytes of the test file speech/test/hi/T1.wav'):
         corpora.check_disjoint(root)
     (root / 'pool' / 'src' / 'c_0.wav').unlink()
     shutil.copy(files['music/test/piano/y.wav'], root / 'music' / 'train' / 'piano' / 'z.wav')
-    corpora.write_manifest(root)
+    corpora.write_manifest(root, corpora.TASKS)
     with pytest.raises(corpora.CorpusError, match='music/train/piano/z.wav has the bytes of the test file music/test/piano/y.wav'):
         corpora.check_disjoint(root)
 
@@ -266,13 +266,13 @@ def test_the_pool_holds_no_test_voice(tmp_path):
     corpora.write_groups(root / 'speech', speech)
     sources = {'game': corpora.recordings_from_paths(sorted(game.iterdir()))}
     corpora.build_pool(root / 'pool', sources, SkipLog(), pool_hours=1.)     # without the exclusion: the test clip is in the pool
-    corpora.write_manifest(root)
+    corpora.write_manifest(root, corpora.TASKS)
     with pytest.raises(corpora.CorpusError, match='pool/game/hello_0.wav has the bytes of the test file speech/test/Hello/T1.wav'):
         corpora.check_disjoint(root)
     shutil.rmtree(root / 'pool')
     rep = corpora.build_pool(root / 'pool', sources, SkipLog(), pool_hours=1.,
                              exclude_hashes=corpora.test_voice_hashes(voices, ('T1',)))
-    corpora.write_manifest(root)
+    corpora.write_manifest(root, corpora.TASKS)
     assert rep['excluded_test_copies'] == 1 and corpora.check_disjoint(root)['pool_files'] == 2
     pool = {hashlib.sha256(p.read_bytes()).digest() for p in (root / 'pool').rglob('*.wav')}
     assert pool and not pool & {hashlib.sha256(p.read_bytes()).digest() for p in (root / 'speech' / 'test').rglob('*.wav')}
