@@ -724,8 +724,8 @@ def judgement(task:str, report:dict) -> dict:
         return {'judged': False, 'judged_reason': f"groups {report['groups_in_train_and_test']} have clips in train and test"}
     why = f"no group ({GROUP_UNIT[task]}) has clips in both train and test"
     if task == 'music':
-        why += (f"; the test SoundFont shares {report['test_samples_shared_with_train']} samples with the training ones, "
-                f"its programs that play them are left out: {report['test_programs_left_out']}")
+        why += ''.join(f"; {t} shares {n} sample(s) with the training SoundFonts, its programs that play one are left out: "
+                       f"{report['test_programs_left_out'][t]}" for t, n in report['test_samples_shared_with_train'].items())
     return {'judged': True, 'judged_reason': why}
 
 
