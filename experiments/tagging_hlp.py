@@ -38,7 +38,8 @@ from audiojepa.audioset import audioset_file
 from audiojepa.hlp import HLP, Ontology, Vocabulary
 from audiojepa.tagging import build_tagger, tag_config, train_tagger, write_class_labels
 
-from .corpora import Note, fluidsynth_available, is_silent, program_range, render_notes, soundfont_path
+from .corpora import is_silent, program_range, soundfont_path
+from .soundfonts import Note, fluidsynth_available, render_notes
 
 
 SR, CLIP_SECONDS = 32000, 2.0
