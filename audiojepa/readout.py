@@ -398,7 +398,8 @@ def clip_batches(clips:list, # [T_i] waveforms
     "The clips in batches of `batch_size`, in order, padded at the end."
     for start in range(0, len(clips), batch_size):
         group = clips[start:start + batch_size]
-        audio, mask = torch.zeros(len(group), max(len(c) for c in group)), torch.ones(len(group), max(len(c) for c in group), dtype=torch.bool)
+        n = max(len(c) for c in group)
+        audio, mask = torch.zeros(len(group), n), torch.ones(len(group), n, dtype=torch.bool)
         for row, clip in enumerate(group): audio[row, :len(clip)], mask[row, :len(clip)] = clip, False
         yield audio, mask
 
