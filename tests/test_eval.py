@@ -1,5 +1,5 @@
 "Evaluation during pretraining (the `eval:` section): its rows, training unchanged by it, resumes, and its numbers against the export's."
-import csv
+import csv, os, subprocess, sys
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +117,23 @@ def test_the_hook_measures_the_export_as_the_probe_does(tasks, tmp_path):
         report = run_probe(str(tmp_path / 'run/encoder'), tasks[name], folds=2, random_seeds=0)
         for p in ('knn', 'linear'):
             assert report[p]['accuracy'] == pytest.approx(float(last[f'eval_{name}_context_{p}_accuracy']), abs=1e-9), (name, p)
+
+
+def launch_two(tmp_path:Path, *args) -> subprocess.CompletedProcess:
+    "`audiojepa-pretrain ARGS` on two CPU processes joined over gloo, as test_train launches them."
+    return subprocess.run([sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2',
+                           '--num_machines', '1', '--mixed_precision', 'no', '--dynamo_backend', 'no', '-m', 'audiojepa.train',
+                           '--out', str(tmp_path / 'run'), *SMALL, *args],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore', 'CUDA_VISIBLE_DEVICES': ''})
+
+
+def test_two_processes_evaluate_on_the_main_one(tasks, tmp_path):
+    "Under a two-process launch the main process evaluates and logs once; bad eval data stops both before training."
+    res = launch_two(tmp_path, f"eval.data=[{tasks['pairs']}]", 'eval.every=2')
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert [r['step'] for r in rows(tmp_path / 'run') if r['eval_pairs_context_knn_accuracy']] == ['0', '2', '4', '6']
+    assert res.stderr.count('eval step 2:') == 1
+    bad = launch_two(tmp_path / 'bad', f"eval.data=[{tmp_path}/nowhere]")
+    assert bad.returncode != 0 and bad.stderr.count('audiojepa-pretrain: error: eval.data:') == 1, bad.stderr[-3000:]
+    assert not (tmp_path / 'bad/run/metrics.csv').exists()
