@@ -4,15 +4,10 @@
 
 # %% ../nbs/15_probe.ipynb #79df9534
 from __future__ import annotations
-import functools, json, logging, math
-from importlib.resources import files
+import json, logging, math
 from pathlib import Path
 
-import evaluate
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 from fastcore.script import store_true
 
 from .cli import at_least, check_out, dashed_call_parse
@@ -20,160 +15,14 @@ from .data import open_labelled
 from .sources import NoAudioError
 from .embed import (AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, decode_source,
                              embed_source, export_training, fail, load_embedder, random_init_seed, random_like)
+from .readout import (PROBES, assign_folds, check_listed_counts, is_multilabel, probe_scores,
+                               score_predictions)
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'METRICS', 'PROBES', 'RANDOM_SEEDS', 'metric_path', 'load_metric', 'score_predictions', 'standardise',
-           'holdout_split', 'linear_probe', 'knn_probe', 'check_class_counts', 'assign_folds', 'is_multilabel',
-           'align_targets', 'probe_embeddings', 'main_metric', 'summarise_seeds', 'compare_with_random', 'run_probe',
-           'format_report', 'json_safe', 'main']
-
-# %% ../nbs/15_probe.ipynb #77a891d1
-METRICS = ('accuracy', 'macro_f1', 'mean_average_precision', 'd_prime')
-
-def metric_path(name:str, # one of `METRICS`
-               ) -> str: # the metric's script inside the installed package
-    "Local path of a metric shipped with audiojepa, for `evaluate.load`."
-    if name not in METRICS: raise ValueError(f"unknown metric {name!r}; audiojepa ships {list(METRICS)}")
-    return str(Path(str(files('audiojepa'))) / 'metrics' / name / f'{name}.py')
-
-@functools.cache
-def load_metric(name:str, # one of `METRICS`
-               ) -> evaluate.EvaluationModule:
-    "The shipped metric `name`, loaded once per process."
-    return evaluate.load(metric_path(name), keep_in_memory=True)   # no cache files for a few thousand numbers
-
-# %% ../nbs/15_probe.ipynb #d4ccb648
-def score_predictions(scores:np.ndarray, # [N, C] class scores, higher = more likely
-                      targets:np.ndarray, # [N, C] one-hot (single-label) or multi-hot targets
-                      multilabel:bool=False, # report mAP, d-prime and AUC instead of accuracy, macro-F1 and mAP
-                     ) -> dict: # metric name → value
-    "The report's metrics for one set of predictions."
-    if multilabel:
-        ap = load_metric('mean_average_precision').compute(predictions=scores, references=targets)
-        dp = load_metric('d_prime').compute(predictions=scores, references=targets)
-        return {'mAP': ap['mAP'], 'd_prime': dp['d_prime'], 'auc': dp['auc']}
-    pred, ref = scores.argmax(1), targets.argmax(1)
-    return {**load_metric('accuracy').compute(predictions=pred, references=ref),
-            **load_metric('macro_f1').compute(predictions=pred, references=ref),
-            'mAP': load_metric('mean_average_precision').compute(predictions=scores, references=targets)['mAP']}
-
-# %% ../nbs/15_probe.ipynb #1f435c4f
-def standardise(x_fit:np.ndarray, # [N, D] the features whose statistics are used
-                *others:np.ndarray, # more [M, D] arrays to transform the same way
-               ) -> list: # the standardised arrays, `x_fit` first
-    "Centre and scale every feature by its mean and standard deviation over `x_fit`."
-    mean, std = x_fit.mean(0), x_fit.std(0)
-    std = np.where(std > 1e-8, std, 1.0)  # a constant feature stays zero instead of exploding
-    return [(x - mean) / std for x in (x_fit, *others)]
-
-def holdout_split(targets:np.ndarray, # [N, C] targets
-                  fraction:float=0.1, # share of each class held out
-                  seed:int=0,
-                 ) -> tuple: # (fit indices, held-out indices)
-    "Stratified hold-out by each clip's first class; every class keeps at least one clip to fit."
-    rng = np.random.default_rng(seed)
-    first_class = targets.argmax(1)
-    held = [rng.permutation(np.flatnonzero(first_class == c))[:min(round(fraction * n), n - 1)]
-            for c, n in zip(*np.unique(first_class, return_counts=True))]
-    held = np.sort(np.concatenate(held)).astype(int)
-    return np.setdiff1d(np.arange(len(targets)), held), held
-
-# %% ../nbs/15_probe.ipynb #19b0525d
-def linear_probe(x_train:np.ndarray, # [N, D] training embeddings
-                 y_train:np.ndarray, # [N, C] training targets, one-hot or multi-hot
-                 x_test:np.ndarray, # [M, D] embeddings to score
-                 multilabel:bool=False, # sigmoid and binary cross-entropy instead of softmax and cross-entropy
-                 lr:float=1e-3, # AdamW learning rate
-                 weight_decay:float=1e-4, # AdamW weight decay
-                 batch_size:int=64, # clips per step
-                 max_epochs:int=200, # passes over the fitting clips, at most
-                 patience:int=20, # epochs without a lower held-out loss before stopping
-                 holdout:float=0.1, # share of the training clips held out for early stopping
-                 seed:int=0,
-                ) -> np.ndarray: # [M, C] class probabilities
-    "Train a linear layer on standardised embeddings with early stopping on held-out loss; score `x_test`."
-    fit, held = holdout_split(y_train, holdout, seed)
-    as_tensor = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))
-    x_fit, x_held, x_eval = map(as_tensor, standardise(x_train[fit], x_train[held], x_test))
-    y_fit, y_held = as_tensor(y_train[fit]), as_tensor(y_train[held])
-    gen = torch.Generator().manual_seed(seed)
-    layer = nn.Linear(x_fit.shape[1], y_fit.shape[1])
-    with torch.no_grad(): layer.weight.normal_(0, 0.01, generator=gen); layer.bias.zero_()
-    opt = torch.optim.AdamW(layer.parameters(), lr=lr, weight_decay=weight_decay)
-    loss_fn = F.binary_cross_entropy_with_logits if multilabel else (lambda z, y: F.cross_entropy(z, y.argmax(1)))
-    # with no clip to spare for a held-out set, stop on the fitting loss
-    x_stop, y_stop = (x_held, y_held) if len(held) else (x_fit, y_fit)
-    best, best_state, since_best = math.inf, None, 0
-    for _ in range(max_epochs):
-        for idx in torch.randperm(len(x_fit), generator=gen).split(batch_size):
-            loss = loss_fn(layer(x_fit[idx]), y_fit[idx])
-            opt.zero_grad(); loss.backward(); opt.step()
-        with torch.no_grad(): stop_loss = loss_fn(layer(x_stop), y_stop).item()
-        if stop_loss < best - 1e-6:
-            best, since_best, best_state = stop_loss, 0, {k: v.clone() for k, v in layer.state_dict().items()}
-        elif (since_best := since_best + 1) >= patience: break
-    layer.load_state_dict(best_state)
-    with torch.no_grad():
-        logits = layer(x_eval)
-        return (logits.sigmoid() if multilabel else logits.softmax(-1)).numpy()
-
-# %% ../nbs/15_probe.ipynb #2ae4269c
-def knn_probe(x_train:np.ndarray, # [N, D] training embeddings
-              y_train:np.ndarray, # [N, C] training targets
-              x_test:np.ndarray, # [M, D] embeddings to score
-              k:int=10, # neighbours per query (at most N)
-              temperature:float=0.07, # the weight of a neighbour is exp(cos / temperature)
-              block:int=1024, # queries per block: memory is block × N similarities
-             ) -> np.ndarray: # [M, C] weighted share of each class among the neighbours
-    "Cosine kNN: score each query by the similarity-weighted targets of its `k` nearest training clips."
-    train = F.normalize(torch.as_tensor(x_train, dtype=torch.float32), dim=1)
-    query = F.normalize(torch.as_tensor(x_test, dtype=torch.float32), dim=1)
-    targets = torch.as_tensor(y_train, dtype=torch.float32)
-    k, out = min(k, len(train)), []
-    for q in query.split(block):
-        sim, idx = (q @ train.T).topk(k, dim=1)
-        weights = ((sim - 1) / temperature).exp()   # shifted by the largest cosine, 1: no overflow, same ratios
-        out.append((weights[..., None] * targets[idx]).sum(1) / weights.sum(1, keepdim=True))
-    return torch.cat(out).numpy()
-
-# %% ../nbs/15_probe.ipynb #9085f9ce
-def check_class_counts(counts, # clips per class
-                       n_folds:int, # folds wanted
-                       classes:list|None=None, # class names, for the message
-                      ):
-    "Raise a readable error when a class has fewer clips than folds."
-    names = list(classes) if classes is not None else [str(c) for c in range(len(counts))]
-    few = [f"{names[c]!r} ({counts[c]})" for c in range(len(counts)) if counts[c] < n_folds]
-    if few:
-        raise ValueError(f"{n_folds}-fold cross-validation needs at least {n_folds} readable clips per class; too few in "
-                         f"{', '.join(few)}. Add clips, lower --folds, or give a fixed split as ROOT/train and ROOT/test")
-
-def assign_folds(targets:np.ndarray, # [N, C] targets
-                 n_folds:int=5, # number of folds
-                 classes:list|None=None, # class names, for error messages
-                 seed:int=0,
-                ) -> np.ndarray: # [N] fold of each clip
-    "Stratified folds for single-label targets, shuffled folds for multi-label ones."
-    if n_folds < 2: raise ValueError(f"cross-validation needs at least 2 folds, got {n_folds}")
-    rng = np.random.default_rng(seed)
-    folds = np.empty(len(targets), dtype=int)
-    if not is_multilabel(targets):
-        labels = targets.argmax(1)
-        counts = np.bincount(labels, minlength=targets.shape[1])
-        check_class_counts(counts, n_folds, classes)
-        for c in range(targets.shape[1]):
-            members = rng.permutation(np.flatnonzero(labels == c))
-            folds[members] = (np.arange(len(members)) + rng.integers(n_folds)) % n_folds
-    else:
-        if len(targets) < n_folds: raise ValueError(f"{len(targets)} clips cannot make {n_folds} folds")
-        folds[rng.permutation(len(targets))] = np.arange(len(targets)) % n_folds
-    return folds
-
-def is_multilabel(targets:np.ndarray) -> bool:
-    "Whether some clip has other than exactly one positive class."
-    return bool((np.asarray(targets).sum(1) != 1).any())
+__all__ = ['log', 'RANDOM_SEEDS', 'align_targets', 'probe_embeddings', 'main_metric', 'summarise_seeds', 'compare_with_random',
+           'run_probe', 'format_report', 'json_safe', 'main']
 
 # %% ../nbs/15_probe.ipynb #2a2b0ece
 def align_targets(emb:Embeddings, # embeddings of a labelled source
@@ -196,6 +45,7 @@ def probe_embeddings(train:Embeddings, # labelled embeddings (all clips, for fol
                      folds:int=5, # folds when `test` is None
                      k:int=10, # neighbours of the kNN probe
                      seed:int=0,
+                     knn_standardise:bool=True, # the kNN probe on train-standardised embeddings (False: raw cosines)
                     ) -> dict: # the report, without the encoder and data fields
     "Linear and kNN probes on frozen clip embeddings: metrics, sizes, confusion matrices."
     if train.targets is None: raise ValueError("the data has no labels; probing needs labelled clips")
@@ -216,20 +66,19 @@ def probe_embeddings(train:Embeddings, # labelled embeddings (all clips, for fol
         splits = [(np.arange(len(x)), np.arange(len(x), len(x) + len(y_test)))]
         x_test, x, y = test.clip, np.concatenate([x, test.clip]), np.concatenate([y, y_test])
     multilabel = is_multilabel(y)
-    probes = {'linear': lambda a, b, c: linear_probe(a, b, c, multilabel=multilabel, seed=seed),
-              'knn': lambda a, b, c: knn_probe(a, b, c, k=k)}
+    probes = PROBES
     out_scores = {name: np.zeros((len(x), y.shape[1]), np.float32) for name in probes}
     per_fold = {name: [] for name in probes}
     for fit_rows, test_rows in splits:
-        for name, probe in probes.items():
-            s = probe(x[fit_rows], y[fit_rows], x[test_rows])
+        for name in probes:
+            s = probe_scores(name, x[fit_rows], y[fit_rows], x[test_rows], multilabel, k, seed, knn_standardise)
             out_scores[name][test_rows] = s
             per_fold[name].append(score_predictions(s, y[test_rows], multilabel))
     scored = slice(None) if test is None else slice(len(train.clip), None)
     report = {'task': 'multi-label' if multilabel else 'single-label', 'layout': 'folds' if test is None else 'split',
               'folds': folds if test is None else None, 'classes': classes,
               'n_train': round(float(np.mean([len(x[f]) for f, _ in splits]))), 'n_test': len(x_test),
-              'embedding_dim': int(x.shape[1])}
+              'embedding_dim': int(x.shape[1]), 'knn_standardised': knn_standardise}
     for name in probes: report[name] = {m: float(np.mean([f[m] for f in per_fold[name]])) for m in per_fold[name][0]}
     report['per_fold'] = per_fold if test is None else None
     if not multilabel: report['confusion'] = {name: _confusion(out_scores[name][scored], y[scored]) for name in probes}
@@ -237,7 +86,6 @@ def probe_embeddings(train:Embeddings, # labelled embeddings (all clips, for fol
     return report
 
 # %% ../nbs/15_probe.ipynb #5a7b0001
-PROBES = ('linear', 'knn')
 RANDOM_SEEDS = 3  # random initialisations a random baseline is averaged over, by default
 
 def main_metric(task:str, # 'single-label' or 'multi-label' (a report's `task`)
@@ -266,12 +114,6 @@ def compare_with_random(pretrained:dict, # a report with `linear` and `knn` metr
             'beats_best_random': {p: {m: bool(v > random['best'][p][m]) for m, v in pretrained[p].items()} for p in PROBES}}
 
 # %% ../nbs/15_probe.ipynb #20779d13
-def _check_listed_counts(source, folds:int):
-    "Check the class sizes a source lists (before decoding anything), when it lists one label per file."
-    labels = getattr(source, 'labels', None)
-    if labels is None or any(len(l) != 1 for l in labels): return
-    check_class_counts(np.bincount([l[0] for l in labels], minlength=len(source.classes)), folds, source.classes)
-
 def run_probe(encoder:str|FrameEmbedder, # an export directory, `random:PRESET`, `random:DIR`, `logmel`, or an embedder
               data, # ROOT/<label>/<files>, ROOT/{train,test}/<label>/<files>, or a labelled source (or spec)
               test=None, # a separate labelled test set (folder, spec or source); default: the split of `data`, if it has one
@@ -284,6 +126,7 @@ def run_probe(encoder:str|FrameEmbedder, # an export directory, `random:PRESET`,
               progress:bool=False, # progress bars while decoding and embedding
               random_seeds:int=RANDOM_SEEDS, # random inits of the encoder's architecture to compare with (of `random:...`: to average); 0: none
               logmel:bool=False, # also probe the log-mel baseline on the encoder's front end
+              knn_standardise:bool=True, # the kNN probe on train-standardised embeddings (False: raw cosines)
              ) -> dict: # the report
     "Decode a labelled set once, embed it with an encoder and its baselines, and report linear and kNN probe metrics."
     report = {'encoder': str(encoder) if isinstance(encoder, (str, Path)) else type(encoder).__name__,
@@ -302,14 +145,15 @@ def run_probe(encoder:str|FrameEmbedder, # an export directory, `random:PRESET`,
     reference = model if model is not None else make_random(seeds[0])
     rate = reference.sampling_rate                              # every embedder reads the decoded clips at this rate
     labelled = open_labelled(data, rate, test=test)
-    if labelled.test is None: _check_listed_counts(labelled.train, folds)
+    if labelled.test is None: check_listed_counts(labelled.train, folds)
     decode = lambda source: decode_source(source, rate, batch_size=batch_size, progress=progress)
     train_clips, test_clips = decode(labelled.train), None if labelled.test is None else decode(labelled.test)
 
     def probe(embedder):
         embedder = embedder.to(device)
         embed = lambda clips: embed_source(embedder, clips, pool=pool, progress=progress)
-        return probe_embeddings(embed(train_clips), None if test_clips is None else embed(test_clips), folds=folds, k=k, seed=seed)
+        return probe_embeddings(embed(train_clips), None if test_clips is None else embed(test_clips), folds=folds, k=k, seed=seed,
+                                knn_standardise=knn_standardise)
 
     report['pool'] = pool or reference.default_pool
     first = probe(reference)
@@ -348,6 +192,7 @@ def format_report(report:dict) -> str:
              + f"{report['n_test']} test clips, {len(report['classes'])} classes, {report['task']}, "
              + f"{len(report['skipped'])} skipped"]
     if 'network' in report: lines.append(_network_line(report))
+    if report.get('knn_standardised') is False: lines.append("knn: raw cosine similarity (--knn-raw)")
     rows = []      # (model, probe, values, sd, signed)
     if 'per_seed' in report:
         rows += [(f"random ×{len(report['seeds'])}", p, report[p], report['sd'][p], False) for p in PROBES]
@@ -390,6 +235,7 @@ def main(encoder:str=None, # export directory (or run directory), `random:PRESET
          device:str='cpu', # torch device, e.g. cuda
          random_seeds:int=RANDOM_SEEDS, # random inits of the export's architecture to compare with (random:PRESET: to average); 0: none
          logmel:store_true=False, # also probe the log-mel baseline
+         knn_raw:store_true=False, # the kNN probe on raw cosines, without standardising the embeddings first
         ):
     "Measure an encoder on labelled audio with linear and kNN probes against its baselines; print a table, optionally write JSON."
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
@@ -400,7 +246,8 @@ def main(encoder:str=None, # export directory (or run directory), `random:PRESET
         at_least(folds, '--folds', 2); at_least(k, '--k'); at_least(batch_size, '--batch-size')
         if out: check_out(out, '--out', kind='file')   # before the hour of embedding, not after
         report = run_probe(encoder, data, test=test, folds=folds, k=k, pool=pool, batch_size=batch_size, seed=seed,
-                           device=device, progress=True, random_seeds=random_seeds, logmel=logmel)
+                           device=device, progress=True, random_seeds=random_seeds, logmel=logmel,
+                           knn_standardise=not knn_raw)
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
             Path(out).write_text(json.dumps(json_safe(report), indent=2))

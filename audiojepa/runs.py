@@ -50,7 +50,11 @@ class MetricsLog:
         self.path, self.columns = Path(path), tuple(columns)
         kept = []
         if resume_step is not None and self.path.is_file():
-            with open(self.path, newline='') as f: kept = [r for r in csv.DictReader(f) if int(r['step']) <= resume_step]
+            with open(self.path, newline='') as f:
+                reader = csv.DictReader(f)
+                kept = [r for r in reader if int(r['step']) <= resume_step]
+            # a column the earlier invocation logged and this one does not (evaluation turned off) keeps its values
+            self.columns += tuple(c for c in reader.fieldnames or () if c not in self.columns)
         tmp = self.path.with_name(self.path.name + '.tmp')   # a run killed while rewriting keeps the old file
         with open(tmp, 'w', newline='') as f:
             writer = csv.DictWriter(f, self.columns)

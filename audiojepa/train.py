@@ -30,6 +30,7 @@ from .runs import (MetricsLog, RunError, check_new_run, disk_errors, logger as r
                             resolve_run, seal_dir, state_bytes, stream_batches)
 from .loop import (Hook, Run, RunSection, RunState, ScheduleSection, StepOutput, check_run_section,
                             check_schedule, open_run_dir, restore, set_schedules, start_process, train_loop)
+from .readout import EvalSection, Evaluator, check_eval_section, encoder_features, open_eval_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ __all__ = ['logger', 'METRICS', 'STEP_PARTS', 'PretrainError', 'DataSection', 'F
            'OptimSection', 'TrainConfig', 'param_groups', 'build_frontend_config', 'preset_configs', 'build_model',
            'build_mask_generator', 'PretrainResult', 'run_source', 'source_norm_stats', 'export_encoder',
            'check_run_config', 'open_run_data', 'build_training', 'step_batches', 'JEPAStepOutput', 'jepa_step',
-           'PretrainRun', 'open_run', 'pretrain', 'resolve_config', 'main']
+           'EvalHook', 'eval_hooks', 'PretrainRun', 'open_run', 'pretrain', 'resolve_config', 'main']
 
 # %% ../nbs/13_train.ipynb #6f23bdd3
 class PretrainError(RunError):
@@ -94,6 +95,7 @@ class TrainConfig:
     schedule:ScheduleSection=field(default_factory=ScheduleSection) # `audiojepa.loop.ScheduleSection`: lr, weight decay and EMA curves
     optim:OptimSection=field(default_factory=OptimSection)
     run:RunSection=field(default_factory=RunSection) # `audiojepa.loop.RunSection`, the same in every trainer's config
+    eval:EvalSection=field(default_factory=EvalSection) # `audiojepa.readout.EvalSection`: probes on labelled sets every N steps; none by default
     # keys of earlier versions, read where they are now (a saved config.yaml of an older run resumes)
     RENAMED = {'model.jepa.ema_start': 'schedule.ema_start', 'model.jepa.ema_end': 'schedule.ema_end',
                'run.export': 'model.export'}
@@ -211,6 +213,7 @@ def check_run_config(cfg:TrainConfig):
     "A `ConfigError` for settings that no part checks when it is built."
     check_run_section(cfg.run)
     check_schedule(cfg.schedule)
+    check_eval_section(cfg.eval)
     if cfg.model.export not in ('target', 'context'):
         raise ConfigError(f"model.export: expected 'target' or 'context', got {cfg.model.export!r}")
     for key in ('data.batch_size', 'optim.grad_accum'):
@@ -293,6 +296,40 @@ def jepa_step(model:torch.nn.Module, # an `AudioJEPA`, or one an accelerator pre
     return JEPAStepOutput(losses, clips, {'grad_norm': grad_norm}, diagnostics=diag if diagnostics else None,
                           mel=batch['mel'], frame_mask=batch.get('frame_mask'))
 
+# %% ../nbs/13_train.ipynb #trn00026
+class EvalHook(Hook):
+    "The `eval:` section as a loop hook: probes of the run's encoders on labelled sets, on the main process."
+    def __init__(self, cfg:EvalSection, # the run's `eval:` section
+                 fc:FrontendConfig, # the run's front end (the rate the clips are decoded at)
+                 main_process:bool=True, # decode the sets and evaluate here; other processes only check the sets
+                ):
+        self.cfg, self.every, self.at_start = cfg, cfg.every, cfg.at_start
+        self.evaluator = Evaluator(cfg, fc) if main_process else None
+        if not main_process: open_eval_tasks(cfg, fc.sample_rate)   # the same checks, nothing decoded
+        self.columns = tuple(c for e in cfg.encoders for c in self.evaluator.columns(e)) if main_process else ()
+
+    def __call__(self, run:PretrainRun, step:int) -> dict:
+        if self.evaluator is None: return {}
+        start, values = time.time(), {}
+        for name in self.cfg.encoders:
+            encoder = run.core.encoder if name == 'context' else run.core.target_encoder
+            values.update(self.evaluator.evaluate(encoder_features(encoder, run.frontend), name))
+        logger.info("eval step %d: %s (%.1f s)", step, self.summary(values), time.time() - start)
+        return values
+
+    def summary(self, values:dict) -> str:
+        "The log line's values: each task's first metric (accuracy; mAP for multi-label) per encoder and probe."
+        several = len(self.cfg.encoders) > 1
+        return ', '.join(f"{t.name}{' ' + e if several else ''} {p} {values[f'eval_{t.name}_{e}_{p}_{t.metrics[0]}']:.3f}"
+                         for t in self.evaluator.tasks.values() for e in self.cfg.encoders for p in self.cfg.probes)
+
+def eval_hooks(cfg:TrainConfig, fc:FrontendConfig, main_process:bool=True) -> list:
+    "The `eval:` section's hook (none when it names no data); data it cannot use is a `PretrainError`."
+    if not cfg.eval.data: return []
+    try: return [EvalHook(cfg.eval, fc, main_process)]
+    except ValueError as e: raise PretrainError(str(e)) from None   # it names the set and the key
+    except NoAudioError as e: raise PretrainError(f"eval.data: {e}") from None
+
 # %% ../nbs/13_train.ipynb #trn00009
 METRICS = ('step', 'epoch', 'loss', 'lr', 'weight_decay', 'ema', 'grad_norm', 'clips_per_s',
            'target_std', 'pred_std', 'target_rank', 'pred_rank', 'pred_loss', 'oracle_global', 'oracle_clip',
@@ -309,6 +346,7 @@ class PretrainRun(Run):
     frontend:LogMel
     init_encoder:torch.nn.Module # the encoder as initialised, for `drift_from_init`
     per_epoch:int|None=None # micro-batches per epoch of a map-style source; None for a stream
+    hooks:tuple=() # what the loop runs every N steps: the `eval:` section's `EvalHook`, then the caller's hooks
 
     @property
     def exported(self) -> torch.nn.Module: return self.core.target_encoder if self.cfg.model.export == 'target' else self.core.encoder
@@ -359,6 +397,7 @@ def open_run(cfg:TrainConfig, # the run's config
     check_new_run(cfg.run.out, checkpoint)
     fc, mask_gen = build_frontend_config(cfg), build_mask_generator(cfg.masking)
     accelerator = start_process(cfg)
+    hooks = (*eval_hooks(cfg, fc, accelerator.is_main_process), *hooks)
     source, cfg, fc = open_run_data(cfg, fc, accelerator)
     model, optimizer, init_encoder = build_training(cfg, fc, accelerator)
     state = restore(accelerator, checkpoint)
@@ -368,18 +407,18 @@ def open_run(cfg:TrainConfig, # the run's config
     batches, per_epoch, position = step_batches(source, cfg, masks, state, skips, accelerator)
     run = PretrainRun(cfg=cfg, accelerator=accelerator, model=model, optimizer=optimizer, batches=batches, state=state,
                       skips=skips, position=position, t_start=t_start, fc=fc, frontend=LogMel(fc).to(accelerator.device),
-                      init_encoder=init_encoder, per_epoch=per_epoch)
+                      init_encoder=init_encoder, per_epoch=per_epoch, hooks=hooks)
     return open_run_dir(run, checkpoint, METRICS + tuple(c for h in hooks for c in h.columns))
 
 # %% ../nbs/13_train.ipynb #4b54b7a3
 def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `TrainConfig()` (the main job)
              checkpoint=None, # a checkpoint directory to continue from (see `resume_checkpoint`)
-             hooks:typing.Sequence[Hook]=(), # run every N steps (e.g. evaluation), their values in metrics.csv
+             hooks:typing.Sequence[Hook]=(), # run every N steps, their values in metrics.csv (after the `eval:` section's)
             ) -> PretrainResult:
     "Pretrain (or continue pretraining) an Audio-JEPA model as `cfg` says; every process of a launch calls this."
     run = open_run(cfg or TrainConfig(), checkpoint, hooks)
     step0, acc = run.state.step, run.accelerator
-    end = train_loop(run, hooks, desc='pretrain')
+    end = train_loop(run, run.hooks, desc='pretrain')
     if end.step == step0 and acc.is_main_process:   # nothing left to train
         export_encoder(run.core, run.fc, run.out / 'encoder', run.cfg.model.export, run.training(end.step))
     acc.end_training()

@@ -19,7 +19,8 @@ from .cli import at_least, check_out, dashed_call_parse, fail
 from .data import open_labelled
 from .sources import NoAudioError
 from .embed import FrameEmbedder, load_embedder
-from .probe import assign_folds, json_safe
+from .probe import json_safe
+from .readout import assign_folds
 
 log = logging.getLogger(__name__)
 

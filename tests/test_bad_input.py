@@ -111,6 +111,12 @@ ROWS = [
     ('audiojepa-pretrain', '--out is a file', ['--data', 'synthetic:8', '--out', '{in}/afile'], '{in}/afile'),
     ('audiojepa-pretrain', '--out under a file', ['--data', 'synthetic:8', '--out', '{in}/afile/run'], '{in}/afile'),
     ('audiojepa-pretrain', 'unwritable --out', ['--data', 'synthetic:8', '--out', '{in}/readonly/run'], '{in}/readonly'),
+    ('audiojepa-pretrain', 'missing eval folder', ['--data', 'synthetic:8', '--out', '{out}/run', 'eval.data=[{in}/nowhere]'], '{in}/nowhere'),
+    ('audiojepa-pretrain', 'one-class eval folder', ['--data', 'synthetic:8', '--out', '{out}/run', 'eval.data=[{in}/one]'], '{in}/one'),
+    ('audiojepa-pretrain', 'eval folder of non-audio', ['--data', 'synthetic:8', '--out', '{out}/run', 'eval.data=[{in}/text]'], '{in}/text'),
+    ('audiojepa-pretrain', 'two eval tasks of one name', ['--data', 'synthetic:8', '--out', '{out}/run', 'eval.data=[{in}/two,{in}/as/../two]'], "the task 'two'"),
+    ('audiojepa-pretrain', 'too few eval clips for the folds', ['--data', 'synthetic:8', '--out', '{out}/run', 'eval.data=[{in}/two]', 'eval.folds=4'], 'eval.folds'),
+    ('audiojepa-pretrain', 'unknown eval probe', ['--data', 'synthetic:8', '--out', '{out}/run', 'eval.data=[{in}/two]', 'eval.probes=[svm]'], 'svm'),
     # audiojepa-hlp
     ('audiojepa-hlp', 'missing path', ['{in}/nowhere.csv'], '{in}/nowhere.csv'),
     ('audiojepa-hlp', 'folder as segments CSV', ['{in}/empty', '--ontology', '{in}/ontology.json', '--class-labels', '{in}/classes.csv'], '{in}/empty'),

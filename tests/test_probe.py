@@ -12,7 +12,8 @@ import audiojepa.embed
 import audiojepa.probe
 from audiojepa.embed import load_embedder
 from audiojepa.models import ViTEncoder, preset, save_encoder
-from audiojepa.probe import METRICS, main, metric_path
+from audiojepa.probe import main
+from audiojepa.readout import METRICS, metric_path
 
 torch.set_num_threads(1)
 RATE = 16000

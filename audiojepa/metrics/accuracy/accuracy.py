@@ -1,7 +1,7 @@
 """Accuracy: the fraction of clips whose predicted class is the true class.
 
 A local `evaluate` module shipped with audiojepa; load it offline with
-`evaluate.load(audiojepa.probe.metric_path('accuracy'))`.
+`evaluate.load(audiojepa.readout.metric_path('accuracy'))`.
 """
 import datasets
 import evaluate

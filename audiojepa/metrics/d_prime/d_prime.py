@@ -1,7 +1,7 @@
 """d-prime: the class-averaged ROC AUC expressed as the separation of two unit-variance Gaussians.
 
 A local `evaluate` module shipped with audiojepa; load it offline with
-`evaluate.load(audiojepa.probe.metric_path('d_prime'))`.
+`evaluate.load(audiojepa.readout.metric_path('d_prime'))`.
 """
 from statistics import NormalDist
 

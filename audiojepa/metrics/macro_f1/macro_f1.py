@@ -1,7 +1,7 @@
 """Macro-F1: the unweighted mean over classes of each class's F1 score.
 
 A local `evaluate` module shipped with audiojepa; load it offline with
-`evaluate.load(audiojepa.probe.metric_path('macro_f1'))`.
+`evaluate.load(audiojepa.readout.metric_path('macro_f1'))`.
 """
 import datasets
 import evaluate

@@ -1,7 +1,7 @@
 """Mean average precision (mAP): the mean over classes of the area under each class's precision-recall curve.
 
 A local `evaluate` module shipped with audiojepa; load it offline with
-`evaluate.load(audiojepa.probe.metric_path('mean_average_precision'))`.
+`evaluate.load(audiojepa.readout.metric_path('mean_average_precision'))`.
 """
 import datasets
 import evaluate
