@@ -202,8 +202,8 @@ def measure_baselines(cfg:TrainConfig, yardstick:Yardstick, store:Path, random_s
                     encoder_features(random_encoder(config, seed), LogMel(fc)))   # weights from the baseline stream
         t0 = time.time()
         scores = yardstick.measure(features)
-        write_json(path, {'baseline': what, 'kind': kind, 'seed': seed, 'front_end': asdict(fc), 'scores': scores,
-                          'seconds': round(time.time() - t0, 1)})
+        write_json(path, {'baseline': what, 'kind': kind, 'seed': seed, 'kind_is': RANDOM_KINDS.get(kind), 'front_end': asdict(fc),
+                          'scores': scores, 'seconds': round(time.time() - t0, 1)})
         print(f"baseline {path.stem}: {time.time() - t0:.0f} s", flush=True)
     return family['key']
 
