@@ -88,9 +88,11 @@ def run_config(overrides:list, corpora, seed:int, steps:int, threads:int, eval_e
 
 
 def config_fingerprint(cfg:TrainConfig) -> str:
-    "A hash of a run's config without its paths (where the corpora and the results lie; their content is the digest)."
+    """A hash of a run's config without its paths (where the corpora and the results lie; their content is the digest)
+    and without `eval.every` (the curve's density changes no number of the run: training is the same with any hooks)."""
     d = config_to_dict(cfg)
     d['data']['spec'], d['run']['out'], d['eval']['data'] = 'POOL', 'RUN', [Path(p).name for p in d['eval']['data']]
+    del d['eval']['every']
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -216,7 +218,7 @@ def plan(recipe, seeds, steps, corpora, results, threads, random_seeds, eval_eve
     return {'label': label, 'runs': runs, 'todo': todo, 'base': base, 'meta': meta, 'yardstick': yardstick, 'results': results}
 
 
-RECIPE_HELP = 'the named override list to pretrain: ' + '; '.join(f"{k} ({' '.join(v) or 'the defaults'})" for k, v in RECIPES.items())
+RECIPE_HELP = 'the named override list to pretrain: ' + '; '.join(f"{k} ({' '.join(v) or 'the library defaults'})" for k, v in RECIPES.items())
 
 
 def run(recipe:Param(RECIPE_HELP, str)='default',
