@@ -13,8 +13,8 @@ seed) and its final export with the benchmark's one evaluation procedure (`exper
 stored as one JSON file, RESULTS/runs/LABEL/steps_S/seed_K.json: the resolved config, the corpus digest, the threads
 torch used during the run, versions, wall times, the curve, and the step-0 and final numbers. A run whose file exists
 for the same config and corpus is skipped, so results accumulate across invocations; a kill loses at most the run in
-progress. Before the runs, the random baselines (`--random-seeds` networks per front-end kind) and the log-mel
-baseline are measured once into RESULTS/baselines/<family>/, keyed by content.
+progress. After the runs, the random baselines (`--random-seeds` networks per front-end kind) and the log-mel
+baseline are measured into RESULTS/baselines/<family>/ where they are missing, keyed by content.
 
 `report` (also run at the end of `run`) reads only the stored files and writes RESULTS/report.md (per recipe and steps,
 per task: pretrained mean ± sd over the seeds, random mean ± sd per kind, log-mel, the difference to the stronger random
@@ -43,7 +43,7 @@ from audiojepa.sources import NoAudioError
 from audiojepa.train import EvalHook, TrainConfig, build_frontend_config, build_model, pretrain
 from experiments.learning_report import write_report
 from experiments.manifest import CorpusError
-from experiments.yardstick import Yardstick, eval_section, measure_baselines, open_corpora, write_json
+from experiments.yardstick import Yardstick, baseline_family, eval_section, measure_baselines, open_corpora, write_json
 
 PROG = 'python -m experiments.learning'
 RECIPES = {
@@ -212,6 +212,7 @@ def plan(recipe, seeds, steps, corpora, results, threads, random_seeds, eval_eve
     todo = [(cfg, path) for cfg, path in runs if not is_stored(path, config_fingerprint(cfg), corpora.digest)]
     base = runs[0][0]
     meta = {'label': label, 'recipe': recipe, 'overrides': overrides, 'corpus_digest': corpora.digest, 'versions': versions(),
+            'baseline_family': baseline_family(base, corpora)['key'],
             'tasks': {t: {'judged': corpora.judged[t], 'reason': corpora.reasons[t], 'grouped_cv': t in corpora.grouped}
                       for t in corpora.tasks}}
     yardstick = Yardstick(corpora, base.eval, build_frontend_config(base))
@@ -242,9 +243,10 @@ def run(recipe:Param(RECIPE_HELP, str)='default',
         p = plan(recipe, seeds, steps, corpora, results, threads, random_seeds, eval_every, tasks, label, overrides)
         print(f"{p['label']}: {len(p['runs'])} runs, {len(p['runs']) - len(p['todo'])} stored already; "
               f"corpus {p['meta']['corpus_digest'][:12]}, {threads} threads", flush=True)
-        p['meta']['baseline_family'] = measure_baselines(p['base'], p['yardstick'], p['results'] / 'baselines', random_seeds)
-        for cfg, path in p['todo']:
+        for cfg, path in p['todo']:   # the runs first: each is stored, and the report rewritten, as soon as it is done
             print(summary_line(store_run(cfg, p['yardstick'], path, p['meta'])), flush=True)
+            write_report(p['results'])
+        measure_baselines(p['base'], p['yardstick'], p['results'] / 'baselines', random_seeds)
     except (InputError, CorpusError, ConfigError, RunError, NoAudioError) as e: fail(PROG, e)
     print(f"report: {write_report(p['results'])}", flush=True)
 
