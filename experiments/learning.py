@@ -193,7 +193,8 @@ def summary_line(result:dict) -> str:
     "One line of a stored run: its seconds and the final split accuracy (kNN / linear) of each task."
     acc = lambda s: '/'.join(f"{100 * s['split'][p]['accuracy']:.1f}" if s['split'][p]['accuracy'] is not None else '-'
                              for p in ('knn', 'linear'))
-    return (f"{result['label']} steps {result['steps']} seed {result['seed']}: {result['seconds']['pretrain']:.0f} s pretraining, "
+    return (f"{result['label']} steps {result['steps']} seed {result['seed']}: {result['seconds']['pretrain']:.0f} s pretraining "
+            f"(with the curve), "
             f"{result['seconds']['measure']:.0f} s measuring, threads {result['threads']['used']}; kNN/linear % "
             + ', '.join(f"{t} {acc(s)}" for t, s in result['final'].items()))
 

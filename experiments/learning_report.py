@@ -117,8 +117,8 @@ def group_header(g:dict) -> list[str]:
     return [f"## {g['label']}, {g['steps']:,} steps", '',
             f"K = {len(runs)} pretraining seeds ({', '.join(map(str, g['seeds']))}); random networks per kind: "
             f"{', '.join(f'{k} R = {n}' for k, n in sorted(g['random_seeds'].items()))}; torch threads used: {threads}; "
-            f"corpus {runs[0]['corpus_digest'][:12]}; baselines {g['baseline_family']}{note}; pretraining "
-            f"{seconds['mean']:.0f} s per run on average; overrides: {' '.join(runs[0]['overrides']) or 'none (the defaults)'}.", '']
+            f"corpus {runs[0]['corpus_digest'][:12]}; baselines {g['baseline_family']}{note}; pretraining with the curve's "
+            f"evaluations {seconds['mean']:.0f} s per run on average; overrides: {' '.join(runs[0]['overrides']) or 'none (the defaults)'}.", '']
 
 
 def markdown(summary:list) -> str:
