@@ -8,7 +8,7 @@ Measures, on synthetic 10 s clips written to a temporary folder:
 - the batched front end: `LogMel('audiojepa')` on a `[B, 320000]` batch, kaldi and torchaudio kinds;
 - the official way: `torchaudio.compliance.kaldi.fbank` called once per clip, as the Audio-JEPA and AudioMAE data
   workers do, plus padding to 512 frames.
-Each number is the best of `--rounds` rounds (the machine is shared). Prints a table; the numbers in nbs/01_audio.ipynb come from a run of this script.
+Each number is the best of `--rounds` rounds (the machine is shared). Prints a table; the numbers in nbs/02_audio.ipynb come from a run of this script.
 """
 import math, tempfile, time
 from pathlib import Path

@@ -29,7 +29,7 @@ def size_problem(path:Path, cap_kb:int=CAP_KB) -> str|None:
 
 def test_notebooks_are_found():
     names = {p.relative_to(REPO / 'nbs').as_posix() for p in NOTEBOOKS}
-    assert {'index.ipynb', '07_masking.ipynb'} <= names and any(n.startswith('tutorials/') for n in names)
+    assert {'index.ipynb', '08_masking.ipynb'} <= names and any(n.startswith('tutorials/') for n in names)
 
 
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda p: p.relative_to(REPO / 'nbs').as_posix())

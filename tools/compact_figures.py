@@ -1,8 +1,8 @@
 """Re-encode the large PNG figures stored in notebooks as palette PNGs, so that the notebooks stay small:
 
     python tools/compact_figures.py                         # every notebook under nbs/
-    python tools/compact_figures.py nbs/07_masking.ipynb    # some of them
-    python tools/compact_figures.py --max-kb 60 nbs/14_embed.ipynb
+    python tools/compact_figures.py nbs/08_masking.ipynb    # some of them
+    python tools/compact_figures.py --max-kb 60 nbs/17_embed.ipynb
 
 A figure stored over `--max-kb` (its base64 text, as the notebook holds it) is laid on white and reduced to a palette
 of 256 colours, then 128, then 64, written with PNG optimisation, until it fits; one that does not fit even at 64
