@@ -463,10 +463,12 @@ def finetune(cfg:FinetuneConfig, # the run
         out = Path(cfg.run.out) / part.name
         if resume and (out / 'report.json').is_file(): reports[part.name] = json.loads((out / 'report.json').read_text()); continue
         result = finetune_run(cfg, data, part, find_checkpoint(out) if resume else None)
-        if result.report is None: return replace(result, seconds=time.time() - t_start)   # stopped: resume goes on from here
-        reports[part.name] = result.report
-    summary = {'protocol': cfg.protocol.kind, 'train': str(cfg.data.train), **summarise_runs(reports)}
-    if int(os.environ.get('RANK', 0)) == 0: (Path(cfg.run.out) / 'report.json').write_text(json.dumps(summary, indent=1))
+        if result.step < cfg.schedule.max_steps: return replace(result, seconds=time.time() - t_start)   # stopped: resume goes on from here
+        reports[part.name] = result.report   # None on a process other than the main one, which scores
+    summary = None
+    if int(os.environ.get('RANK', 0)) == 0:
+        summary = {'protocol': cfg.protocol.kind, 'train': str(cfg.data.train), **summarise_runs(reports)}
+        (Path(cfg.run.out) / 'report.json').write_text(json.dumps(summary, indent=1))
     last = result or FinetuneResult(Path(cfg.run.out), cfg.schedule.max_steps, cfg.schedule.max_steps, None, None, 0.)
     return replace(last, run_dir=Path(cfg.run.out), report=summary, seconds=time.time() - t_start)
 
