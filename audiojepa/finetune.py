@@ -242,7 +242,7 @@ def _fold_splits(cfg:FinetuneConfig, data:FinetuneData) -> list:
     "(name, train rows, test rows) of each fold: the data's fold column, else stratified folds."
     folds = data.folds
     if folds is None:
-        try: folds = assign_folds(data.train.targets, cfg.protocol.folds, list(data.vocab.names), seed=cfg.run.seed)
+        try: folds = assign_folds(data.train.targets, cfg.protocol.folds, list(data.vocab.names), seed=cfg.run.seed) + 1   # fold_1 ... fold_K
         except ValueError as e: raise FinetuneError(f"{cfg.data.train}: {e}") from None
     folds = np.array([str(f) for f in folds])
     names = sorted_labels(folds)

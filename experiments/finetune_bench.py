@@ -17,7 +17,8 @@ What it does:
    - `random`: the same architecture and front end with random weights (`random:EXPORT`, the baseline stream of the
      seed: seeds 0, 1, 2 are three random inits), fine-tuned with the same recipe;
    - `frozen`: the export frozen, the head alone trained (the linear probe trained the same way), lr `--probe-lr`.
-   Each run's report.json stays in OUT/runs/TASK/MODE/seed_S; a run whose report exists is not run again (results
+   The runs go seed by seed (every task and mode with seed 0, then seed 1, ...). Each run's report.json stays in
+   OUT/runs/TASK/MODE/seed_S; a run whose report exists is not run again (results
    accumulate over invocations), and OUT/results.json is rewritten from every report found.
 3. The table: per task and mode, test accuracy mean ± sd over seeds, and the differences pretrained - random and
    pretrained - frozen with a 95 % Welch interval (the interval is computed here: the repository has no shared
@@ -134,9 +135,9 @@ def main(corpora:str='experiments/results/corpora', # built by `python -m experi
     export = Path(encoder) if encoder else pretrained_encoder(corpora, out, pretrain_steps, threads)
     task_list, seed_list = tasks.split(','), [int(s) for s in seeds.split(',')]
     args = dict(batch_size=batch_size, clip_seconds=clip_seconds, steps=steps, lr=lr, probe_lr=probe_lr, threads=threads)
-    for task in task_list:
-        for mode in modes.split(','):
-            for seed in seed_list:
+    for seed in seed_list:   # seed by seed: an interrupted benchmark has every task and mode at the same count
+        for task in task_list:
+            for mode in modes.split(','):
                 run = out / 'runs' / task / mode / f'seed_{seed}'
                 if (run / 'report.json').exists(): continue
                 if run.exists(): import shutil; shutil.rmtree(run)   # an interrupted run starts again

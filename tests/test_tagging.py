@@ -9,6 +9,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
+import audiojepa.finetune as finetune
 import audiojepa.streams
 import audiojepa.tagging as tagging
 from audiojepa.audio import FrontendConfig
@@ -98,8 +99,9 @@ def test_encoder_model_trains_its_head_only(data, tmp_path):
 def test_hlp_targets_are_the_propagated_labels(data, tmp_path, monkeypatch):
     "With hlp='train' (mixup off) the loss sees exactly HLP.propagate of each batch's labels; with 'none' the labels."
     seen = []
-    real = tagging.F.binary_cross_entropy_with_logits
-    monkeypatch.setattr(tagging.F, 'binary_cross_entropy_with_logits', lambda x, y: seen.append(y.clone()) or real(x, y))
+    # the step is the fine-tuning loop's (`audiojepa.finetune.FinetuneRun`): its loss sees the targets
+    real = finetune.F.binary_cross_entropy_with_logits
+    monkeypatch.setattr(finetune.F, 'binary_cross_entropy_with_logits', lambda x, y: seen.append(y.clone()) or real(x, y))
     onto = Ontology.from_json(data / 'ontology.json')
     hlp = HLP.from_ontology(onto, Vocabulary.from_csv(data / 'classes.csv'))
     raw = tagging.LabelledClips(tagging.open_source(data / 'train.csv'), hlp.vocab).targets
