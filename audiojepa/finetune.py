@@ -24,7 +24,7 @@ from .config import ConfigError, read_config_file
 from .data import detect_layout, is_shard_spec, open_labelled
 from .embed import load_pretrained, random_encoder
 from .hlp import HLP, POLICIES, Vocabulary
-from .loop import (Run, RunSection, ScheduleSection, StepOutput, check_run_section, check_schedule, open_run_dir,
+from .loop import (Hook, Run, RunSection, ScheduleSection, StepOutput, check_run_section, check_schedule, open_run_dir,
                             restore, set_schedules, start_process, train_batches, train_loop)
 from .models import PRESETS, ViTEncoder, preset
 from .readout import assign_folds, holdout_split, score_predictions
@@ -43,8 +43,8 @@ __all__ = ['log', 'TAGGER_NAMES', 'TASKS', 'PROTOCOLS', 'FINETUNE_METRICS', 'Fin
            'ProtocolSection', 'FinetuneConfig', 'check_finetune_config', 'FinetuneData', 'is_audioset_data',
            'open_finetune_data', 'replace_crop', 'ProtocolRun', 'protocol_runs', 'is_tagger', 'load_backbone',
            'set_drop_path', 'model_rate', 'build_finetune_model', 'layer_of', 'finetune_param_groups', 'FinetuneRun',
-           'score_finetuned', 'FinetuneResult', 'open_finetune_run', 'finetune_run', 'summarise_runs', 'finetune',
-           'resolve_finetune_config', 'main']
+           'score_finetuned', 'ScoreHook', 'FinetuneResult', 'open_finetune_run', 'finetune_run', 'summarise_runs',
+           'finetune', 'resolve_finetune_config', 'main']
 
 # %% ../nbs/24_finetune.ipynb #fnt008
 class FinetuneError(TagError):
@@ -89,6 +89,7 @@ class FinetuneDataSection:
     clip_seconds:float = 5.0 # training crop (random), and the encoder's input length
     eval_window:float|None = None # seconds per prediction window at test time (scores averaged over a clip); None: clip_seconds
     eval_batch_size:int = 32 # windows per forward pass at test time
+    eval_every:int = 0 # also score the test clips every N steps into metrics.csv (test_accuracy, ...); 0: at the end only
     num_workers:int = 0 # data loader worker processes
 
 @dataclass
@@ -375,6 +376,18 @@ def score_finetuned(model:nn.Module, clips, # the test clips, read whole
     if path is not None: Path(path).write_text(json.dumps(report, indent=1))
     return report
 
+class ScoreHook(Hook):
+    "Online evaluation: the test clips scored every `every` steps by the main process, the metrics in metrics.csv as `test_*`."
+    def __init__(self, every:int, clips, multilabel:bool, window_seconds:float, batch_size:int=32):
+        self.every, self.clips, self.multilabel, self.window, self.batch_size = every, clips, multilabel, window_seconds, batch_size
+        self.keys = ('mAP', 'd_prime') if multilabel else ('accuracy', 'macro_f1')
+        self.columns = tuple(f'test_{k}' for k in self.keys)
+
+    def __call__(self, run:Run, step:int) -> dict:
+        if not run.accelerator.is_main_process: return {}
+        report = score_finetuned(run.core, self.clips, self.multilabel, self.window, self.batch_size, run.accelerator.device)
+        return {f'test_{k}': report[k] for k in self.keys}
+
 # %% ../nbs/24_finetune.ipynb #fnt035
 @dataclass
 class FinetuneResult:
@@ -398,7 +411,7 @@ class FinetuneResult:
         return f"{how} step {self.step}/{self.max_steps}{loss}, {self.seconds:.1f}s" + (f"; test {shown}{over}; {self.run_dir / 'report.json'}" if shown else '')
 
 def open_finetune_run(cfg:FinetuneConfig, # the config of this protocol run (its `run.out` and `run.seed`)
-                      data:FinetuneData, part:ProtocolRun, checkpoint=None) -> FinetuneRun:
+                      data:FinetuneData, part:ProtocolRun, checkpoint=None, hooks:Sequence[Hook]=()) -> FinetuneRun:
     "Build every part of one protocol run and restore `checkpoint` if given."
     t_start = time.time()
     check_new_run(cfg.run.out, checkpoint)
@@ -420,19 +433,20 @@ def open_finetune_run(cfg:FinetuneConfig, # the config of this protocol run (its
     if accelerator.is_main_process:
         run.out.mkdir(parents=True, exist_ok=True)
         write_class_labels(run.out / 'classes.csv', data.vocab)   # the columns of the checkpoints and the report
-    return open_run_dir(run, checkpoint, FINETUNE_METRICS)
+    return open_run_dir(run, checkpoint, FINETUNE_METRICS + tuple(c for h in hooks for c in h.columns))
 
 def finetune_run(cfg:FinetuneConfig, data:FinetuneData, part:ProtocolRun, checkpoint=None) -> FinetuneResult:
     "Train one protocol run to its `run.stop_at` or the end of its schedule, then score its test clips."
     out = Path(cfg.run.out) / part.name if part.name else Path(cfg.run.out)
     cfg = replace(cfg, run=replace(cfg.run, out=str(out), seed=part.seed))
-    run = open_finetune_run(cfg, data, part, checkpoint)
-    acc, end = run.accelerator, train_loop(run, desc=f"finetune {part.name}".strip())
+    clips = data.test if part.test is None else data.whole.subset(part.test)
+    window = cfg.data.eval_window or cfg.data.clip_seconds
+    hooks = [ScoreHook(cfg.data.eval_every, clips, data.multilabel, window, cfg.data.eval_batch_size)] if cfg.data.eval_every else []
+    run = open_finetune_run(cfg, data, part, checkpoint, hooks)
+    acc, end = run.accelerator, train_loop(run, hooks, desc=f"finetune {part.name}".strip())
     report = None
     if end.step == cfg.schedule.max_steps and acc.is_main_process:
-        clips = data.test if part.test is None else data.whole.subset(part.test)
-        report = score_finetuned(run.core, clips, data.multilabel, cfg.data.eval_window or cfg.data.clip_seconds,
-                                 cfg.data.eval_batch_size, acc.device, run.out / 'report.json')
+        report = score_finetuned(run.core, clips, data.multilabel, window, cfg.data.eval_batch_size, acc.device, run.out / 'report.json')
     acc.end_training()
     return FinetuneResult(run.out, end.step, cfg.schedule.max_steps, run.state.first_loss, run.state.last_loss,
                           time.time() - run.t_start, report, end.stopped_by)

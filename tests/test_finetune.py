@@ -102,6 +102,24 @@ def test_multi_label_end_to_end(data, export, tmp_path, one_thread):
     assert res.report['task'] == 'multi-label' and res.report['clips'] == 6
 
 
+TREE = [('/m/04rlf', 'Music', ['/m/04szw']), ('/m/04szw', 'Musical instrument', ['/m/05r5c', '/m/07y_7']),
+        ('/m/05r5c', 'Piano', []), ('/m/07y_7', 'Violin, fiddle', [])]
+
+
+def test_audioset_labels_with_hlp(data, export, tmp_path, monkeypatch, one_thread):
+    "AudioSet MIDs in a manifest with a class list and task.hlp=train: multi-label, and the loss sees propagated targets."
+    (tmp_path / 'ontology.json').write_text(json.dumps([{'id': i, 'name': n, 'child_ids': c} for i, n, c in TREE]))
+    (tmp_path / 'classes.csv').write_text('index,mid,display_name\n' + ''.join(f'{j},{i},"{n}"\n' for j, (i, n, _) in enumerate(TREE)))
+    mid = {'low': '/m/05r5c', 'mid': '/m/05r5c', 'high': '/m/07y_7'}
+    (tmp_path / 'as.csv').write_text('path,labels\n' + ''.join(f'{p},{mid[p.parent.name]}\n' for p in sorted((data / 'split' / 'train').rglob('*.wav'))))
+    seen, real = [], torch.nn.functional.binary_cross_entropy_with_logits
+    monkeypatch.setattr(torch.nn.functional, 'binary_cross_entropy_with_logits', lambda x, y: seen.append(y.clone()) or real(x, y))
+    res = finetune(config(export, tmp_path / 'as.csv', tmp_path / 'run', data={'classes': str(tmp_path / 'classes.csv')},
+                          task={'hlp': 'train', 'ontology': str(tmp_path / 'ontology.json')}, protocol={'kind': 'holdout', 'holdout': 0.25}))
+    assert res.report['task'] == 'multi-label' and {'mAP', 'd_prime'} <= set(res.report)
+    assert seen and all(bool(y[:, :2].all()) for y in seen)   # every clip is Music and Musical instrument after propagation
+
+
 def test_kfold_from_a_metadata_table(data, export, tmp_path, one_thread):
     "ESC-50's layout: meta/esc50.csv with a fold column and audio/; one run per fold and their mean ± sd."
     res = finetune(config(export, data / 'esc' / 'meta' / 'esc50.csv', tmp_path / 'kfold'))
@@ -162,6 +180,16 @@ def test_resume_is_bit_exact(data, export, tmp_path, one_thread):
     assert losses('straight') == losses('halves')
     a, b = (load_file(next((tmp_path / d / 'checkpoints').glob('step_000004/model.safetensors'))) for d in ('straight', 'halves'))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_online_evaluation_changes_nothing_of_training(data, export, tmp_path, one_thread):
+    "data.eval_every: test_accuracy and test_macro_f1 columns every 2 steps, and the same losses as without them."
+    plain = finetune(config(export, data / 'split', tmp_path / 'plain'))
+    scored = finetune(config(export, data / 'split', tmp_path / 'scored', data={'eval_every': 2}))
+    rows = MetricsLog(tmp_path / 'scored' / 'metrics.csv', 4, ('step', 'loss', 'lr', 'clips_per_s', 'seconds', 'test_accuracy', 'test_macro_f1')).read()
+    assert [r['step'] for r in rows if r.get('test_accuracy') is not None] == [2, 4]
+    assert [r['test_accuracy'] for r in rows if r['step'] == 4] == [scored.report['accuracy']]
+    assert plain.first_loss == scored.first_loss and plain.last_loss == scored.last_loss
 
 
 def authors_stand_in(path:Path) -> Path:
