@@ -140,6 +140,41 @@ def test_seeds_and_resume_of_a_protocol(data, export, tmp_path, one_thread):
     assert again.report == first.report
 
 
+RECIPES = Path(__file__).resolve().parents[1] / 'configs' / 'finetune'
+
+
+@pytest.mark.parametrize('name', ['esc50', 'speechcommands', 'as20k', 'as2m'])
+def test_each_recipe_is_a_valid_config_that_says_what_it_follows(name):
+    "configs/finetune/NAME.yaml: every key a FinetuneConfig key, the settings runnable, its comment citing the recipe and the data layout."
+    from audiojepa.finetune import check_finetune_config, resolve_finetune_config
+    path = RECIPES / f'{name}.yaml'
+    cfg, _ = resolve_finetune_config(str(path), {'model.encoder': 'random:tiny', 'data.train': 'data'})
+    check_finetune_config(cfg)
+    comment = ' '.join(l for l in path.read_text().splitlines() if l.startswith('#'))
+    assert '# Data:' in path.read_text() and 'lr' in comment and 'epochs' in comment and f'--config configs/finetune/{name}.yaml' in comment
+    assert cfg.task.kind == ('multi-label' if name.startswith('as') else 'single-label') and cfg.run.mixed_precision == 'bf16'
+
+
+@pytest.mark.parametrize('name,train', [('esc50', 'esc/meta/esc50.csv'), ('speechcommands', 'split')])
+def test_a_single_label_recipe_runs_on_its_layout(name, train, data, export, tmp_path, monkeypatch, capsys, one_thread):
+    "The ESC-50 recipe on a table with a fold column (one run per fold), Speech Commands' on ROOT/{train,test}/<word>/: shortened, they run."
+    code, out, err = run_cli(['--config', RECIPES / f'{name}.yaml', '--encoder', export, '--train', data / train, '--out', tmp_path / 'run',
+                              '--max-steps', 2, '--batch-size', 4, '--clip-seconds', 1, 'schedule.warmup_steps=1', 'data.num_workers=0',
+                              'run.mixed_precision=no', 'run.progress=false', 'run.threads=1'], monkeypatch, capsys)
+    assert code == 0, err[-2000:]
+    report = json.loads((tmp_path / 'run' / 'report.json').read_text())
+    assert report['task'] == 'single-label' and report.get('runs', 1) == (2 if name == 'esc50' else 1)
+
+
+def test_a_tagger_fine_tunes_on_a_labelled_folder(data, tmp_path, one_thread):
+    "model.encoder=cnn6: the tagger, built for the folder's classes, trained whole by the same loop; a tagger cannot be frozen."
+    from audiojepa.finetune import FinetuneError
+    res = finetune(config('cnn6', data / 'split', tmp_path / 'cnn6', model={'options': {'width': 0.125}}))
+    assert res.step == 4 and res.report['task'] == 'single-label' and res.report['clips'] == 6
+    with pytest.raises(FinetuneError, match='cnn6 is trained whole'):
+        finetune(config('cnn6', data / 'split', tmp_path / 'frozen', model={'options': {'width': 0.125}, 'freeze': True}))
+
+
 def test_layer_decay_gives_each_layer_its_learning_rate(export):
     "Block i of L learns at lr * decay^(L + 1 - i), the patch embedding at lr * decay^(L + 1), the head at lr."
     cfg = config(export, 'unused', 'unused', model={'layer_decay': 0.5})
