@@ -271,6 +271,7 @@ def test_bad_input(script, case, argv, named, inputs, tmp_path, monkeypatch, cap
     assert fill(named) in last, last
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob('*') if p.name in RESULTS)
     assert not left, left
+    if script == 'audiojepa-finetune': assert not (tmp_path / 'run').exists()   # not even an empty run directory
     assert sorted(inputs.rglob('*')) == before, set(inputs.rglob('*')) ^ set(before)   # nothing written beside the inputs
 
 
