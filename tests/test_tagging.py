@@ -13,9 +13,11 @@ import audiojepa.finetune as finetune
 import audiojepa.streams
 import audiojepa.tagging as tagging
 from audiojepa.audio import FrontendConfig
+from audiojepa.data import open_source
 from audiojepa.hlp import HLP, Ontology, Vocabulary
 from audiojepa.models import ViTEncoder, preset, save_encoder
 from audiojepa.runs import MetricsLog
+from audiojepa.taggers import LabelledClips
 from audiojepa.tagging import (TagConfig, build_tagger, hlp_evaluation, tag_config, tagging_metrics, train_tagger)
 
 torch.set_num_threads(1)
@@ -104,7 +106,7 @@ def test_hlp_targets_are_the_propagated_labels(data, tmp_path, monkeypatch):
     monkeypatch.setattr(finetune.F, 'binary_cross_entropy_with_logits', lambda x, y: seen.append(y.clone()) or real(x, y))
     onto = Ontology.from_json(data / 'ontology.json')
     hlp = HLP.from_ontology(onto, Vocabulary.from_csv(data / 'classes.csv'))
-    raw = tagging.LabelledClips(tagging.open_source(data / 'train.csv'), hlp.vocab).targets
+    raw = LabelledClips(open_source(data / 'train.csv'), hlp.vocab).targets
     for mode in ('none', 'train'):
         seen.clear()
         train_tagger(config(data, tmp_path / mode, model='cnn6', model_options={'width': 0.125}, hlp=mode, mixup=0,
