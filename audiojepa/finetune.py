@@ -4,7 +4,7 @@
 
 # %% ../nbs/24_finetune.ipynb #fnt006
 from __future__ import annotations
-import copy, json, logging, os, signal, sys, time
+import copy, json, logging, os, signal, sys, time, typing   # typing: the inherited fields of `Run` name it
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -24,11 +24,11 @@ from .config import ConfigError, read_config_file
 from .data import detect_layout, is_shard_spec, open_labelled
 from .embed import load_pretrained, random_encoder
 from .hlp import HLP, POLICIES, Vocabulary
-from .loop import (Hook, Run, RunSection, ScheduleSection, StepOutput, check_run_section, check_schedule, open_run_dir,
+from .loop import (Hook, Run, RunSection, RunState, ScheduleSection, StepOutput, check_run_section, check_schedule, open_run_dir,
                             restore, set_schedules, start_process, train_batches, train_loop)
 from .models import PRESETS, ViTEncoder, preset
 from .readout import assign_folds, holdout_split, score_predictions
-from .runs import RunError, check_new_run, find_checkpoint, resolve_run
+from .runs import MetricsLog, RunError, check_new_run, find_checkpoint, resolve_run   # MetricsLog, RunState: the dataclass fields of a run name them
 from .seeds import Stream, stream_seed
 from .sources import MetadataSource, NoAudioError, SkipLog, StreamSource, is_metadata_csv, sorted_labels
 from .taggers import (HEADS, EncoderClassifier, LabelledClips, LabelledStream, TagError, build_tagger, load_ontology,
