@@ -4,18 +4,33 @@
 
 # %% ../nbs/23_taggers.ipynb #tgr00006
 from __future__ import annotations
-import contextlib, io, warnings
+import contextlib, copy, csv, io, logging, warnings
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
+from .audio import FrontendConfig, LogMel
+from .audioset import audioset_file, is_segments_csv, split_labels
+from .data import open_source
+from .hlp import HLP, Ontology, Vocabulary
 from .embed import AudioJEPAEncoder
+from .models import ViTEncoder, patch_padding_mask
+from .sources import MapSource, NoAudioError, StreamSource
+from torch.utils.data import Dataset, IterableDataset
+
+log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['MODELS', 'TagError', 'SpecAugment', 'PannsFrontend', 'Cnn6', 'ConvNeXtTagger', 'PaSSTTagger', 'EncoderTagger',
-           'build_tagger']
+__all__ = ['log', 'HEADS', 'MODELS', 'TagError', 'SpecAugment', 'PannsFrontend', 'Cnn6', 'ConvNeXtTagger', 'PaSSTTagger',
+           'EncoderTagger', 'AttentionPool', 'mean_tokens', 'EncoderClassifier', 'build_tagger', 'load_ontology',
+           'write_class_labels', 'mid_vocabulary', 'LabelledClips', 'LabelledStream', 'predict', 'mixup', 'roll_audio',
+           'training_targets']
 
 # %% ../nbs/23_taggers.ipynb #tgr00007
 class TagError(ValueError):
@@ -156,6 +171,80 @@ class EncoderTagger(nn.Module):
         keep = (~mask).unsqueeze(-1).float()
         return self.head((frames * keep).sum(1) / keep.sum(1).clamp(min=1))
 
+# %% ../nbs/23_taggers.ipynb #tgrft002
+HEADS = ('linear', 'attention')
+
+class AttentionPool(nn.Module):
+    "One learned query attending over the tokens `[B, P, D]` (padding left out): a clip vector `[B, D]`."
+    def __init__(self, dim:int, num_heads:int=8):
+        super().__init__()
+        self.query = nn.Parameter(torch.zeros(1, 1, dim))
+        nn.init.trunc_normal_(self.query, std=0.02)
+        self.norm, self.attn = nn.LayerNorm(dim), nn.MultiheadAttention(dim, num_heads, batch_first=True)
+
+    def forward(self, tokens:torch.Tensor, padding:torch.Tensor|None=None) -> torch.Tensor:
+        x = self.norm(tokens)
+        if padding is not None: padding = padding & ~padding.all(1, keepdim=True)   # an all-padding row attends to all
+        out, _ = self.attn(self.query.expand(len(x), -1, -1), x, x, key_padding_mask=padding, need_weights=False)
+        return out[:, 0]
+
+def mean_tokens(tokens:torch.Tensor, # [B, P, D]
+                padding:torch.Tensor|None=None, # [B, P] bool, True = padding
+               ) -> torch.Tensor: # [B, D]
+    "The mean of each clip's tokens that are not padding."
+    if padding is None: return tokens.mean(1)
+    keep = (~padding).unsqueeze(-1).to(tokens.dtype)
+    return (tokens * keep).sum(1) / keep.sum(1).clamp(min=1)
+
+# %% ../nbs/23_taggers.ipynb #tgrft003
+class EncoderClassifier(nn.Module):
+    "An Audio-JEPA encoder with its front end, the recipes' augmentations and a pooling head: waveforms `[B, T]` → logits."
+    def __init__(self, encoder:ViTEncoder, # the backbone (an export, an authors' checkpoint or random weights)
+                 frontend:FrontendConfig, # its log-mel front end, cut to the training clip length
+                 n_classes:int, head:str='linear', # 'linear' on the mean-pooled tokens, or 'attention' pooling
+                 freeze:bool=False, # train only the head; the encoder keeps its weights and inference mode
+                 spec_time:int=0, spec_freq:int=0, spec_stripes:int=2, # SpecAugment stripes (frames, mel bins); 0: off
+                 patch_mask:float=0.0, # share of the patch tokens dropped in training (AudioMAE / EAT fine-tuning)
+                ):
+        super().__init__()
+        if head not in HEADS: raise TagError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+        if not 0 <= patch_mask < 1: raise TagError(f"patch_mask must be in [0, 1), got {patch_mask}")
+        self.logmel, self.encoder, self.sample_rate = LogMel(frontend), encoder, frontend.sample_rate
+        self.freeze, self.patch_mask = freeze, patch_mask
+        self.encoder.requires_grad_(not freeze)
+        self.augment = SpecAugment(spec_time, spec_freq, spec_stripes) if spec_time or spec_freq else nn.Identity()
+        dim = encoder.embed_dim
+        self.pool = AttentionPool(dim, encoder.config.num_heads) if head == 'attention' else None
+        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, n_classes))
+        # MAE's head initialisation: near zero for fine-tuning, 0.01 for a probe
+        nn.init.trunc_normal_(self.head[1].weight, std=0.01 if freeze else 2e-5); nn.init.zeros_(self.head[1].bias)
+
+    def train(self, mode:bool=True):
+        super().train(mode)
+        if self.freeze: self.encoder.eval()   # a frozen encoder keeps its inference behaviour
+        return self
+
+    def kept_patches(self, padding:torch.Tensor|None, batch:int, patches:int, device) -> torch.Tensor:
+        "The sorted indices `[B, K]` of the patches a training step keeps: real patches first, in random order."
+        score = torch.rand(batch, patches, device=device)
+        if padding is not None: score = score + padding.float()   # padding only where too few real patches remain
+        keep = max(1, round(patches * (1 - self.patch_mask)))
+        return score.argsort(1)[:, :keep].sort(1).values
+
+    def forward(self, audio:torch.Tensor, # [B, T] at `sample_rate`
+                padding_mask:torch.Tensor|None=None, # [B, T] bool, True where padded
+               ) -> torch.Tensor: # [B, n_classes]
+        with torch.no_grad(): mel, frames = self.logmel(audio, padding_mask)
+        if self.training: mel = self.augment(mel[:, None])[:, 0]
+        grid, cfg = self.encoder.grid(mel.shape[1]), self.encoder.config
+        frames = frames if frames is not None and frames.any() else None
+        padding = None if frames is None else patch_padding_mask(frames, cfg.patch_size, grid)
+        keep = self.kept_patches(padding, len(mel), grid[0] * grid[1], mel.device) if self.training and self.patch_mask else None
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
+            tokens = self.encoder(mel, keep_idx=keep, padding_mask=padding)
+        if padding is not None and keep is not None: padding = padding.gather(1, keep)
+        return self.head(self.pool(tokens, padding) if self.pool is not None else mean_tokens(tokens, padding))
+
 # %% ../nbs/23_taggers.ipynb #c9087493
 MODELS = ('cnn6', 'convnext_femto', 'passt', 'encoder:DIR')
 
@@ -173,3 +262,201 @@ def build_tagger(model:str, # 'cnn6', 'convnext_femto' (or another timm ConvNeXt
         if model.startswith('encoder:'): return EncoderTagger(model.partition(':')[2], n_classes, **options)
     except TypeError as e: raise TagError(f"model options {options} do not fit {model!r}: {e}") from None
     raise TagError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+
+# %% ../nbs/23_taggers.ipynb #tgrvoc02
+def load_ontology(path:str|Path|None, # the ontology given (--ontology); None: found by `audiojepa.audioset.audioset_file`
+                  train:str|None=None, # the run's training data: an AudioSet segments CSV may have the ontology beside it
+                 ) -> Ontology:
+    "AudioSet's ontology: `path`, else `ontology.json` beside the training segments CSV, else the cached official file."
+    try: path = audioset_file('ontology.json', path, train if train and is_segments_csv(train) else None, '--ontology')
+    except FileNotFoundError as e: raise TagError(str(e)) from None
+    try: return Ontology.from_json(path)
+    except (OSError, ValueError) as e: raise TagError(f"ontology {path}: {e}" if str(path) not in str(e) else str(e)) from None
+
+def write_class_labels(path, # where to write
+                       vocab:Vocabulary, # the classes, in column order
+                      ) -> Path:
+    "The classes as AudioSet's `class_labels_indices.csv` (`index,mid,display_name`), readable by `Vocabulary.from_csv`."
+    with open(path, 'w', newline='', encoding='utf-8') as f:
+        w = csv.writer(f); w.writerow(['index', 'mid', 'display_name'])
+        w.writerows((j, m, n) for j, (m, n) in enumerate(zip(vocab.mids, vocab.names)))
+    return Path(path)
+
+def mid_vocabulary(train:str, # the training data spec
+                   classes:str|None=None, # a class list CSV; None: AudioSet's beside a segments CSV, else the MIDs `train` uses
+                   onto:Ontology|None=None, # when given, MIDs outside it are left out (their clips skipped)
+                   clip_seconds:float=10.,
+                   ontology:str|None=None, # the ontology's path as given, for messages
+                  ) -> Vocabulary:
+    "The AudioSet classes of a run: the class list, or the MIDs its training data uses."
+    if classes is None and is_segments_csv(train):   # AudioSet's classes: its class list, found as every command finds it
+        try: classes = audioset_file('class_labels_indices.csv', None, train, '--classes')
+        except FileNotFoundError as e: raise TagError(str(e)) from None
+    if classes is not None:
+        try: return Vocabulary.from_csv(classes)
+        except (OSError, ValueError) as e: raise TagError(f"class list {classes}: {e}") from None
+    try: source = open_source(train, clip_seconds=clip_seconds)
+    except (OSError, ValueError) as e: raise TagError(str(e)) from None
+    if isinstance(source, IterableDataset): names = source.classes or []   # what the shards' label members use
+    else: names = {source.classes[j] for i in range(len(source)) for j in (source.item_labels(i) or ())}
+    mids = sorted({m for n in names for m in split_labels(n)})
+    if not mids: raise TagError(f"{train} has no labels")
+    if onto is not None and (unknown := [m for m in mids if m not in onto]):
+        # propagation needs every class in the ontology: the clips that use other MIDs are skipped (and listed) in training
+        listed = ' '.join(unknown[:10]) + (' ...' if len(unknown) > 10 else '')
+        if len(unknown) == len(mids): raise TagError(f"none of the MIDs of {train} is in the ontology {ontology or ''}".rstrip() + f": {listed}")
+        log.warning("%d MID(s) of %s are not in the ontology, left out of the classes (the clips that use them are skipped): %s",
+                    len(unknown), train, listed)
+        mids = [m for m in mids if m in onto]
+    return Vocabulary(mids, [onto.name(m) if onto is not None else m for m in mids])
+
+# %% ../nbs/23_taggers.ipynb #tgrlab02
+def _source_mids(source, vocab:Vocabulary|None) -> list[str]:
+    "The MID of each of the source's label columns; a PANNs HDF5 numbers its columns, named by the vocabulary."
+    classes = source.classes or []
+    if vocab is not None and classes and all(c.isdigit() for c in classes):
+        if len(classes) != len(vocab): raise TagError(f"the data has {len(classes)} label columns, the class list {len(vocab)}")
+        return list(vocab.mids)
+    return classes
+
+def _vocab_columns(mids:Sequence[str], # a clip's label MIDs
+                   vocab:Vocabulary, unknown:str, # 'skip' or 'drop', as in `LabelledClips`
+                  ) -> tuple[list[int]|None, str|None, list[str]]: # (columns, why the clip is skipped, MIDs dropped)
+    "The vocabulary columns of one clip's labels, or the reason it cannot be used."
+    if not mids: return None, 'no labels', []
+    missing = [m for m in mids if m not in vocab]
+    if missing and unknown == 'skip': return None, f"unknown MID{'s' if len(missing) > 1 else ''} {' '.join(missing)}", []
+    return [vocab.index(m) for m in mids if m in vocab], None, missing
+
+def _source_name(source) -> str:
+    "A source as an error message names it: its file or folder, else its class."
+    where = getattr(source, 'path', None) or getattr(source, 'root', None)
+    return f"{where} ({type(source).__name__})" if where else type(source).__name__
+
+class LabelledClips(Dataset):
+    "The clips of a map-style source with multi-hot targets over `vocab`; unusable clips are listed in `skipped`."
+    def __init__(self, source:MapSource, # a labelled source from `audiojepa.data.open_source`
+                 vocab:Vocabulary, # the run's classes
+                 unknown:str='skip', # a clip with a MID outside `vocab`: 'skip' it (training) or 'drop' the MID (testing)
+                ):
+        if isinstance(source, IterableDataset):
+            raise TagError(f"{type(source).__name__} streams its clips: put it in a vocabulary with LabelledStream")
+        if getattr(source, 'classes', None) is None: raise TagError(f"{_source_name(source)} has no labels")
+        self.source, self.vocab = source, vocab
+        mids, keep, rows, self.skipped, dropped = _source_mids(source, vocab), [], [], [], set()
+        for i in range(len(source)):
+            cols, reason, missing = _vocab_columns([mids[j] for j in source.item_labels(i)], vocab, unknown)
+            if reason: self.skipped.append((source.ids[i], reason)); continue
+            dropped.update(missing)
+            keep.append(i); rows.append(cols)
+        if dropped: log.warning("%d MIDs of the test labels are not classes of the model, dropped: %s", len(dropped), ' '.join(sorted(dropped)))
+        for id, reason in self.skipped: log.warning("skipped %s: %s", id, reason)
+        if not keep: raise TagError(f"no usable clip in {len(source)}: " + '; '.join(f"{i}: {r}" for i, r in self.skipped[:3]))
+        self.keep, self.targets = keep, np.zeros((len(keep), len(vocab)), bool)
+        for r, cols in enumerate(rows): self.targets[r, cols] = True
+
+    def __len__(self): return len(self.keep)
+    def __getitem__(self, i:int) -> dict:
+        item = self.source[self.keep[i]]
+        if 'error' not in item: item['target'] = torch.from_numpy(self.targets[i]).float()
+        return item
+
+    def subset(self, rows:Sequence[int]) -> LabelledClips:
+        "These clips alone (`rows` index `targets`): a fold of a cross-validation."
+        part = copy.copy(self)
+        part.keep, part.targets, part.skipped = [self.keep[r] for r in rows], self.targets[np.asarray(rows, int)], []
+        return part
+
+class LabelledStream(StreamSource):
+    "The clips of a streamed source (webdataset shards) with multi-hot targets over `vocab`, each clip's labels checked as it arrives."
+    def __init__(self, source:StreamSource, # a labelled stream from `audiojepa.data.open_source`; its own `classes` are not used
+                 vocab:Vocabulary, # the run's classes
+                 unknown:str='skip', # as in `LabelledClips`
+                ):
+        if getattr(source, 'classes', None) is None: raise TagError(f"{_source_name(source)} has no labels")
+        super().__init__(sample_rate=source.sample_rate, clip_seconds=source.clip_seconds, crop=source.crop,
+                         seed=source.seed, classes=vocab.mids)
+        self.source, self.vocab, self.unknown = source, vocab, unknown
+        self.skipped, self._dropped = [], set()   # nothing is known before a clip arrives: unusable ones come as skipped items
+
+    def _mids(self, names:list[str]) -> list[str]:
+        "The MIDs of a record's label names."
+        # a label member may hold several MIDs in one string ('/m/a,/m/b'), as a manifest's labels do; a number that
+        # is no MID of the vocabulary is its column, as a webdataset `cls` member holds it
+        mids = [m for n in names for m in split_labels(n)]
+        return [self.vocab.mids[int(m)] if m not in self.vocab and m.isdigit() and int(m) < len(self.vocab) else m for m in mids]
+
+    def units(self) -> list: return self.source.units()
+    def decode(self, src) -> torch.Tensor: return self.source.decode(src)
+
+    def records(self, unit) -> Iterator[dict]:
+        "The source's records of `unit`, labels as MIDs of the vocabulary; an unusable clip is an error record, not decoded."
+        for record in self.source.records(unit):
+            if 'error' in record: yield record; continue
+            cols, reason, missing = _vocab_columns(self._mids(record['labels']), self.vocab, self.unknown)
+            if reason: yield {'id': record['id'], 'error': reason}; continue
+            for m in sorted(set(missing) - self._dropped):
+                log.warning("MID %s of the test labels (first in %s) is not a class of the model, dropped", m, record['id'])
+            self._dropped.update(missing)
+            yield {**record, 'labels': [self.vocab.mids[c] for c in cols]}
+
+# %% ../nbs/23_taggers.ipynb #tgrprd02
+@torch.no_grad()
+def predict(model:nn.Module, # a tagger or an `EncoderClassifier`
+            clips:Dataset, # labelled test clips read whole (`audiojepa.finetune.LabelledClips` or `LabelledStream`), each once
+            window_seconds:float, # seconds per window
+            batch_size:int=32, # windows per forward pass
+            device:torch.device|str='cpu',
+            activation:str='sigmoid', # 'sigmoid' (multi-label) or 'softmax' (single-label)
+           ) -> tuple[np.ndarray, np.ndarray, list]: # (scores [N, C], targets [N, C], skipped (id, reason))
+    "Clip scores: the mean over each clip's windows of the model's outputs."
+    was_training = model.training
+    model.eval()
+    window = round(window_seconds * model.sample_rate)
+    scores, targets, skipped, pending, owners = [], [], [], [], []
+    squash = torch.sigmoid if activation == 'sigmoid' else lambda x: torch.softmax(x, -1)
+    def flush():
+        out = squash(model(torch.stack(pending).to(device)).float()).cpu()
+        for owner, row in zip(owners, out): scores[owner].append(row)
+        pending.clear(); owners.clear()
+    items = iter(clips) if isinstance(clips, IterableDataset) else (clips[i] for i in range(len(clips)))
+    for item in items:
+        if 'error' in item: skipped.append((item['id'], item['error'])); continue
+        wav = item['audio'][~item['padding_mask']] if item['padding_mask'].any() else item['audio']
+        n = max(1, -(-len(wav) // window))
+        wav = F.pad(wav, (0, n * window - len(wav)))
+        scores.append([]); targets.append(item['target'].numpy() > 0)
+        for w in wav.view(n, window):
+            pending.append(w); owners.append(len(scores) - 1)
+            if len(pending) == batch_size: flush()
+    if pending: flush()
+    model.train(was_training)
+    if not scores: raise NoAudioError(f"no readable test audio: all {len(skipped)} file(s) skipped")
+    return torch.stack([torch.stack(s).mean(0) for s in scores]).numpy(), np.stack(targets), skipped
+
+# %% ../nbs/23_taggers.ipynb #tgrprd03
+def mixup(audio:torch.Tensor, # [B, T] waveforms
+          targets:torch.Tensor, # [B, C] float targets
+          alpha:float, # Beta(alpha, alpha) mixing weights; 0: unchanged
+          seed:int, # seeds the weights and the partners
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Mix each clip and its targets with a partner of the batch."
+    if alpha <= 0 or len(audio) < 2: return audio, targets
+    rng = np.random.default_rng(seed)
+    lam = torch.from_numpy(rng.beta(alpha, alpha, len(audio))).float().to(audio.device)
+    partner = torch.from_numpy(rng.permutation(len(audio))).to(audio.device)
+    return lam[:, None] * audio + (1 - lam[:, None]) * audio[partner], lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]
+
+def roll_audio(audio:torch.Tensor, # [B, T]
+              ) -> torch.Tensor:
+    "Each waveform rolled by its own random shift, drawn from torch's global generator (which the step seeds)."
+    shifts = torch.randint(0, audio.shape[1], (len(audio),)).to(audio.device)
+    return audio.gather(1, (torch.arange(audio.shape[1], device=audio.device)[None] - shifts[:, None]) % audio.shape[1])
+
+def training_targets(targets:torch.Tensor, # [B, C] binary targets of a batch
+                     hlp:HLP|None=None, # propagate them up the ontology; None: as given
+                     label_smoothing:float=0.0, # single-label: spread this share over every class
+                    ) -> torch.Tensor:
+    "The targets the loss sees: propagated when HLP is on, smoothed when asked."
+    if hlp is not None: targets = hlp.propagate(targets)
+    return targets * (1 - label_smoothing) + label_smoothing / targets.shape[1] if label_smoothing else targets

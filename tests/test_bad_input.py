@@ -79,6 +79,9 @@ def inputs(tmp_path_factory) -> Path:
     (d / 'train.csv').write_text('path,labels\n' + ''.join(f"{p},{PIANO if 'low' in p.name else VIOLIN}\n" for p in clips))
     (d / 'train_unknown.csv').write_text('path,labels\n' + ''.join(f'{p},/m/not_a_mid\n' for p in clips))
     (d / 'train_nopath.csv').write_text('file,labels\n' + ''.join(f'{p},{PIANO}\n' for p in clips))
+    # fine-tuning: a metadata table whose fold column holds one fold, a test set with a label the training data lacks
+    (d / 'meta_one_fold.csv').write_text('filename,fold,category\n' + ''.join(f'two/{p.parent.name}/{p.name},1,{p.parent.name}\n' for p in clips))
+    (d / 'test_extra.csv').write_text(f'path,labels\n{clips[0]},low\n{clips[1]},middle\n')
     (d / 'list.yaml').write_text('- model\n- cnn6\n')
     (d / 'words.yaml').write_text('just some words\n')
     (d / 'broken.yaml').write_text('model:\n  preset: [tiny\n')
@@ -190,6 +193,24 @@ ROWS = [
     ('audiojepa-tag', '--out is a file', [*TAG, '--train', '{in}/train.csv', '--out', '{in}/afile'], '{in}/afile'),
     ('audiojepa-tag', 'unwritable --out', [*TAG, '--train', '{in}/train.csv', '--out', '{in}/readonly/run'], '{in}/readonly'),
 ]
+# audiojepa-finetune
+FT = ['--encoder', 'random:tiny', '--max-steps', '2', 'run.progress=false']
+ROWS += [
+    ('audiojepa-finetune', 'missing path', [*FT, '--train', '{in}/nowhere', '--out', '{out}/run'], '{in}/nowhere'),
+    ('audiojepa-finetune', 'folder with one class', [*FT, '--train', '{in}/one', '--out', '{out}/run'], '{in}/one'),
+    ('audiojepa-finetune', 'folder of non-audio', [*FT, '--train', '{in}/text', '--out', '{out}/run'], '{in}/text'),
+    ('audiojepa-finetune', 'fold column with one fold', [*FT, '--train', '{in}/meta_one_fold.csv', '--out', '{out}/run'], 'single fold'),
+    ('audiojepa-finetune', 'a test label the training lacks', [*FT, '--train', '{in}/two', '--test', '{in}/test_extra.csv', '--out', '{out}/run'], "'middle'"),
+    ('audiojepa-finetune', 'text as encoder', ['--encoder', '{in}/notes.txt', '--train', '{in}/two', '--out', '{out}/run'], '{in}/notes.txt'),
+    ('audiojepa-finetune', 'folder as encoder', ['--encoder', '{in}/two', '--train', '{in}/two', '--out', '{out}/run'], '{in}/two'),
+    ('audiojepa-finetune', 'unknown preset', ['--encoder', 'random:huge', '--train', '{in}/two', '--out', '{out}/run'], 'huge'),
+    ('audiojepa-finetune', 'unknown head', [*FT, '--train', '{in}/two', '--head', 'max', '--out', '{out}/run'], 'max'),
+    ('audiojepa-finetune', 'negative number', [*FT, '--train', '{in}/two', '--batch-size', '-4', '--out', '{out}/run'], '-4'),
+    ('audiojepa-finetune', 'text as YAML config', [*FT, '--train', '{in}/two', '--config', '{in}/words.yaml', '--out', '{out}/run'], '{in}/words.yaml'),
+    ('audiojepa-finetune', '--out is a file', [*FT, '--train', '{in}/two', '--out', '{in}/afile'], '{in}/afile'),
+    ('audiojepa-finetune', 'unwritable --out', [*FT, '--train', '{in}/two', '--out', '{in}/readonly/run'], '{in}/readonly'),
+    ('audiojepa-pretrain', 'text as --init-from', ['--data', 'synthetic:8', '--init-from', '{in}/notes.txt', '--out', '{out}/run'], '{in}/notes.txt'),
+]
 # audiojepa-xares
 X = ['--env', '{out}/env', '--out', '{out}/xares.json']
 XARES_ROWS = [
@@ -250,6 +271,7 @@ def test_bad_input(script, case, argv, named, inputs, tmp_path, monkeypatch, cap
     assert fill(named) in last, last
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob('*') if p.name in RESULTS)
     assert not left, left
+    if script == 'audiojepa-finetune': assert not (tmp_path / 'run').exists()   # not even an empty run directory
     assert sorted(inputs.rglob('*')) == before, set(inputs.rglob('*')) ^ set(before)   # nothing written beside the inputs
 
 
