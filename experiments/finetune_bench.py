@@ -21,21 +21,20 @@ What it does:
    OUT/runs/TASK/MODE/seed_S; a run whose report exists is not run again (results
    accumulate over invocations), and OUT/results.json is rewritten from every report found.
 3. The table: per task and mode, test accuracy mean ± sd over seeds, and the differences pretrained - random and
-   pretrained - frozen with a 95 % Welch interval (the interval is computed here: the repository has no shared
-   statistics helper yet).
+   pretrained - frozen with a 95 % Welch interval (`experiments.stats.welch_interval`, the learning benchmark's).
 """
 from __future__ import annotations
-import json, math, platform, time
+import json, platform, time
 from pathlib import Path
 
 import numpy as np
 import torch
 from audiojepa.cli import dashed_call_parse
-from scipy import stats
 
 from audiojepa.finetune import FinetuneConfig, finetune
 from audiojepa.config import config_from_dict
 from audiojepa.train import TrainConfig, pretrain
+from experiments.stats import welch_interval
 
 MODES = ('pretrained', 'random', 'frozen')
 
@@ -71,18 +70,6 @@ def run_config(task_dir:Path, encoder:Path, mode:str, seed:int, out:Path, args:d
         FinetuneConfig)
 
 
-def welch(a, b, level=0.95) -> dict:
-    "Mean difference a - b with a Welch t interval (unequal variances)."
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = a.mean() - b.mean()
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0: return {'diff': float(diff), 'low': float(diff), 'high': float(diff)}
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = stats.t.ppf((1 + level) / 2, df) * se
-    return {'diff': float(diff), 'low': float(diff - half), 'high': float(diff + half), 'df': float(df)}
-
-
 def collect(out:Path, tasks:list) -> dict:
     "Every report under OUT/runs, summarised per task and mode, with the differences between modes."
     results = {}
@@ -93,7 +80,7 @@ def collect(out:Path, tasks:list) -> dict:
                     for p in sorted((out / 'runs' / task / mode).glob('seed_*/report.json'))}
             if reps: per_mode[mode] = {'seeds': sorted(reps), 'accuracy': [reps[s]['accuracy'] for s in sorted(reps)],
                                        'macro_f1': [reps[s]['macro_f1'] for s in sorted(reps)]}
-        diffs = {f'pretrained-{m}': welch(per_mode['pretrained']['accuracy'], per_mode[m]['accuracy'])
+        diffs = {f'pretrained-{m}': welch_interval(per_mode['pretrained']['accuracy'], per_mode[m]['accuracy'])
                  for m in ('random', 'frozen') if m in per_mode and 'pretrained' in per_mode
                  and min(len(per_mode[m]['accuracy']), len(per_mode['pretrained']['accuracy'])) > 1}
         results[task] = {'modes': per_mode, 'differences': diffs}
@@ -102,7 +89,7 @@ def collect(out:Path, tasks:list) -> dict:
 
 def table(results:dict) -> str:
     pct = lambda v: f"{100 * np.mean(v):.1f} ± {100 * np.std(v, ddof=1):.1f}" if len(v) > 1 else f"{100 * v[0]:.1f}"
-    ci = lambda d: f"{100 * d['diff']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+    ci = lambda d: f"{100 * d['difference']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
     rows = ['| task | pretrained, fine-tuned | random init, fine-tuned | frozen probe | pretrained − random (95 % Welch) | pretrained − frozen |',
             '|---|---|---|---|---|---|']
     for task, r in results.items():
