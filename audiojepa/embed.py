@@ -20,30 +20,34 @@ from tqdm import tqdm
 from .audio import FrontendConfig, LogMel, frontend_config
 from .cli import at_least, check_out, dashed_call_parse, fail
 from . import authors, models
+from .models import HUB_PREFIX, hub_export, hub_repo
 from .data import has_label_folders, make_loader, open_labelled, open_source
+from .runs import RunError, write_whole
 from .seeds import Stream, stream_seed
 from .sources import NoAudioError
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ENCODER_ENV', 'POOLS', 'export_path', 'load_export', 'export_training', 'trailing_zeros', 'batch_padding_mask',
-           'fill_padding', 'FrameEmbedder', 'LogMelBaseline', 'load_pretrained', 'AudioJEPAEncoder', 'random_init_seed',
+__all__ = ['log', 'ENCODER_ENV', 'LAYER_MIXES', 'LAYERS_ENV', 'FRAMES_PER_COLUMN_ENV', 'POOLS', 'export_path', 'load_export',
+           'export_training', 'trailing_zeros', 'batch_padding_mask', 'fill_padding', 'FrameEmbedder', 'LogMelBaseline',
+           'LayerChoice', 'parse_layers', 'layer_tokens', 'load_pretrained', 'AudioJEPAEncoder', 'random_init_seed',
            'random_encoder', 'random_like', 'load_embedder', 'pool_frames', 'Embeddings', 'open_for_embedding',
            'DecodedClips', 'decode_source', 'embed_source', 'main']
 
 # %% ../nbs/17_embed.ipynb #8802fc95
 ENCODER_ENV = 'AUDIOJEPA_ENCODER'  # the export `AudioJEPAEncoder()` loads when X-ARES builds it without arguments
 
-def export_path(path, # an export directory, or a run directory holding `encoder/`
+def export_path(path, # an export directory, a run directory holding `encoder/`, or `hf:ORG/NAME[@REVISION]`
               ) -> Path:
-    "The export directory `path` names: itself, or the `encoder/` of a run directory."
+    "The export directory `path` names: itself, the `encoder/` of a run directory, or the cached folder of a Hub model."
+    if hub_repo(path) is not None: return hub_export(str(path))
     path = Path(path)
     if not path.is_dir(): raise ValueError(f"encoder directory {path} does not exist")
     if not (path / 'config.json').exists() and (path / 'encoder' / 'config.json').exists(): path = path / 'encoder'
     return path
 
-def load_export(path, # an export directory, or a run directory holding `encoder/`
+def load_export(path, # an export directory, a run directory holding `encoder/`, or `hf:ORG/NAME[@REVISION]`
                ) -> tuple: # (`ViTEncoder` in eval mode, `FrontendConfig`)
     "The encoder and front end of an export; a readable error for anything else."
     path = export_path(path)
@@ -52,7 +56,7 @@ def load_export(path, # an export directory, or a run directory holding `encoder
         raise ValueError(f"cannot load the encoder exported to {path}: {str(err).splitlines()[0]}") from None
     return encoder, frontend
 
-def export_training(path, # an export directory, or a run directory holding `encoder/`
+def export_training(path, # an export directory, a run directory holding `encoder/`, or `hf:ORG/NAME[@REVISION]`
                    ) -> dict: # e.g. {'network': 'target', 'step': 300, 'seed': 0, 'preset': 'tiny'}; {} when not recorded
     "How an export was made, as pretraining records it in `config.json` under `'training'` (older exports: `{}`)."
     try: training = json.loads((export_path(path) / 'config.json').read_text()).get('training')
@@ -145,6 +149,29 @@ class FrameEmbedder(nn.Module):
                 wav[j, :len(piece)], valid[j] = piece, len(piece)
             yield [b for b, _ in group], wav, valid
 
+    def embed_waves(self, wav:torch.Tensor, # chunks [G, L] at `sampling_rate`, L at most `chunk_input_samples`, zero after their signal
+                    valid:torch.Tensor, # [G] samples of signal in each chunk
+                   ) -> tuple: # (frames [G, N', D], frame mask [G, N'], True where padded)
+        "Frame embeddings of a group of chunks: resampled, turned into log-mel with a frame mask, and given to `embed_chunks`."
+        cfg = self.logmel.config
+        # beyond the longest signal of the group only zeros: resample and analyse no more (a traced graph cannot cut by value)
+        if cfg.framing == 'frames' and not torch.compiler.is_compiling():
+            wav = wav[:, :min(wav.shape[1], int(valid.max()) + self._zero_margin)]
+        if self.sampling_rate != cfg.sample_rate:
+            wav = torchaudio.functional.resample(wav, self.sampling_rate, cfg.sample_rate)
+            valid = -(-valid * cfg.sample_rate // self.sampling_rate)   # ceil
+        if cfg.framing == 'clip': wav = F.pad(wav, (0, self.chunk_samples - wav.shape[1]))
+        wav, valid = wav[:, :self.chunk_samples], valid.to(wav.device)
+        if cfg.framing == 'clip':   # the padding is part of the chunk, normalised with it, as in the authors' wrapper
+            mel, _ = self.logmel(wav)
+            starts = torch.arange(cfg.num_frames, device=wav.device) * self.chunk_samples   # × num_frames: in samples
+            unmade = self.logmel.frame_padding_mask(torch.zeros_like(wav, dtype=torch.bool))   # beyond Kaldi's frames
+            frame_mask = unmade | (starts[None] >= valid[:, None] * cfg.num_frames)
+        else:
+            pad = torch.arange(wav.shape[1], device=wav.device)[None] >= valid[:, None]
+            mel, frame_mask = self.logmel(wav, pad)
+        return self.embed_chunks(mel[:, :cfg.num_frames], frame_mask[:, :cfg.num_frames])
+
     @torch.no_grad()
     def encode(self, audio:torch.Tensor, # waveforms [B, T] (or one [T]) at `sampling_rate`
                padding_mask:torch.Tensor|None=None, # [B, T] bool, True where padded (at the end of each clip)
@@ -152,29 +179,13 @@ class FrameEmbedder(nn.Module):
         "Frame embeddings of clips of any length; a clip's frames do not depend on the other clips of the batch."
         if audio.ndim == 1: audio = audio[None]
         if audio.ndim != 2: raise ValueError(f"expected waveforms [B, T] or [T], got shape {tuple(audio.shape)}")
-        cfg = self.logmel.config
         audio = audio.to(self.device, torch.float32)
         lengths = torch.full((len(audio),), audio.shape[1]) if padding_mask is None else (~padding_mask.bool()).sum(-1).cpu()
         if audio.shape[1] < self.min_input_samples: audio = F.pad(audio, (0, self.min_input_samples - audio.shape[1]))
         lengths = lengths.clamp(min=self.min_input_samples)
         per_clip = [[] for _ in range(len(audio))]
         for owners, wav, valid in self._chunk_groups(audio, lengths):
-            if cfg.framing == 'frames':   # beyond the longest signal of the group only zeros: resample and analyse no more
-                wav = wav[:, :min(wav.shape[1], int(valid.max()) + self._zero_margin)]
-            if self.sampling_rate != cfg.sample_rate:
-                wav = torchaudio.functional.resample(wav, self.sampling_rate, cfg.sample_rate)
-                valid = -(-valid * cfg.sample_rate // self.sampling_rate)   # ceil
-            if cfg.framing == 'clip': wav = F.pad(wav, (0, self.chunk_samples - wav.shape[1]))
-            wav, valid = wav[:, :self.chunk_samples], valid.to(wav.device)
-            if cfg.framing == 'clip':   # the padding is part of the chunk, normalised with it, as in the authors' wrapper
-                mel, _ = self.logmel(wav)
-                starts = torch.arange(cfg.num_frames, device=wav.device) * self.chunk_samples   # × num_frames: in samples
-                unmade = self.logmel.frame_padding_mask(torch.zeros_like(wav, dtype=torch.bool))   # beyond Kaldi's frames
-                frame_mask = unmade | (starts[None] >= valid[:, None] * cfg.num_frames)
-            else:
-                pad = torch.arange(wav.shape[1], device=wav.device)[None] >= valid[:, None]
-                mel, frame_mask = self.logmel(wav, pad)
-            frames, mask = self.embed_chunks(mel[:, :cfg.num_frames], frame_mask[:, :cfg.num_frames])
+            frames, mask = self.embed_waves(wav, valid)
             for b, f, m in zip(owners, frames, mask): per_clip[b].append(f[~m])
         clips = [torch.cat(c) for c in per_clip]
         out = nn.utils.rnn.pad_sequence(clips, batch_first=True)
@@ -205,7 +216,58 @@ class LogMelBaseline(FrameEmbedder):
 
     def embed_chunks(self, mel, frame_mask): return mel, frame_mask
 
+# %% ../nbs/17_embed.ipynb #emb0lay1
+LAYER_MIXES = ('concat', 'mean')
+
+@dataclass(frozen=True)
+class LayerChoice:
+    "What an embedding reads of the encoder: its output, or the outputs of some blocks, concatenated or averaged."
+    blocks:tuple|None=None # block numbers, 1 to depth, ascending; None: the encoder's output (its final LayerNorm's)
+    mix:str='concat' # 'concat' (width × blocks) or 'mean' (width) of the chosen blocks' outputs
+
+    @property
+    def spec(self) -> str:
+        "The choice written as `parse_layers` reads it."
+        return 'last' if self.blocks is None else ','.join(map(str, self.blocks)) + ('' if self.mix == 'concat' else f':{self.mix}')
+
+    def width(self, embed_dim:int) -> int:
+        "Features per token: the encoder's width, times the number of blocks when they are concatenated."
+        return embed_dim * (len(self.blocks) if self.blocks and self.mix == 'concat' else 1)
+
+def parse_layers(spec:str|LayerChoice|None, # 'last', 'N', 'N,M,...' or 'all', optionally with ':mean' or ':concat'
+                 depth:int, # blocks of the encoder
+                ) -> LayerChoice:
+    "The layers `spec` names for an encoder of `depth` blocks; a `ValueError` naming it when it names none."
+    if isinstance(spec, LayerChoice) or spec is None: spec = 'last' if spec is None else spec.spec
+    which, _, mix = str(spec).strip().partition(':')
+    bad = lambda why: ValueError(f"layers {spec!r}: {why}; expected 'last', block numbers 1 to {depth} ('4' or '2,4,6'), "
+                                 f"or 'all', optionally followed by ':mean' or ':concat'")
+    if (mix or 'concat') not in LAYER_MIXES: raise bad(f"unknown mix {mix!r}")
+    if which == 'last':
+        if mix: raise bad("'last' is one output: there is nothing to mix")
+        return LayerChoice()
+    if which == 'all': return LayerChoice(tuple(range(1, depth + 1)), mix or 'concat')
+    try: blocks = sorted({int(b) for b in which.split(',')})
+    except ValueError: raise bad('not a block number') from None
+    if not blocks or blocks[0] < 1 or blocks[-1] > depth: raise bad(f"the encoder has {depth} blocks")
+    return LayerChoice(tuple(blocks), mix or 'concat')
+
+def layer_tokens(encoder:models.ViTEncoder,
+                 mel:torch.Tensor, # normalised log-mel [B, N, F]
+                 padding_mask:torch.Tensor|None, # [B, N] bool, True where padded
+                 layers:LayerChoice, # see `parse_layers`
+                ) -> torch.Tensor: # [B, P, layers.width(D)] tokens, time-major
+    "The tokens `layers` asks for: the encoder's output, or each chosen block's layer-normalised (no affine) output, concatenated or averaged."
+    if layers.blocks is None: return encoder(mel, padding_mask=padding_mask)
+    hidden = encoder(mel, padding_mask=padding_mask, return_layers=[b - 1 for b in layers.blocks])
+    # the residual stream grows with depth: each block on one scale, as the targets of pretraining are (`target_norm`)
+    hidden = [F.layer_norm(h, h.shape[-1:]) for h in hidden]
+    return torch.cat(hidden, -1) if layers.mix == 'concat' else torch.stack(hidden).mean(0)
+
 # %% ../nbs/17_embed.ipynb #5db8d1ff
+LAYERS_ENV = 'AUDIOJEPA_LAYERS'  # the layers `AudioJEPAEncoder()` reads, as `parse_layers` reads them
+FRAMES_PER_COLUMN_ENV = 'AUDIOJEPA_FRAMES_PER_COLUMN'  # and the frames per column of patches
+
 def _trim_to_signal(mel, frame_mask, multiple):
     "Drop the trailing frames that are padding in every chunk, keeping a positive multiple of `multiple` frames."
     keep = max(multiple, math.ceil(int((~frame_mask).sum(1).max()) / multiple) * multiple)
@@ -215,22 +277,40 @@ def _no_export_named():
     raise ValueError(f"AudioJEPAEncoder() without arguments loads the export named by ${ENCODER_ENV}, which is not set; "
                      f"set it (e.g. {ENCODER_ENV}=runs/pretrain/encoder) or use AudioJEPAEncoder.from_pretrained(DIR)")
 
-def load_pretrained(path, # an export directory, a run directory holding `encoder/`, or a checkpoint file of the authors
+def _interleave(frames:list, real:list) -> tuple:
+    "Frames [B, J_k, D] of R shifted encodings put in time order (encoding k's frame j at j·R + k), each row's real ones first."
+    B, J, R = len(frames[0]), max(f.shape[1] for f in frames), len(frames)
+    out, keep = frames[0].new_zeros(B, J, R, frames[0].shape[-1]), torch.zeros(B, J, R, dtype=torch.bool, device=frames[0].device)
+    for k, (f, r) in enumerate(zip(frames, real)): out[:, :f.shape[1], k], keep[:, :f.shape[1], k] = f, r
+    out, keep = out.flatten(1, 2), keep.flatten(1, 2)
+    rows = nn.utils.rnn.pad_sequence([o[m] for o, m in zip(out, keep)], batch_first=True)
+    return rows, torch.arange(rows.shape[1], device=rows.device)[None] >= keep.sum(1)[:, None]
+
+def _repo_id(name:str) -> bool:
+    "Whether `name` reads as a Hub model id, ORG/NAME."
+    try: return hub_repo(HUB_PREFIX + name) is not None
+    except ValueError: return False
+
+def load_pretrained(path, # an export or run directory, `hf:ORG/NAME[@REVISION]`, or a checkpoint file of the authors
                     network:str|None=None, # for a checkpoint of the authors: which encoder (see `authors.load_authors_checkpoint`)
                    ) -> tuple: # (ViTEncoder in eval mode, FrontendConfig)
-    "The encoder and front end at `path`: an export of this library, or a checkpoint of the authors (released or from their current code)."
-    if Path(path).is_file(): return authors.load_authors_checkpoint(path, network=network)[:2]
+    "The encoder and front end at `path`: an export of this library (local or on the Hub), or a checkpoint of the authors."
+    if hub_repo(path) is None and Path(path).is_file(): return authors.load_authors_checkpoint(path, network=network)[:2]
     if network is not None: raise ValueError(f"network={network!r} chooses an encoder of an authors' checkpoint; {path} is an export, which holds one")
     return load_export(path)
 
 class AudioJEPAEncoder(FrameEmbedder):
-    "A pretrained Audio-JEPA encoder as an X-ARES audio encoder: one embedding per time step of patches."
+    "A pretrained Audio-JEPA encoder as an X-ARES audio encoder: one embedding per time step of patches (or `frames_per_column`)."
     def __init__(self, encoder:models.ViTEncoder|None=None, # None: load what $AUDIOJEPA_ENCODER names (see `load_pretrained`)
                  frontend:str|dict|FrontendConfig|None=None, # the encoder's front end; None: 'audiojepa'
                  sampling_rate:int|str|None='xares', # input rate; 'xares': 16 kHz, or the front end's for 'clip' framing; None: the front end's
                  chunks_per_batch:int=16, # 10 s chunks encoded at once; bounds memory for long audio
+                 layers:str|LayerChoice|None=None, # what a frame reads (`parse_layers`): None or 'last', '4,8', 'all', 'all:mean', ...
+                 frames_per_column:int|None=None, # R > 1: R encodings shifted by 1/R of a column, R times the frame rate; None: 1
                 ):
-        if encoder is None: encoder, frontend = load_pretrained(os.environ.get(ENCODER_ENV) or _no_export_named())
+        if encoder is None:   # X-ARES' way: no arguments, everything from the environment
+            encoder, frontend = load_pretrained(os.environ.get(ENCODER_ENV) or _no_export_named())
+            layers, frames_per_column = layers or os.environ.get(LAYERS_ENV), frames_per_column or os.environ.get(FRAMES_PER_COLUMN_ENV)
         frontend = frontend_config(frontend or 'audiojepa')
         # X-ARES resamples every data set to the declared rate: 16 kHz for this project's encoders; the authors' wrapper
         # declares its front end's 32 kHz
@@ -239,27 +319,59 @@ class AudioJEPAEncoder(FrameEmbedder):
             raise ValueError(f"the encoder reads {encoder.config.n_mels} mel bins but the front end makes {frontend.n_mels}")
         super().__init__(frontend, sampling_rate, chunks_per_batch)
         self.encoder = encoder.eval()
-        self.output_dim = encoder.embed_dim
+        self.layers = parse_layers(layers, encoder.config.depth)
+        self.output_dim = self.layers.width(encoder.embed_dim)
         self.patch_frames = encoder.config.patch_size[0]
         self.frame_multiple = self.patch_frames     # the last column's padded frames enter its patches
-        self.hop_size_in_ms = self.patch_frames * self.frame_ms
+        self.column_ms = self.patch_frames * self.frame_ms
+        self.column_samples = self.chunk_input_samples * self.patch_frames / self.logmel.config.num_frames   # at `sampling_rate`
+        self.frames_per_column = r = int(frames_per_column or 1)
+        if r < 1 or not (self.column_samples / r).is_integer():
+            raise ValueError(f"frames_per_column {frames_per_column}: a column of patches is {self.column_samples:g} samples at "
+                             f"{self.sampling_rate} Hz, which it must divide (into whole samples)")
+        self.hop_size_in_ms = self.column_ms / r
 
     @classmethod
-    def from_pretrained(cls, path, # an export directory (or a run directory holding `encoder/`), or a checkpoint file of the authors
+    def from_pretrained(cls, path, # an export or run directory, `hf:ORG/NAME[@REVISION]` or `ORG/NAME` (not a local path), or the authors' checkpoint
                         network:str|None=None, # for a checkpoint of the authors: 'student' / 'teacher' (current code), 'target' / 'context' (released)
-                        **kwargs, # `sampling_rate`, `chunks_per_batch`
+                        revision:str|None=None, # for a Hub model: a branch, tag or commit
+                        **kwargs, # `sampling_rate`, `chunks_per_batch`, `layers`, `frames_per_column`
                        ) -> AudioJEPAEncoder:
-        "The encoder at `path` (see `load_pretrained`), with the front end it was trained with."
-        return cls(*load_pretrained(path, network), **kwargs)
+        "The encoder at `path` (see `load_pretrained`; a Hub model through the Hugging Face cache), with the front end it was trained with."
+        name = str(path)
+        if hub_repo(name) is None and not Path(name).exists() and _repo_id(name): name = HUB_PREFIX + name   # ORG/NAME
+        if revision:
+            if hub_repo(name) is None: raise ValueError(f"revision={revision!r} chooses a version of a Hub model; {name} is not one")
+            name = f"{HUB_PREFIX}{hub_repo(name)[0]}@{revision}"
+        return cls(*load_pretrained(name, network), **kwargs)
 
     def embed_chunks(self, mel, frame_mask):
-        if self.logmel.config.framing == 'clip': tokens = self.encoder(mel)   # the whole padded clip, unmasked
+        if self.logmel.config.framing == 'clip': tokens = layer_tokens(self.encoder, mel, None, self.layers)   # the whole padded clip
         else:
-            mel, frame_mask = _trim_to_signal(mel, frame_mask, self.patch_frames)
-            tokens = self.encoder(mel, padding_mask=frame_mask)          # [G, n_t * n_f, D], time-major
+            # a traced graph (ONNX) cannot cut by value: it encodes the padded columns, masked as padding
+            if not torch.compiler.is_compiling(): mel, frame_mask = _trim_to_signal(mel, frame_mask, self.patch_frames)
+            tokens = layer_tokens(self.encoder, mel, frame_mask, self.layers)   # [G, n_t * n_f, D'], time-major
         n_t, n_f = self.encoder.grid(mel.shape[1])
-        frames = tokens.view(len(mel), n_t, n_f, -1).mean(2)             # average the frequency patches of each step
-        return frames, frame_mask.view(len(mel), n_t, self.patch_frames).all(-1)
+        G = mel.shape[0]   # not len(mel): a traced graph's batch is a symbol, which len() would fix to the example's
+        frames = tokens.view(G, n_t, n_f, -1).mean(2)                    # average the frequency patches of each step
+        return frames, frame_mask.view(G, n_t, self.patch_frames).all(-1)
+
+    @torch.no_grad()
+    def encode(self, audio:torch.Tensor, # waveforms [B, T] (or one [T]) at `sampling_rate`
+               padding_mask:torch.Tensor|None=None, # [B, T] bool, True where padded (at the end of each clip)
+              ) -> tuple: # (frames [B, T', D], zero where padded; frame mask [B, T'], True where padded)
+        "`FrameEmbedder.encode`; with `frames_per_column` R > 1, the clips encoded R times, shifted by 1/R of a column, frames interleaved."
+        R = self.frames_per_column
+        if R == 1: return super().encode(audio, padding_mask)
+        audio = audio[None] if audio.ndim == 1 else audio
+        lengths = torch.full((len(audio),), audio.shape[-1]) if padding_mask is None else (~padding_mask.bool()).reshape(len(audio), -1).sum(-1)
+        step, frames, real = int(self.column_samples // R), [], []
+        for k in range(R):
+            n = (lengths - k * step).cpu()
+            shifted = audio[..., k * step:]
+            f, m = super().encode(shifted, torch.arange(shifted.shape[-1])[None] >= n[:, None])
+            frames.append(f); real.append(~m & (n > 0)[:, None].to(m.device))   # a clip shorter than the shift has no frame there
+        return _interleave(frames, real)
 
 # %% ../nbs/17_embed.ipynb #2db363d3
 def random_init_seed(seed:int, # a random baseline's seed (the probe's seed, seed + 1, ...)
@@ -278,25 +390,33 @@ def random_encoder(config:models.EncoderConfig, # the architecture
 def random_like(embedder:AudioJEPAEncoder, # e.g. `AudioJEPAEncoder.from_pretrained(DIR)`
                 seed:int=0, # the baseline's seed (see `random_init_seed`)
                ) -> AudioJEPAEncoder:
-    "The architecture, front end and input rate of `embedder` with random weights: its untrained baseline."
-    return AudioJEPAEncoder(random_encoder(embedder.encoder.config, seed), embedder.logmel.config,
-                            sampling_rate=embedder.sampling_rate, chunks_per_batch=embedder.chunks_per_batch).to(embedder.device)
+    "The architecture, front end, input rate, layers and frame rate of `embedder` with random weights: its untrained baseline."
+    return AudioJEPAEncoder(random_encoder(embedder.encoder.config, seed), embedder.logmel.config, sampling_rate=embedder.sampling_rate,
+                            chunks_per_batch=embedder.chunks_per_batch, layers=embedder.layers,
+                            frames_per_column=embedder.frames_per_column).to(embedder.device)
 
-def load_embedder(spec:str, # an export directory, `random:PRESET`, `random:DIR` or `logmel`
+def load_embedder(spec:str, # an export or run directory, `hf:ORG/NAME[@REVISION]`, the authors' checkpoint, `random:PRESET`, `random:DIR` or `logmel`
                   sampling_rate:int|None=None, # input rate; None: the front end's rate
                   seed:int=0, # the seed of random weights (`random:...`; see `random_init_seed`)
+                  layers:str|None=None, # what a frame reads (`parse_layers`); None: the encoder's output
+                  frames_per_column:int|None=None, # frames per column of patches (see `AudioJEPAEncoder`); None: 1
                  ) -> FrameEmbedder:
     "The embedding model `spec` names."
-    spec = str(spec)
-    if spec == 'logmel': return LogMelBaseline(sampling_rate=sampling_rate)
+    spec, options = str(spec), dict(layers=layers, frames_per_column=frames_per_column)
+    if spec == 'logmel':
+        if (layers or 'last') != 'last' or (frames_per_column or 1) != 1:
+            raise ValueError(f"logmel has no layers and one frame per log-mel frame: layers={layers!r}, "
+                             f"frames_per_column={frames_per_column!r} apply to an encoder")
+        return LogMelBaseline(sampling_rate=sampling_rate)
     if spec.startswith('random:'):
         name = spec.split(':', 1)[1]
-        if name in models.PRESETS or not Path(name).is_dir():
+        if hub_repo(name) is None and (name in models.PRESETS or not Path(name).is_dir()):
             try: cfg = models.preset(name)['encoder']
             except ValueError as e: raise ValueError(f"{e}, or an export directory (random:DIR)") from None
-            return AudioJEPAEncoder(random_encoder(cfg, seed), 'audiojepa', sampling_rate=sampling_rate)
-        return random_like(AudioJEPAEncoder.from_pretrained(name, sampling_rate=sampling_rate), seed)
-    return AudioJEPAEncoder.from_pretrained(spec, sampling_rate=sampling_rate)
+            return AudioJEPAEncoder(random_encoder(cfg, seed), 'audiojepa', sampling_rate=sampling_rate, **options)
+        return random_like(AudioJEPAEncoder(*load_pretrained(name), sampling_rate=sampling_rate, **options), seed)
+    # a command names a Hub model `hf:ORG/NAME`: a mistyped folder must not send it to the network
+    return AudioJEPAEncoder(*load_pretrained(spec), sampling_rate=sampling_rate, **options)
 
 # %% ../nbs/17_embed.ipynb #8c3a3481
 POOLS = ('mean', 'meanmax', 'meanstd')
@@ -340,8 +460,8 @@ class Embeddings:
             arrays.update(frames=np.concatenate(self.frames) if self.frames else np.zeros((0, self.clip.shape[1])),
                           frame_offsets=np.cumsum([0] + [len(f) for f in self.frames]))
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **arrays)
-        return path
+        # whole or not at all: a full disk leaves no cut-short .npz (nor touches one already there)
+        return write_whole(path, lambda tmp: np.savez(tmp, **arrays), needed=sum(a.nbytes for a in arrays.values()))
 
     @classmethod
     def load(cls, path) -> Embeddings:
@@ -430,11 +550,13 @@ def embed_source(embedder:FrameEmbedder, # from `load_embedder` / `AudioJEPAEnco
 
 # %% ../nbs/17_embed.ipynb #2c71ba5f
 @dashed_call_parse
-def main(encoder:str=None, # export directory (or run directory), `random:PRESET`, `random:DIR` or `logmel`
+def main(encoder:str=None, # export or run directory, hf:ORG/NAME[@REVISION], the authors' checkpoint, `random:PRESET`, `random:DIR` or `logmel`
          data:str=None, # an `audiojepa.data` source: folder, manifest (.csv/.jsonl), .h5, 'synthetic', ...
          out:str=None, # the .npz file to write
          pool:str=None, # clip pooling: mean, meanmax or meanstd (default: mean; meanstd for logmel)
          frames:store_true=False, # also store frame-level embeddings
+         layers:str=None, # what a frame reads: last (default), block numbers (4 or 2,4,6) or all, optionally :mean (else concatenated)
+         frames_per_column:int=None, # R > 1: R frames per column of patches, from R encodings shifted by 1/R column (default 1)
          batch_size:int=8, # clips per batch
          device:str='cpu', # torch device, e.g. cuda
          num_workers:int=0, # loader processes
@@ -447,10 +569,11 @@ def main(encoder:str=None, # export directory (or run directory), `random:PRESET
     try:
         if Path(out).suffix != '.npz': raise ValueError(f"--out must be an .npz file, got {out}")
         check_out(out, '--out', kind='file'); at_least(batch_size, '--batch-size'); at_least(num_workers, '--num-workers', 0)
-        embedder = load_embedder(encoder, seed=seed).to(device)
+        at_least(frames_per_column, '--frames-per-column')
+        embedder = load_embedder(encoder, seed=seed, layers=layers, frames_per_column=frames_per_column).to(device)
         emb = embed_source(embedder, data, pool=pool, batch_size=batch_size, keep_frames=frames, num_workers=num_workers)
         emb.save(out)
-    except (ValueError, OSError, NoAudioError) as e: fail('audiojepa-embed', e)
+    except (ValueError, OSError, RunError, NoAudioError) as e: fail('audiojepa-embed', e)
     print(f"{len(emb.ids)} clips → {out} (clip embeddings {emb.clip.shape[1]}-d"
           f"{', frame embeddings' if frames else ''}); {len(emb.skipped)} skipped")
     for sid, reason in emb.skipped: print(f"  skipped {sid}: {reason}")

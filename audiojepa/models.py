@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_models.ipynb #1dfb6823
 from __future__ import annotations
-import json, math
+import hashlib, json, math, shutil
 from copy import deepcopy
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -17,15 +17,20 @@ import torch.nn.functional as F
 from timm.layers import LayerNorm
 from timm.models.vision_transformer import Attention, Block
 from safetensors.torch import load_file, save_file
+from huggingface_hub import constants as hub_constants, snapshot_download
+from huggingface_hub.errors import (HFValidationError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                    RevisionNotFoundError)
+from huggingface_hub.utils import validate_repo_id
 
-from . import audio
+from . import __version__, audio
 from .audio import FrontendConfig
 
 # %% auto #0
-__all__ = ['PRESETS', 'EXPORT_FORMAT', 'EncoderConfig', 'PredictorConfig', 'preset', 'sincos_pos_embed_1d', 'sincos_pos_embed_2d',
-           'SinCosPositions', 'LearnedPositions', 'rotary_angles', 'apply_rotary', 'RotaryPositions', 'PatchEmbed',
-           'patch_padding_mask', 'gather_tokens', 'attention_mask', 'RotaryAttention', 'RotaryBlock', 'ViTEncoder',
-           'Predictor', 'save_encoder', 'load_encoder']
+__all__ = ['PRESETS', 'EXPORT_FORMAT', 'HUB_PREFIX', 'HUB_FILES', 'EncoderConfig', 'PredictorConfig', 'preset',
+           'sincos_pos_embed_1d', 'sincos_pos_embed_2d', 'SinCosPositions', 'LearnedPositions', 'rotary_angles',
+           'apply_rotary', 'RotaryPositions', 'PatchEmbed', 'patch_padding_mask', 'gather_tokens', 'attention_mask',
+           'RotaryAttention', 'RotaryBlock', 'ViTEncoder', 'Predictor', 'save_encoder', 'load_encoder', 'hub_repo',
+           'hub_export', 'cache_export']
 
 # %% ../nbs/09_models.ipynb #4d00c6a7
 def _pair(x) -> tuple[int, int]:
@@ -256,8 +261,9 @@ def gather_tokens(x:Tensor, # [B, P, D]
 def attention_mask(key_padding:Tensor|None, # bool [B, K], True = padding
                   ) -> Tensor|None: # bool [B, 1, 1, K], True = attend; None when nothing is padded
     "Attention mask for `scaled_dot_product_attention` that ignores padding keys."
-    # without a mask SDPA can use its fastest kernels; the check costs one host sync
-    if key_padding is None or not key_padding.any(): return None
+    # without a mask SDPA can use its fastest kernels; the check costs one host sync, and a graph being traced
+    # (torch.export, torch.compile) cannot branch on values: there the mask is always made
+    if key_padding is None or (not torch.compiler.is_compiling() and not key_padding.any()): return None
     # a row made only of padding would give NaN; let it attend to everything (its outputs are ignored downstream)
     key_padding = key_padding & ~key_padding.all(-1, keepdim=True)
     return ~key_padding[:, None, None, :]
@@ -448,3 +454,55 @@ def load_encoder(path, # directory written by `save_encoder`
     encoder = ViTEncoder(EncoderConfig(**config['encoder']))
     encoder.load_state_dict(load_file(str(weights), device=str(map_location)))
     return encoder.to(map_location).eval(), audio.frontend_config(config['frontend'])
+
+# %% ../nbs/09_models.ipynb #mdl0hub2
+HUB_PREFIX = 'hf:'  # `hf:ORG/NAME` or `hf:ORG/NAME@REVISION` names an export on the Hugging Face Hub
+HUB_FILES = ('config.json', 'model.safetensors', 'README.md')  # an export on the Hub: nothing else is downloaded
+
+def hub_repo(spec, # anything naming an encoder
+            ) -> tuple|None: # (repository id, revision or None); None when `spec` does not start with `hf:`
+    "The Hub model and revision `hf:ORG/NAME[@REVISION]` names; a `ValueError` for an `hf:` spec that names none."
+    spec = str(spec)
+    if not spec.startswith(HUB_PREFIX): return None
+    repo, at, revision = spec[len(HUB_PREFIX):].partition('@')
+    try: validate_repo_id(repo)
+    except HFValidationError: repo = ''
+    if repo.count('/') != 1 or (at and not revision):
+        raise ValueError(f"{spec!r} is not a Hugging Face Hub model id: expected {HUB_PREFIX}ORG/NAME or {HUB_PREFIX}ORG/NAME@REVISION")
+    return repo, revision or None
+
+def hub_export(spec:str, # `hf:ORG/NAME` or `hf:ORG/NAME@REVISION`
+              ) -> Path: # the export's folder in the Hugging Face cache
+    "An export on the Hub, from the cache (`HF_HUB_CACHE`), downloaded into it first where needed and allowed (`HF_HUB_OFFLINE`)."
+    repo, revision = hub_repo(spec)
+    try: folder = Path(snapshot_download(repo, revision=revision, allow_patterns=list(HUB_FILES),
+                                         library_name='audiojepa', library_version=__version__))
+    except RevisionNotFoundError: raise ValueError(f"{spec}: the model {repo} has no revision {revision!r}") from None
+    except RepositoryNotFoundError:
+        raise ValueError(f"{spec}: no model {repo} on the Hugging Face Hub (or it is private or gated: log in with `hf auth login`)") from None
+    except LocalEntryNotFoundError as err:
+        why = ("HF_HUB_OFFLINE is set" if hub_constants.HF_HUB_OFFLINE else
+               f"the Hub cannot be reached ({str(err.__cause__ or err).splitlines()[0]})")
+        raise ValueError(f"{spec}: not in the Hugging Face cache ({hub_constants.HF_HUB_CACHE}) and {why}") from None
+    except HfHubHTTPError as err: raise ValueError(f"{spec}: the Hub answered {str(err).splitlines()[0]}") from None
+    missing = [f for f in HUB_FILES[:2] if not (folder / f).is_file()]
+    if missing: raise ValueError(f"{spec} holds no audiojepa export: {', '.join(missing)} missing (an export is pushed by `audiojepa-export --push`)")
+    return folder
+
+def cache_export(export_dir, # an export (`config.json`, `model.safetensors`, optionally `README.md`)
+                 repo_id:str, # the name it gets, ORG/NAME
+                 revision:str='main', # the branch or tag it is found under
+                 cache_dir=None, # the Hugging Face cache; None: `HF_HUB_CACHE`
+                ) -> Path: # its snapshot folder in the cache
+    "Put an export into the Hugging Face cache as if `hf:ORG/NAME` had been downloaded: for machines without the Hub."
+    hub_repo(HUB_PREFIX + repo_id)
+    export_dir, cache = Path(export_dir), Path(cache_dir or hub_constants.HF_HUB_CACHE)
+    files = [export_dir / f for f in HUB_FILES if (export_dir / f).is_file()]
+    commit = hashlib.sha1(b''.join(hashlib.sha1(f.read_bytes()).digest() for f in files)).hexdigest()   # stands for a git commit
+    storage = cache / ('models--' + repo_id.replace('/', '--'))
+    snapshot = storage / 'snapshots' / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for f in files: shutil.copyfile(f, snapshot / f.name)
+    (storage / 'refs').mkdir(exist_ok=True)
+    (storage / 'refs' / revision).write_text(commit)
+    return snapshot

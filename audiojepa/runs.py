@@ -12,12 +12,14 @@ import torch
 from safetensors import safe_open
 
 from .config import config_from_dict, merge_changes, override_changes, read_config_file, save_config, upgrade_changes
+from .models import save_encoder
 
 # %% auto #0
-__all__ = ['logger', 'MARKER', 'RunError', 'launch_accelerator', 'cpu_threads', 'MetricsLog', 'seal_dir', 'state_bytes',
-           'prepare_tmp', 'disk_errors', 'step_of', 'step_dirs', 'find_checkpoint', 'checkpoint_problem',
-           'resume_checkpoint', 'run_dir_of', 'check_new_run', 'PeerLost', 'lost_contact', 'save_checkpoint',
-           'load_checkpoint', 'StopSignals', 'stream_batches', 'resolve_run']
+__all__ = ['logger', 'MARKER', 'RESUME_ADVICE', 'RERUN_ADVICE', 'RunError', 'launch_accelerator', 'cpu_threads', 'MetricsLog',
+           'seal_dir', 'state_bytes', 'prepare_tmp', 'disk_errors', 'write_whole', 'seal_export', 'step_of',
+           'step_dirs', 'find_checkpoint', 'checkpoint_problem', 'resume_checkpoint', 'run_dir_of', 'check_new_run',
+           'PeerLost', 'lost_contact', 'save_checkpoint', 'load_checkpoint', 'StopSignals', 'stream_batches',
+           'resolve_run']
 
 # %% ../nbs/13_runs.ipynb #run00012
 logger = logging.getLogger(__name__)
@@ -114,11 +116,19 @@ def _free_bytes(path:Path) -> int:
 
 def _tree_bytes(path:Path) -> int: return sum(p.stat().st_size for p in Path(path).rglob('*') if p.is_file())
 
-def _no_space(final:Path, needed:int, cause:Exception|None=None) -> RunError:
+RESUME_ADVICE = "What was written before is intact: free some space (or keep fewer checkpoints) and continue with --resume auto"
+RERUN_ADVICE = "Nothing was written there (what was there before is unchanged): free some space and run the command again"
+
+def _no_space(final:Path, needed:int, cause:Exception|None=None, advice:str=RESUME_ADVICE) -> RunError:
     said = f" (the writer said: {type(cause).__name__}: {cause})" if cause is not None else ''
     return RunError(f"not enough disk space to write {final}: it needs about {needed / 1e6:.1f} MB and "
-                    f"{_free_bytes(final) / 1e6:.1f} MB are free{said}. What was written before is intact: "
-                    f"free some space (or keep fewer checkpoints) and continue with --resume auto")
+                    f"{_free_bytes(final) / 1e6:.1f} MB are free{said}. {advice}")
+
+def _disk_full(err:BaseException, written:Path, needed:int) -> bool:
+    "Whether a failed write ran out of space: it says so (errno, or the words: safetensors' Rust writer), or less is free than was left to write."
+    if getattr(err, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or 'No space left on device' in str(err): return True
+    left = needed - (_tree_bytes(written) if written.is_dir() else written.stat().st_size if written.exists() else 0)
+    return written.exists() and _free_bytes(written) < left
 
 def prepare_tmp(final, # the folder about to be written, e.g. `checkpoints/step_000100`
                 needed:int, # about how many bytes it takes
@@ -134,16 +144,54 @@ def prepare_tmp(final, # the folder about to be written, e.g. `checkpoints/step_
 def disk_errors(tmp, # the temporary folder being written
                 final, # the folder it becomes, named in the error
                 needed:int, # about how many bytes the whole write takes
+                advice:str=RESUME_ADVICE, # what the error tells the user to do
                ):
     "Remove `tmp` if the block fails; a failure on a full disk becomes a `RunError` naming `final` and `needed`."
     tmp, final = Path(tmp), Path(final)
     try: yield
     except Exception as err:
-        full = getattr(err, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or (
-            tmp.exists() and _free_bytes(tmp) < needed - _tree_bytes(tmp))
+        full = _disk_full(err, tmp, needed)
         shutil.rmtree(tmp, ignore_errors=True)
-        if full: raise _no_space(final, needed, err) from None
+        if full: raise _no_space(final, needed, err, advice) from None
         raise
+
+# %% ../nbs/13_runs.ipynb #run00041
+def write_whole(path, # the file to write; one already there is replaced only once the new one is complete
+                write, # write(tmp_path): writes the whole file to the path it is given
+                needed:int=0, # about how many bytes it takes (0: unknown): checked before writing, and to tell a full disk
+               ) -> Path:
+    "Write the file `path` whole or not at all: `write` fills a temporary file beside it, which then replaces `path` in one rename."
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    if needed and _free_bytes(path) < needed: raise _no_space(path, needed, advice=RERUN_ADVICE)
+    try:
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:   # a Ctrl-C too leaves no temporary file behind
+        full = isinstance(err, Exception) and _disk_full(err, tmp, needed)
+        tmp.unlink(missing_ok=True)
+        if full: raise _no_space(path, needed, err, RERUN_ADVICE) from None
+        raise
+    _fsync(path.parent)
+    return path
+
+def seal_export(path, # the export folder; one already there is replaced only once the new one is complete
+                encoder, # a `models.ViTEncoder`
+                frontend='audiojepa', # its front end (a name, dict or `FrontendConfig`)
+                training:dict|None=None, # how it was made, kept in config.json (see `models.save_encoder`)
+                files:dict|None=None, # more files of the export: {name: text}, e.g. {'README.md': a model card}
+                advice:str=RERUN_ADVICE, # what a full disk's error tells the user to do
+               ) -> Path:
+    "Write an encoder export into `path.tmp/` and seal it as `path` (`seal_dir`): whole or not at all."
+    path, files = Path(path), files or {}
+    needed = state_bytes(encoder.state_dict()) + 2**20 + sum(len(text.encode()) for text in files.values())   # + config.json
+    tmp = prepare_tmp(path, needed)
+    with disk_errors(tmp, path, needed, advice):
+        save_encoder(tmp, encoder, frontend, training)
+        for name, text in files.items(): (tmp / name).write_text(text)
+        seal_dir(tmp, path)
+    return path
 
 # %% ../nbs/13_runs.ipynb #run00021
 def step_of(path:Path) -> int|None:
