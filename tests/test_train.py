@@ -56,6 +56,25 @@ def test_config_files():
             base.model.jepa.target_view) == ('layernorm', 1, 1, 'full')
     for path in (REPO / 'configs').glob('*.yaml'): load_config(path, TrainConfig)
 
+def test_authors_current_recipe_runs(tmp_path):
+    "configs/authors_current.yaml: their front end, ViT-B with rotary positions, the 4 x 768 predictor; three steps train and export."
+    cfg = load_config(REPO / 'configs/authors_current.yaml', TrainConfig)
+    assert (cfg.frontend.name, cfg.frontend.norm_clips, cfg.model.preset, cfg.model.encoder['positions']) == ('audiojepa-ae16k', 0, 'base', 'rope')
+    assert (cfg.model.predictor['depth'], cfg.model.predictor['embed_dim'], cfg.schedule.warmup_steps, cfg.data.batch_size * 8) == (4, 768, 2000, 512)
+    assert cfg.masking.options['ratio'] == [0.4, 0.6]
+    # its data and widths cut to a CPU test (a ViT-B run writes a 1.7 GB checkpoint): the recipe's front end, positions, norms,
+    # predictor depth, masks, objective and schedule run as they are; 1 s: 32 frames of 39 ms, 2 x 8 patches
+    small = apply_overrides(cfg, SMALL + [f'run.out={tmp_path}/run', 'data.spec=synthetic:4', 'data.options={}', 'data.batch_size=2',
+                                          'schedule.max_steps=3', 'run.mixed_precision=no', 'run.checkpoint_every=0',
+                                          'model.encoder.embed_dim=128', 'model.encoder.depth=2', 'model.encoder.num_heads=2',
+                                          'model.predictor.embed_dim=128', 'model.predictor.num_heads=2'])
+    result = pretrain(small)
+    assert result.step == 3 and all(np.isfinite(float(r['loss'])) for r in rows(tmp_path / 'run'))
+    encoder, frontend = load_encoder(result.encoder_dir)
+    assert (frontend.name, frontend.sample_rate, frontend.n_mels, encoder.config.positions, encoder.config.block_norm_eps) == \
+        ('audiojepa-ae16k', 16000, 128, 'rope', 1e-5)
+    assert result.encoder_dir.joinpath('config.json').read_text().count('"network": "context"') == 1
+
 def test_cli_synthetic(tmp_path):
     "The command line end to end: run directory, metrics, checkpoints, TensorBoard, the encoder loads."
     run = tmp_path / 'run'
