@@ -138,7 +138,7 @@ class PaSSTTagger(nn.Module):
 # %% ../nbs/25_taggers.ipynb #87efbe12
 class EncoderTagger(nn.Module):
     "A pretrained Audio-JEPA encoder with a linear head on its mean frame embedding."
-    def __init__(self, path, # an export directory, a run directory holding `encoder/`, or the authors' checkpoint
+    def __init__(self, path, # an export directory, a run directory holding `encoder/`, `hf:ORG/NAME[@REVISION]`, or the authors' checkpoint
                  n_classes:int=527, finetune:bool=False): # train the encoder too
         super().__init__()
         self.embedder = AudioJEPAEncoder.from_pretrained(path, sampling_rate=None)
