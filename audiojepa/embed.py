@@ -346,6 +346,7 @@ class AudioJEPAEncoder(FrameEmbedder):
         return cls(*load_pretrained(name, network), **kwargs)
 
     def embed_chunks(self, mel, frame_mask):
+        "Frames of a group of chunks: the encoder's tokens (`layers`), trimmed to the signal, averaged over each column's frequency patches."
         if self.logmel.config.framing == 'clip': tokens = layer_tokens(self.encoder, mel, None, self.layers)   # the whole padded clip
         else:
             # a traced graph (ONNX) cannot cut by value: it encodes the padded columns, masked as padding

@@ -24,6 +24,7 @@ from audiojepa.models import EncoderConfig, ViTEncoder, cache_export, hub_export
 
 torch.set_num_threads(1)
 REPO = 'someone/tiny-jepa'
+ONNX_EXTRA = "onnxruntime is the 'onnx' extra (pip install -e '.[onnx]'; '.[dev]' holds it too)"
 
 
 @pytest.fixture(scope='module')
@@ -188,7 +189,7 @@ def test_a_failed_push_is_one_line_and_commits_nothing(export_dir, mock_hub, cap
 
 @pytest.fixture(scope='module')
 def tiny_onnx(export_dir, tmp_path_factory) -> tuple:
-    pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxruntime', reason=ONNX_EXTRA)
     embedder = AudioJEPAEncoder.from_pretrained(export_dir)          # 16 kHz in, as X-ARES
     return embedder, export_onnx(embedder, tmp_path_factory.mktemp('onnx') / 'tiny.onnx')
 
@@ -207,7 +208,7 @@ def test_onnxruntime_gives_torch_s_embeddings(tiny_onnx, seconds, batch):
 
 def test_onnx_of_the_authors_front_ends_and_layers(tmp_path):
     "The authors' released layout ('clip' framing, learned positions) and current one (torchaudio front end, rotary), all layers."
-    pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxruntime', reason=ONNX_EXTRA)
     torch.manual_seed(0)
     small = dict(n_mels=128, max_frames=256, embed_dim=64, depth=2, num_heads=1)
     released = AudioJEPAEncoder(ViTEncoder(EncoderConfig(**small, positions='learned', final_norm_eps=1e-6)), 'audiojepa-paper')
@@ -223,7 +224,7 @@ def test_onnx_of_the_authors_front_ends_and_layers(tmp_path):
 
 
 def test_export_cli_writes_a_card_and_an_onnx_graph(export_dir, tmp_path, capsys):
-    pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxruntime', reason=ONNX_EXTRA)
     export_main(str(export_dir), out=str(tmp_path / 'out'), onnx=str(tmp_path / 'm.onnx'), layers='2,4:mean')
     out = capsys.readouterr().out
     assert f'export with its model card → {tmp_path}/out' in out and '(embeddings [B, F, 128] every 312.5 ms' in out

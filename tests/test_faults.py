@@ -280,7 +280,7 @@ def test_convert_and_export_on_a_full_disk(tiny_export, tmp_path, monkeypatch, c
         api = type('Api', (), {'__getattr__': lambda self, name: lambda *a, **k: calls.append(name)})()
         with pytest.raises(runs.RunError, match='not enough disk space'): export.push_to_hub(str(tiny_export), 'someone/tiny', api=api)
         assert calls == []                                               # staging failed: nothing was sent
-    pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxruntime', reason="onnxruntime is the 'onnx' extra (pip install -e '.[onnx]'; '.[dev]' holds it too)")
     with monkeypatch.context() as m:
         m.setattr(torch.onnx.ONNXProgram, 'save', fills_the_disk(path_at=1))   # program.save(path)
         code, err = command(export.main, [tiny_export, '--onnx', tmp_path / 'm.onnx'], m, capsys)
