@@ -326,7 +326,7 @@ class AudioJEPAEncoder(FrameEmbedder):
         self.column_ms = self.patch_frames * self.frame_ms
         self.column_samples = self.chunk_input_samples * self.patch_frames / self.logmel.config.num_frames   # at `sampling_rate`
         self.frames_per_column = r = int(frames_per_column or 1)
-        if r < 1 or not (self.column_samples / r).is_integer():
+        if r < 1 or (r > 1 and not (self.column_samples / r).is_integer()):   # one encoding shifts nothing: any input rate
             raise ValueError(f"frames_per_column {frames_per_column}: a column of patches is {self.column_samples:g} samples at "
                              f"{self.sampling_rate} Hz, which it must divide (into whole samples)")
         self.hop_size_in_ms = self.column_ms / r

@@ -15,7 +15,7 @@ from torch import nn
 from fastcore.script import Param, store_true
 
 from . import __version__
-from .cli import check_out, dashed_call_parse, fail
+from .cli import at_least, check_out, dashed_call_parse, fail
 from .authors import load_authors_checkpoint
 from .models import HUB_FILES, HUB_PREFIX, hub_repo
 from .runs import RunError, seal_export, write_whole
@@ -237,9 +237,14 @@ def onnx_difference(embedder:AudioJEPAEncoder, # the torch model
     return max(float(np.abs(o[v] - f[~m].numpy()).max()) for o, v, f, m in zip(ours, valid, frames.cpu(), mask.cpu()))
 
 # %% ../nbs/18_export.ipynb #exp00038
-def _check_targets(out, push, onnx):
-    "A readable error for anything wrong with where the command writes, before an encoder is read."
+def _check_targets(out, push, onnx, revision, private, layers, sampling_rate):
+    "A readable error for anything wrong with where the command writes, or with a flag that would change nothing, before an encoder is read."
     if not (out or push or onnx): raise ValueError("nothing to do: give --out DIR, --push ORG/NAME and/or --onnx FILE")
+    # a flag of one target, given without that target, would be ignored without a word
+    for given, flag, target, needed in ((revision, '--revision', push, '--push'), (private, '--private', push, '--push'),
+                                        (layers, '--layers', onnx, '--onnx'), (sampling_rate is not None, '--sampling-rate', onnx, '--onnx')):
+        if given and not target: raise ValueError(f"{flag} applies to {needed}, which is not given")
+    at_least(sampling_rate, '--sampling-rate')
     if out: check_out(out, '--out')
     if push: hub_repo(HUB_PREFIX + push)
     if onnx:
@@ -262,7 +267,7 @@ def main(encoder:str, # an export or run directory, hf:ORG/NAME[@REVISION], or a
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     prog = 'audiojepa-export'
     try:
-        _check_targets(out, push, onnx)
+        _check_targets(out, push, onnx, revision, private, layers, sampling_rate)
         reports = [read_report(r) for r in report or []]
         source = open_encoder(encoder, network)
         if out: print(f"export with its model card → {write_export(source, out, push, reports)}")

@@ -178,6 +178,11 @@ def test_finer_frames_by_shifted_encodings(export_dir, per_column):
     torch.testing.assert_close(frames[:, ::per_column], coarse, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match='frames_per_column 3: a column of patches is 5000 samples at 16000 Hz'):
         AudioJEPAEncoder.from_pretrained(export_dir, frames_per_column=3)
+    # one frame per column shifts nothing: input rates whose column is no whole number of samples stay as they were
+    cd = AudioJEPAEncoder.from_pretrained(export_dir, sampling_rate=44100)   # a column: 13781.25 samples
+    assert cd.encode(torch.randn(1, 44100 * 2))[0].shape == (1, 7, 128)
+    with pytest.raises(ValueError, match='frames_per_column 2: a column of patches is 13781.2 samples at 44100 Hz'):
+        AudioJEPAEncoder.from_pretrained(export_dir, sampling_rate=44100, frames_per_column=2)
 
 
 def test_embed_cli_layers_and_frames(export_dir, labelled_folder, tmp_path):

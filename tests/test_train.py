@@ -1,5 +1,5 @@
 "Integration tests of `audiojepa.train`: the pretraining command line, checkpoints, exact resume, preemption, two processes."
-import csv, json, os, shutil, signal, subprocess, sys, time
+import csv, json, os, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +74,16 @@ def test_authors_current_recipe_runs(tmp_path):
     assert (frontend.name, frontend.sample_rate, frontend.n_mels, encoder.config.positions, encoder.config.block_norm_eps) == \
         ('audiojepa-ae16k', 16000, 128, 'rope', 1e-5)
     assert result.encoder_dir.joinpath('config.json').read_text().count('"network": "context"') == 1
+
+def test_authors_current_cites_every_value():
+    "Every value of configs/authors_current.yaml names its source in its comment, one of the sources its header lists."
+    text = (REPO / 'configs/authors_current.yaml').read_text()
+    sources = set(re.findall(r'^#   (\[\w+\])', text, re.M))
+    assert sources == {'[issue]', '[authors]', '[convert]', '[audio]', '[paper]', '[here]'}
+    values = [line for line in text.splitlines() if re.match(r'\s*\w+:\s*[^#\s]', line)]   # `key: value`, not `key:` of a mapping
+    assert len(values) >= 30                                           # the pattern finds them
+    uncited = [line for line in values if not any(s in line.partition('#')[2] for s in sources)]
+    assert not uncited, uncited
 
 def test_cli_synthetic(tmp_path):
     "The command line end to end: run directory, metrics, checkpoints, TensorBoard, the encoder loads."
