@@ -172,4 +172,5 @@ def build_tagger(model:str, # 'cnn6', 'convnext_femto' (or another timm ConvNeXt
         if model == 'passt': return PaSSTTagger(n_classes, clip_seconds=clip_seconds, **options)
         if model.startswith('encoder:'): return EncoderTagger(model.partition(':')[2], n_classes, **options)
     except TypeError as e: raise TagError(f"model options {options} do not fit {model!r}: {e}") from None
+    except ValueError as e: raise TagError(str(e)) from None   # an encoder that is not there or not an export: the loader's one line
     raise TagError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")

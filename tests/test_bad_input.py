@@ -223,6 +223,8 @@ ROWS = [
     ('audiojepa-tag', 'text as YAML config', [*TAG, '--train', '{in}/train.csv', '--config', '{in}/words.yaml', '--out', '{out}/run'], '{in}/words.yaml'),
     ('audiojepa-tag', 'malformed YAML config', [*TAG, '--train', '{in}/train.csv', '--config', '{in}/broken.yaml', '--out', '{out}/run'], '{in}/broken.yaml'),
     ('audiojepa-tag', 'unknown model', [*TAG, '--train', '{in}/train.csv', '--model', 'resnet9', '--out', '{out}/run'], 'resnet9'),
+    ('audiojepa-tag', 'missing encoder', [*TAG, '--train', '{in}/train.csv', '--model', 'encoder:{in}/nowhere', '--out', '{out}/run'], '{in}/nowhere does not exist'),
+    ('audiojepa-tag', 'encoder Hub id that is not one', [*TAG, '--train', '{in}/train.csv', '--model', 'encoder:hf:not a model', '--out', '{out}/run'], "'hf:not a model' is not a Hugging Face Hub model id"),
     ('audiojepa-tag', 'unknown policy', [*TAG, '--train', '{in}/train.csv', '--policy', 'grandparents', '--out', '{out}/run'], 'grandparents'),
     ('audiojepa-tag', 'negative number', [*TAG, '--train', '{in}/train.csv', '--max-steps', '-5', '--out', '{out}/run'], '-5'),
     ('audiojepa-tag', 'non-numeric number', [*TAG, '--train', '{in}/train.csv', '--clip-seconds', 'long', '--out', '{out}/run'], 'long'),
@@ -244,6 +246,7 @@ XARES_ROWS = [
     ('audiojepa-xares', 'non-numeric number', ['--encoder', 'random:tiny', '--local', 'toy={in}/two', '--folds', 'five', *X], 'five'),
     ('audiojepa-xares', '--out is a folder', ['--encoder', 'random:tiny', '--local', 'toy={in}/two', '--env', '{out}/env', '--out', '{in}/empty'], '{in}/empty'),
     ('audiojepa-xares', 'unwritable --out', ['--encoder', 'random:tiny', '--local', 'toy={in}/two', '--env', '{out}/env', '--out', '{in}/readonly/xares.json'], '{in}/readonly'),
+    ('audiojepa-xares', 'Hub model not in the offline cache', ['--encoder', 'hf:someone/missing', '--local', 'toy={in}/two', *X], 'hf:someone/missing: not in the Hugging Face cache'),
     ('audiojepa-xares', '--layers out of range', ['--encoder', 'random:tiny', '--local', 'toy={in}/two', '--layers', '5', *X], "layers '5'"),
     ('audiojepa-xares', 'zero --frames-per-column', ['--encoder', 'random:tiny', '--local', 'toy={in}/two', '--frames-per-column', '0', *X], '--frames-per-column'),
 ]

@@ -104,6 +104,13 @@ def test_a_repository_without_an_export_is_refused(hub_cache, tmp_path):
     cache_export(tmp_path / 'notes', 'someone/notes')
     with pytest.raises(ValueError, match='hf:someone/notes holds no audiojepa export: config.json, model.safetensors missing'):
         AudioJEPAEncoder.from_pretrained('hf:someone/notes')
+    # the weights of another library beside a config that is not an export's: checked as a local export's is
+    (tmp_path / 'other').mkdir()
+    (tmp_path / 'other' / 'config.json').write_text(json.dumps({'model_type': 'wav2vec2'}))
+    (tmp_path / 'other' / 'model.safetensors').write_bytes(b'not read')
+    cache_export(tmp_path / 'other', 'someone/other')
+    with pytest.raises(ValueError, match="config.json is not an audiojepa encoder config"):
+        AudioJEPAEncoder.from_pretrained('hf:someone/other')
 
 
 # ---------------------------------------------------------------- pushing
