@@ -8,7 +8,7 @@ import logging
 
 from .cli import at_least, check_out, dashed_call_parse, fail
 from .authors import load_authors_checkpoint
-from .models import save_encoder
+from .runs import RunError, seal_export
 
 # %% auto #0
 __all__ = ['main']
@@ -16,7 +16,7 @@ __all__ = ['main']
 # %% ../nbs/21_convert.ipynb #537c0943
 @dashed_call_parse
 def main(checkpoint:str, # a checkpoint of the authors: `JEPA.ckpt` of `ltuncay/Audio-JEPA`, or a `.ckpt` / `.safetensors` of their current code
-         out_dir:str, # the export directory to write (`model.safetensors` + `config.json`)
+         out_dir:str, # the export directory to write (`model.safetensors` + `config.json`), whole or not at all
          num_heads:int=None, # attention heads, when the checkpoint does not say (sin-cos or learned positions); default: embed_dim // 64, 12 for a ViT-B
          network:str=None, # the encoder to convert: student or teacher (current code; default student), target or context (released; default target)
         ):
@@ -26,8 +26,8 @@ def main(checkpoint:str, # a checkpoint of the authors: `JEPA.ckpt` of `ltuncay/
         at_least(num_heads, '--num-heads')
         check_out(out_dir, 'OUT_DIR')   # before the checkpoint is read: a ViT-B takes a while
         encoder, frontend, loaded = load_authors_checkpoint(checkpoint, num_heads, network)
-        path = save_encoder(out_dir, encoder, frontend, training=loaded)
-    except (ValueError, OSError) as e: fail('audiojepa-convert', e)
+        path = seal_export(out_dir, encoder, frontend, training=loaded)   # a full disk leaves no half-written export
+    except (ValueError, OSError, RunError) as e: fail('audiojepa-convert', e)
     cfg = encoder.config
     positions = f", {loaded['positions']} positions" if 'positions' in loaded else ''
     print(f"{checkpoint}: {loaded['network']} encoder, {cfg.depth} blocks of width {cfg.embed_dim} with {cfg.num_heads} heads{positions} "

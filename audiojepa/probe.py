@@ -12,6 +12,7 @@ from fastcore.script import store_true
 
 from .cli import at_least, check_out, dashed_call_parse
 from .data import open_labelled
+from .runs import RunError, write_whole
 from .sources import NoAudioError
 from .embed import (AudioJEPAEncoder, Embeddings, FrameEmbedder, LogMelBaseline, decode_source,
                              embed_source, export_training, fail, load_embedder, random_init_seed, random_like)
@@ -114,7 +115,7 @@ def compare_with_random(pretrained:dict, # a report with `linear` and `knn` metr
             'beats_best_random': {p: {m: bool(v > random['best'][p][m]) for m, v in pretrained[p].items()} for p in PROBES}}
 
 # %% ../nbs/20_probe.ipynb #20779d13
-def run_probe(encoder:str|FrameEmbedder, # an export directory, `random:PRESET`, `random:DIR`, `logmel`, or an embedder
+def run_probe(encoder:str|FrameEmbedder, # an export or run directory, `hf:ORG/NAME`, the authors' checkpoint, `random:PRESET`, `random:DIR`, `logmel`, or an embedder
               data, # ROOT/<label>/<files>, ROOT/{train,test}/<label>/<files>, or a labelled source (or spec)
               test=None, # a separate labelled test set (folder, spec or source); default: the split of `data`, if it has one
               folds:int=5, # folds when there is no test set
@@ -127,16 +128,19 @@ def run_probe(encoder:str|FrameEmbedder, # an export directory, `random:PRESET`,
               random_seeds:int=RANDOM_SEEDS, # random inits of the encoder's architecture to compare with (of `random:...`: to average); 0: none
               logmel:bool=False, # also probe the log-mel baseline on the encoder's front end
               knn_standardise:bool=True, # the kNN probe on train-standardised embeddings (False: raw cosines)
+              layers:str|None=None, # what the encoder's frames read (`audiojepa.embed.parse_layers`): 'last' (default), '4', '2,4', 'all', 'all:mean', ...
+              frames_per_column:int|None=None, # frames per column of patches (see `AudioJEPAEncoder`); None: 1
              ) -> dict: # the report
     "Decode a labelled set once, embed it with an encoder and its baselines, and report linear and kNN probe metrics."
     report = {'encoder': str(encoder) if isinstance(encoder, (str, Path)) else type(encoder).__name__,
               'data': str(data) if isinstance(data, (str, Path)) else type(data).__name__}
     spec = str(encoder) if isinstance(encoder, (str, Path)) else None
+    options = dict(layers=layers, frames_per_column=frames_per_column)
     if spec is not None and spec.startswith('random:'):        # random weights are what is measured
         model, seeds = None, list(range(seed, seed + max(random_seeds, 1)))
-        make_random = lambda s: load_embedder(spec, seed=s)
+        make_random = lambda s: load_embedder(spec, seed=s, **options)
     else:
-        model = load_embedder(spec) if spec is not None else encoder
+        model = load_embedder(spec, **options) if spec is not None else encoder
         seeds = list(range(seed, seed + random_seeds)) if isinstance(model, AudioJEPAEncoder) else []
         make_random = lambda s: random_like(model, s)
         if spec is not None and spec != 'logmel':
@@ -148,14 +152,14 @@ def run_probe(encoder:str|FrameEmbedder, # an export directory, `random:PRESET`,
     if labelled.test is None: check_listed_counts(labelled.train, folds)
     decode = lambda source: decode_source(source, rate, batch_size=batch_size, progress=progress)
     train_clips, test_clips = decode(labelled.train), None if labelled.test is None else decode(labelled.test)
-
     def probe(embedder):
         embedder = embedder.to(device)
         embed = lambda clips: embed_source(embedder, clips, pool=pool, progress=progress)
         return probe_embeddings(embed(train_clips), None if test_clips is None else embed(test_clips), folds=folds, k=k, seed=seed,
                                 knn_standardise=knn_standardise)
 
-    report['pool'] = pool or reference.default_pool
+    reads = dict(layers=reference.layers.spec, frames_per_column=reference.frames_per_column) if isinstance(reference, AudioJEPAEncoder) else {}
+    report.update(pool=pool or reference.default_pool, **reads)
     first = probe(reference)
     randoms = [first if model is None and i == 0 else probe(make_random(s)) for i, s in enumerate(seeds)]
     report['main_metric'] = main_metric(first['task'])
@@ -193,6 +197,9 @@ def format_report(report:dict) -> str:
              + f"{len(report['skipped'])} skipped"]
     if 'network' in report: lines.append(_network_line(report))
     if report.get('knn_standardised') is False: lines.append("knn: raw cosine similarity (--knn-raw)")
+    if report.get('layers', 'last') != 'last' or report.get('frames_per_column', 1) != 1:
+        lines.append(f"frames read: layers {report['layers']}, {report['frames_per_column']} per column of patches "
+                     f"({report['embedding_dim']}-d clip embeddings)")
     rows = []      # (model, probe, values, sd, signed)
     if 'per_seed' in report:
         rows += [(f"random ×{len(report['seeds'])}", p, report[p], report['sd'][p], False) for p in PROBES]
@@ -223,7 +230,7 @@ def json_safe(obj):
 
 # %% ../nbs/20_probe.ipynb #c33b7c9e
 @dashed_call_parse
-def main(encoder:str=None, # export directory (or run directory), `random:PRESET`, `random:DIR` or `logmel`
+def main(encoder:str=None, # export or run directory, hf:ORG/NAME[@REVISION], the authors' checkpoint, `random:PRESET`, `random:DIR` or `logmel`
          data:str=None, # ROOT/<label>/<files>, ROOT/{train,test}/<label>/<files>, or a labelled source spec
          out:str=None, # write the report here as JSON
          test:str=None, # a separate labelled test set (folder or source spec)
@@ -236,6 +243,8 @@ def main(encoder:str=None, # export directory (or run directory), `random:PRESET
          random_seeds:int=RANDOM_SEEDS, # random inits of the export's architecture to compare with (random:PRESET: to average); 0: none
          logmel:store_true=False, # also probe the log-mel baseline
          knn_raw:store_true=False, # the kNN probe on raw cosines, without standardising the embeddings first
+         layers:str=None, # what the encoder's frames read: last (default), block numbers (4 or 2,4,6) or all, optionally :mean (else concatenated)
+         frames_per_column:int=None, # R > 1: R frames per column of patches, from R encodings shifted by 1/R column (default 1)
         ):
     "Measure an encoder on labelled audio with linear and kNN probes against its baselines; print a table, optionally write JSON."
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
@@ -243,14 +252,15 @@ def main(encoder:str=None, # export directory (or run directory), `random:PRESET
     if missing: fail('audiojepa-probe', f"missing {', '.join(missing)}")
     try:
         if random_seeds < 0: raise ValueError(f"--random_seeds must be 0 or more, got {random_seeds}")
-        at_least(folds, '--folds', 2); at_least(k, '--k'); at_least(batch_size, '--batch-size')
+        at_least(folds, '--folds', 2); at_least(k, '--k'); at_least(batch_size, '--batch-size'); at_least(frames_per_column, '--frames-per-column')
         if out: check_out(out, '--out', kind='file')   # before the hour of embedding, not after
         report = run_probe(encoder, data, test=test, folds=folds, k=k, pool=pool, batch_size=batch_size, seed=seed,
                            device=device, progress=True, random_seeds=random_seeds, logmel=logmel,
-                           knn_standardise=not knn_raw)
+                           knn_standardise=not knn_raw, layers=layers, frames_per_column=frames_per_column)
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
-            Path(out).write_text(json.dumps(json_safe(report), indent=2))
-    except (ValueError, OSError, NoAudioError) as e: fail('audiojepa-probe', e)
+            text = json.dumps(json_safe(report), indent=2)
+            write_whole(out, lambda tmp: Path(tmp).write_text(text), needed=len(text.encode()))
+    except (ValueError, OSError, RunError, NoAudioError) as e: fail('audiojepa-probe', e)
     print(format_report(report))
     if out: print(f"report written to {out}")

@@ -153,7 +153,7 @@ class PaSSTTagger(nn.Module):
 # %% ../nbs/25_taggers.ipynb #87efbe12
 class EncoderTagger(nn.Module):
     "A pretrained Audio-JEPA encoder with a linear head on its mean frame embedding."
-    def __init__(self, path, # an export directory, a run directory holding `encoder/`, or the authors' checkpoint
+    def __init__(self, path, # an export directory, a run directory holding `encoder/`, `hf:ORG/NAME[@REVISION]`, or the authors' checkpoint
                  n_classes:int=527, finetune:bool=False): # train the encoder too
         super().__init__()
         self.embedder = AudioJEPAEncoder.from_pretrained(path, sampling_rate=None)
@@ -261,6 +261,7 @@ def build_tagger(model:str, # 'cnn6', 'convnext_femto' (or another timm ConvNeXt
         if model == 'passt': return PaSSTTagger(n_classes, clip_seconds=clip_seconds, **options)
         if model.startswith('encoder:'): return EncoderTagger(model.partition(':')[2], n_classes, **options)
     except TypeError as e: raise TagError(f"model options {options} do not fit {model!r}: {e}") from None
+    except ValueError as e: raise TagError(str(e)) from None   # an encoder that is not there or not an export: the loader's one line
     raise TagError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
 
 # %% ../nbs/25_taggers.ipynb #tgrvoc02

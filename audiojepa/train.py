@@ -26,9 +26,9 @@ from .sources import NoAudioError, SkipLog
 from .jepa import AudioJEPA, JEPAConfig, drift_from_init
 from .masking import MASKS, MaskGenerator, mask_generator
 from .authors import load_authors_checkpoint
-from .models import load_encoder, preset, save_encoder
-from .runs import (MetricsLog, RunError, check_new_run, disk_errors, logger as runs_logger, lost_contact, prepare_tmp,
-                            resolve_run, seal_dir, state_bytes, stream_batches)
+from .models import load_encoder, preset
+from .runs import (RESUME_ADVICE, MetricsLog, RunError, check_new_run, logger as runs_logger, lost_contact, resolve_run,
+                            seal_export, state_bytes, stream_batches)
 from .loop import (Hook, Run, RunSection, RunState, ScheduleSection, StepOutput, check_run_section,
                             check_schedule, open_run_dir, restore, set_schedules, start_process, train_loop)
 from .readout import EvalSection, Evaluator, check_eval_section, encoder_features, open_eval_tasks
@@ -229,14 +229,9 @@ def export_encoder(model:AudioJEPA, fc:FrontendConfig, path,
                    which:str='target', # 'target' (the EMA encoder) or 'context'
                    training:dict|None=None, # what the run was (step, seed, preset...), stored in config.json with `which`
                   ) -> Path:
-    "Write the `which` ('target' or 'context') encoder of `model` with its front end to `path`, replaced whole at once (`seal_dir`)."
-    path, encoder = Path(path), model.target_encoder if which == 'target' else model.encoder
-    needed = state_bytes(encoder.state_dict()) + 2**20   # + config.json
-    tmp = prepare_tmp(path, needed)
-    with disk_errors(tmp, path, needed):
-        save_encoder(tmp, encoder, fc, {'network': which, **(training or {})})
-        seal_dir(tmp, path)
-    return path
+    "Write the `which` ('target' or 'context') encoder of `model` with its front end to `path`, replaced whole at once (`audiojepa.runs.seal_export`)."
+    encoder = model.target_encoder if which == 'target' else model.encoder
+    return seal_export(path, encoder, fc, {'network': which, **(training or {})}, advice=RESUME_ADVICE)
 
 # %% ../nbs/16_train.ipynb #trn00001
 def check_run_config(cfg:TrainConfig):

@@ -17,7 +17,9 @@ from fastcore.script import Param
 from .audio import AudioDecodeError, load_audio
 from .cli import at_least, check_out, dashed_call_parse, fail
 from .data import open_labelled
+from .runs import RunError, write_whole
 from .sources import NoAudioError
+from . import embed
 from .embed import FrameEmbedder, load_embedder
 from .probe import json_safe
 from .readout import assign_folds
@@ -26,9 +28,9 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'READY', 'RECORD', 'LOCAL_VERSION', 'VALID_FRACTION', 'SETTINGS', 'import_xares', 'xares_embedder',
-           'embedder_digest', 'name_for_xares', 'suite_tasks', 'suite_config', 'plan_local_task', 'write_local_task',
-           'local_task', 'local_config', 'nan_padded_batches', 'seeded_shuffles', 'run_task', 'weighted_means',
-           'format_table', 'write_report', 'run_xares', 'parse_local', 'main']
+           'embedder_digest', 'name_for_xares', 'AudioJEPALLMEncoder', 'suite_tasks', 'suite_config', 'plan_local_task',
+           'write_local_task', 'local_task', 'local_config', 'nan_padded_batches', 'seeded_shuffles', 'run_task',
+           'weighted_means', 'format_table', 'write_report', 'run_xares', 'parse_local', 'main']
 
 # %% ../nbs/22_xares.ipynb #0503d46a
 def import_xares():
@@ -39,21 +41,25 @@ def import_xares():
     return xares.task
 
 # %% ../nbs/22_xares.ipynb #b8ea92c3
-def xares_embedder(spec:str, # as `audiojepa-probe --encoder` reads it: export or run directory, the authors' checkpoint, `random:PRESET`, `random:DIR`, `logmel`
+def xares_embedder(spec:str, # as `audiojepa-probe --encoder` reads it: export or run directory, hf:ORG/NAME, the authors' checkpoint, `random:PRESET`, `random:DIR`, `logmel`
                    seed:int=0, # the seed of random weights (`random:...`)
+                   layers:str|None=None, # what its frames read (`audiojepa.embed.parse_layers`); None: the encoder's output
+                   frames_per_column:int|None=None, # frames per column of patches; None: 1
                   ) -> FrameEmbedder:
     "The embedder `spec` names (`load_embedder`, as `audiojepa-probe` resolves it), taking audio at the rate X-ARES gives it."
     # 'xares': 16 kHz for this project's encoders, the front end's 32 kHz for the authors' model
-    return load_embedder(spec, sampling_rate=16000 if str(spec) == 'logmel' else 'xares', seed=seed)
+    return load_embedder(spec, sampling_rate=16000 if str(spec) == 'logmel' else 'xares', seed=seed, layers=layers,
+                         frames_per_column=frames_per_column)
 
 _CODE = ('audio', 'models', 'embed')   # the modules whose code decides what an embedder computes
 
 def embedder_digest(embedder:FrameEmbedder, # any embedder of `audiojepa.embed`
                    ) -> str: # 12 hex digits
-    "A fingerprint of what `embedder` computes: its class, input rate, batch padding, front end, weights and the code that runs them."
+    "A fingerprint of what `embedder` computes: its class, input rate, batch padding, front end, layers and frame rate, weights and the code that runs them."
     h = hashlib.sha256()
     cls = getattr(type(embedder), 'xares_base', type(embedder))
-    h.update(json.dumps([cls.__name__, embedder.sampling_rate, embedder.batch_padding, asdict(embedder.logmel.config)], sort_keys=True).encode())
+    reads = [getattr(getattr(embedder, 'layers', None), 'spec', None), getattr(embedder, 'frames_per_column', None)]   # other frames, other caches
+    h.update(json.dumps([cls.__name__, embedder.sampling_rate, embedder.batch_padding, asdict(embedder.logmel.config), *reads], sort_keys=True).encode())
     for name in _CODE: h.update(Path(sys.modules[f'audiojepa.{name}'].__file__).read_bytes())
     for key, t in embedder.state_dict().items():
         h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
@@ -67,6 +73,16 @@ def name_for_xares(embedder:FrameEmbedder, # the embedder to run under X-ARES
     name = f"{base.__name__.removesuffix('Encoder')}_{embedder_digest(embedder)}_Encoder"   # X-ARES wants '...Encoder'
     embedder.__class__ = type(name, (base,), {'__module__': base.__module__, 'xares_base': base})
     return embedder
+
+# %% ../nbs/22_xares.ipynb #xar0llm2
+class AudioJEPALLMEncoder(embed.AudioJEPAEncoder):
+    "X-ARES-LLM's encoder: `forward(audio [B, T], audio_attention_mask [B, T] or None) -> (features [B, T', D], mask [B, T'])`, masks 1 = keep."
+    def forward(self, audio:torch.Tensor, # waveforms [B, T] at `sampling_rate` (16 kHz), padded at the end
+                audio_attention_mask:torch.Tensor|None=None, # [B, T], 1 (or True) on the samples of each clip, 0 on its padding
+               ) -> tuple: # (features [B, T', D], zero where padded; feature mask [B, T'] int64, 1 on each clip's frames)
+        padding = None if audio_attention_mask is None else ~audio_attention_mask.bool()
+        frames, frame_mask = self.encode(audio, padding)
+        return frames, (~frame_mask).long()
 
 # %% ../nbs/22_xares.ipynb #57361de7
 def suite_tasks() -> dict:
@@ -345,8 +361,7 @@ def write_report(report:dict, out) -> tuple:
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = (out, out.with_suffix('.md'))
     for path, text in zip(paths, (json.dumps(json_safe(report), indent=1), format_table(report))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text); tmp.replace(path)
+        write_whole(path, lambda tmp: Path(tmp).write_text(text), needed=len(text.encode()))
     return paths
 
 # %% ../nbs/22_xares.ipynb #360eb862
@@ -360,6 +375,8 @@ def run_xares(encoder:str|FrameEmbedder, # export or run directory, the authors'
               epochs:int=10, # MLP epochs of local tasks (the suite's tasks keep X-ARES' settings)
               batch_size:int=16, # clips per encoding batch (X-ARES' default)
               batch_padding:str='nan', # what X-ARES pads batches with for the encoder: 'nan', or X-ARES' own 'zeros'
+              layers:str|None=None, # what the encoder's frames read (`audiojepa.embed.parse_layers`); None: its output
+              frames_per_column:int|None=None, # frames per column of patches (`AudioJEPAEncoder`); None: 1
              ) -> dict: # the report: a row per task and X-ARES' weighted means
     "Evaluate an encoder with X-ARES' own pipeline on suite tasks and on local folders made private tasks."
     xt = import_xares()
@@ -373,7 +390,7 @@ def run_xares(encoder:str|FrameEmbedder, # export or run directory, the authors'
     if unknown: raise ValueError(f"X-ARES has no task {unknown[0]!r}; its tasks: {', '.join(known) or 'none'}")
     both = sorted(set(tasks) & set(local))
     if both: raise ValueError(f"{both[0]!r} is both an X-ARES task and a --local name; rename the local task")
-    embedder = encoder if isinstance(encoder, FrameEmbedder) else xares_embedder(encoder, seed)
+    embedder = encoder if isinstance(encoder, FrameEmbedder) else xares_embedder(encoder, seed, layers, frames_per_column)
     if batch_padding not in ('nan', 'zeros'): raise ValueError(f"batch_padding must be 'nan' or 'zeros', got {batch_padding!r}")
     embedder.batch_padding = batch_padding   # 'nan': `run_task` has X-ARES pad with NaN, a clip's trailing silence stays audio
     embedder = name_for_xares(embedder)
@@ -409,7 +426,7 @@ def parse_local(items:list|None, # NAME=FOLDER strings
     return out
 
 @dashed_call_parse
-def main(encoder:str=None, # export directory (or run directory), the authors' checkpoint, `random:PRESET`, `random:DIR` or `logmel`
+def main(encoder:str=None, # export or run directory, hf:ORG/NAME[@REVISION], the authors' checkpoint, `random:PRESET`, `random:DIR` or `logmel`
          tasks:str=None, # comma-separated X-ARES task names (esc50,gtzan,...), or 'all' for the whole suite; downloaded into --env
          local:Param("NAME=FOLDER: a labelled folder (FOLDER/<label>/<files>, k-fold, or FOLDER/{train,test}/<label>/<files>) "
                      "as a private X-ARES task; repeatable", str, action='append')=None,
@@ -419,6 +436,8 @@ def main(encoder:str=None, # export directory (or run directory), the authors' c
          epochs:int=10, # MLP epochs of local tasks (the suite's tasks keep X-ARES' own)
          batch_size:int=16, # clips per encoding batch (X-ARES' default)
          seed:int=0, # the seed of random weights (random:...)
+         layers:str=None, # what the encoder's frames read: last (default), block numbers (4 or 2,4,6) or all, optionally :mean (else concatenated)
+         frames_per_column:int=None, # R > 1: R frames per column of patches, from R encodings shifted by 1/R column (default 1)
         ):
     "Run X-ARES' own pipeline (encode, its MLP, its kNN) on an encoder: suite tasks, and local folders as private tasks."
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
@@ -427,12 +446,13 @@ def main(encoder:str=None, # export directory (or run directory), the authors' c
     if not encoder: fail(prog, "missing --encoder")
     try:
         if Path(out).suffix != '.json': raise ValueError(f"--out must be a .json file (the Markdown table goes beside it), got {out}")
-        for value, flag, least in ((folds, '--folds', 2), (epochs, '--epochs', 1), (batch_size, '--batch-size', 1)):
+        for value, flag, least in ((folds, '--folds', 2), (epochs, '--epochs', 1), (batch_size, '--batch-size', 1),
+                                   (frames_per_column, '--frames-per-column', 1)):
             at_least(value, flag, least)
         check_out(out, kind='file')   # before anything is encoded
         names = [t.strip() for t in (tasks or '').split(',') if t.strip()]
         report = run_xares(encoder, names, parse_local(local), env=env, out=out, folds=folds, seed=seed, epochs=epochs,
-                           batch_size=batch_size)
-    except (ValueError, OSError, NoAudioError) as e: fail(prog, e)
+                           batch_size=batch_size, layers=layers, frames_per_column=frames_per_column)
+    except (ValueError, OSError, RunError, NoAudioError) as e: fail(prog, e)
     print(format_table(report))
     print(f"written: {out}, {Path(out).with_suffix('.md')}")
