@@ -25,8 +25,8 @@ logger = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['logger', 'PRECISIONS', 'LR_CURVES', 'RunSection', 'check_run_section', 'ScheduleSection', 'check_schedule', 'lr_at',
            'weight_decay_at', 'ema_at', 'set_schedules', 'RunState', 'restore', 'start_process', 'open_run_dir',
-           'StepOutput', 'Run', 'Interval', 'metrics_row', 'log_row', 'save_run', 'Hook', 'run_hooks',
-           'log_own_failures', 'LoopEnd', 'train_loop']
+           'compile_modules', 'StepOutput', 'Run', 'Interval', 'metrics_row', 'log_row', 'save_run', 'Hook',
+           'run_hooks', 'log_own_failures', 'LoopEnd', 'train_loop']
 
 # %% ../nbs/14_loop.ipynb #e6e74e69
 PRECISIONS = ('auto', 'no', 'bf16', 'fp16', 'fp8')
@@ -44,6 +44,7 @@ class RunSection:
     threads:int=0 # CPU threads per process; 0 = OMP_NUM_THREADS if set, else the cores per process (loader workers decode alongside)
     trackers:list[str]=field(default_factory=lambda: ['tensorboard']) # Accelerate trackers: tensorboard, wandb, ...; [] for none
     progress:bool=True # show a tqdm progress bar
+    compile:bool=False # compile the trainer's model with torch.compile (inductor); where it cannot, one warning and the run goes on uncompiled
 
 def check_run_section(run:RunSection):
     "A `ConfigError` for the `run:` settings no dataclass field can check."
@@ -165,6 +166,22 @@ def open_run_dir(run:Run, # the run, built
         run.metrics = MetricsLog(run.out / 'metrics.csv', run.state.step if checkpoint is not None else None, columns)
     if run.cfg.run.trackers: run.accelerator.init_trackers('audiojepa')   # the config is in config.yaml
     return run
+
+# %% ../nbs/14_loop.ipynb #13978b19
+def _compile_probe(x:torch.Tensor) -> torch.Tensor: return torch.nn.functional.gelu(x) * 2 + 1
+
+def compile_modules(modules:typing.Sequence[torch.nn.Module], # compiled in place: calling them runs the compiled code
+                    backend:str|typing.Callable='inductor', # a `torch.compile` backend
+                   ) -> bool: # whether they were compiled
+    "Compile `modules` in place with `torch.compile`; where the backend cannot work here, one warning and they stay eager."
+    try: torch.compile(_compile_probe, backend=backend, fullgraph=True)(torch.linspace(-1, 1, 8))   # the backend's whole tool chain
+    except Exception as e:
+        reason = (str(e).strip().splitlines() or [''])[-1][:300]
+        logger.warning("run.compile: torch.compile (%s) does not work here (%s: %s); the run goes on uncompiled",
+                       getattr(backend, '__name__', backend), type(e).__name__, reason)
+        return False
+    for module in modules: module.compile(backend=backend)
+    return True
 
 # %% ../nbs/14_loop.ipynb #3625371c
 @dataclass
