@@ -18,6 +18,7 @@ py_versions = '3.10 3.11 3.12'.split()
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 xares_requirements = shlex.split(cfg.get('xares_requirements', ''))
+onnx_requirements = shlex.split(cfg.get('onnx_requirements', ''))
 lic = licenses[cfg['license'].lower()]
 min_python = cfg['min_python']
 lic_name = lic[0]
@@ -37,7 +38,7 @@ setuptools.setup(
     include_package_data = True,
     package_data = {'audiojepa': ['data/*', 'metrics/*/*.py']},
     install_requires = requirements,
-    extras_require = {'dev': dev_requirements, 'xares': xares_requirements},
+    extras_require = {'dev': dev_requirements, 'xares': xares_requirements, 'onnx': onnx_requirements},
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

@@ -259,18 +259,33 @@ class LogMel(nn.Module):
         cfg, c = self.config, self.config.preemphasis
         b, n = wav.shape[0], self._raw_frame_count(wav.shape[1])
         if n == 0: return wav.new_zeros(b, 0, cfg.n_mels)
-        frames = wav.unfold(1, cfg.win_length, cfg.hop_length)                 # [B, n, W] strided view
-        frame_mean = frames.mean(dim=-1, keepdim=True)
-        emphasised = torch.add(wav[:, 1:], wav[:, :-1], alpha=-c)              # sample k+1 minus c × sample k
-        shaped = wav.new_zeros(b, n, cfg.n_fft)                                 # zeros beyond W: Kaldi's FFT padding
-        body = shaped[..., 1:cfg.win_length]
-        torch.mul(emphasised.unfold(1, cfg.win_length - 1, cfg.hop_length), self.window[1:], out=body)
-        body.addcmul_(frame_mean, self.window[1:], value=c - 1)
-        shaped[..., 0] = (1 - c) * (frames[..., 0] - frame_mean[..., 0]) * self.window[0]
+        if torch.compiler.is_compiling(): shaped = self._traced_frames(wav, n)
+        else:
+            frames = wav.unfold(1, cfg.win_length, cfg.hop_length)                 # [B, n, W] strided view
+            frame_mean = frames.mean(dim=-1, keepdim=True)
+            emphasised = torch.add(wav[:, 1:], wav[:, :-1], alpha=-c)              # sample k+1 minus c × sample k
+            shaped = wav.new_zeros(b, n, cfg.n_fft)                                 # zeros beyond W: Kaldi's FFT padding
+            body = shaped[..., 1:cfg.win_length]
+            torch.mul(emphasised.unfold(1, cfg.win_length - 1, cfg.hop_length), self.window[1:], out=body)
+            body.addcmul_(frame_mean, self.window[1:], value=c - 1)
+            shaped[..., 0] = (1 - c) * (frames[..., 0] - frame_mean[..., 0]) * self.window[0]
         power = torch.view_as_real(torch.fft.rfft(shaped)).square_().flatten(-2)   # [B, n, 2K]: re², im² pairs
         # each triangular filter spans few FFT bins: a product per band of 16 filters skips the zeros of the dense one
         mel = torch.cat([power[..., lo:hi] @ self.mel_banks[lo:hi, f0:f1] for lo, hi, f0, f1 in self.mel_bands], dim=-1)
         return self._log(mel)
+
+    def _traced_frames(self, wav:torch.Tensor, n:int) -> torch.Tensor:
+        "`_kaldi_fbank`'s windowed frames [B, n, n_fft] by slices and concatenation: a traced graph (ONNX) would gather a strided view and scatter in-place writes element by element, five times slower."
+        cfg, c, W, hop = self.config, self.config.preemphasis, self.config.win_length, self.config.hop_length
+        k = -(-W // hop)                                                        # hops one window spans
+        wav = F.pad(wav[:, :(n - 1) * hop + W], (0, (n + k - 1) * hop - (n - 1) * hop - W))
+        blocks = wav.reshape(wav.shape[0], n + k - 1, hop)                       # frame j = blocks j .. j+k-1, cut to W
+        frames = torch.cat([blocks[:, i:i + n] for i in range(k)], -1)[..., :W]
+        frame_mean = frames.mean(dim=-1, keepdim=True)
+        body = torch.add(frames[..., 1:], frames[..., :-1], alpha=-c) * self.window[1:]   # the same operations as above
+        body = torch.addcmul(body, frame_mean, self.window[1:], value=c - 1)
+        first = (1 - c) * (frames[..., :1] - frame_mean) * self.window[0]
+        return F.pad(torch.cat([first, body], -1), (0, cfg.n_fft - W))
 
     def _torchaudio_logmel(self, wav:torch.Tensor) -> torch.Tensor:
         return self._log(self.melspec(wav)).transpose(1, 2)
@@ -303,8 +318,9 @@ class LogMel(nn.Module):
         # on CPU a clip's worth of frames at a time keeps frames and spectra in cache (4x faster than the whole batch)
         chunk = len(wav)
         if wav.device.type == 'cpu': chunk = max(1, self.cpu_chunk_frames // max(1, self._raw_frame_count(wav.shape[1])))
-        masks = [None] * len(wav) if padding_mask is None else padding_mask.split(chunk)
-        mel = torch.cat([self._unnormalised(part, m) for part, m in zip(wav.split(chunk), masks)])
+        parts = wav.split(chunk)   # (counted as a list: len(wav) would fix a traced graph's symbolic batch to the example's)
+        masks = [None] * len(parts) if padding_mask is None else padding_mask.split(chunk)
+        mel = torch.cat([self._unnormalised(part, m) for part, m in zip(parts, masks)])
         n = self.num_frames(wav.shape[1])
         mel = F.pad(mel, (0, 0, 0, n - mel.shape[1])) if mel.shape[1] < n else mel[:, :n]
         mel = (mel - cfg.mean) / (cfg.std_scale * cfg.std)

@@ -14,9 +14,12 @@ from accelerate.utils import gather_object
 from torch.profiler import record_function
 from tqdm import tqdm
 
+from torch.utils.data import DataLoader, IterableDataset
+
 from .config import ConfigError, save_config
+from .data import StepIndexBatches, collate, make_loader
 from .runs import (MetricsLog, RunError, StopSignals, cpu_threads, launch_accelerator, load_checkpoint,
-                            save_checkpoint, state_bytes)
+                            save_checkpoint, state_bytes, stream_batches)
 from .seeds import Stream, stream_seed
 from .sources import NoAudioError, SkipLog
 
@@ -25,8 +28,8 @@ logger = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['logger', 'PRECISIONS', 'LR_CURVES', 'RunSection', 'check_run_section', 'ScheduleSection', 'check_schedule', 'lr_at',
            'weight_decay_at', 'ema_at', 'set_schedules', 'RunState', 'restore', 'start_process', 'open_run_dir',
-           'compile_modules', 'StepOutput', 'Run', 'Interval', 'metrics_row', 'log_row', 'save_run', 'Hook',
-           'run_hooks', 'log_own_failures', 'LoopEnd', 'train_loop']
+           'train_batches', 'compile_modules', 'StepOutput', 'Run', 'Interval', 'metrics_row', 'log_row', 'save_run',
+           'Hook', 'run_hooks', 'log_own_failures', 'LoopEnd', 'train_loop']
 
 # %% ../nbs/14_loop.ipynb #e6e74e69
 PRECISIONS = ('auto', 'no', 'bf16', 'fp16', 'fp8')
@@ -108,11 +111,12 @@ def ema_at(step:int, cfg:ScheduleSection) -> float:
     progress = min(max(step / max(cfg.max_steps, 1), 0.0), 1.0)
     return cfg.ema_end - (cfg.ema_end - cfg.ema_start) * (math.cos(math.pi * progress) + 1) / 2
 
-def set_schedules(optimizer:torch.optim.Optimizer, # its groups may carry a `wd_scale` (default 1)
+def set_schedules(optimizer:torch.optim.Optimizer, # its groups may carry an `lr_scale` and a `wd_scale` (default 1)
                   step:int, cfg:ScheduleSection) -> dict: # {'lr', 'weight_decay', 'ema'} of the step
-    "Set the learning rate and weight decay of every group for `step`; return the step's values of every curve."
+    "Set the learning rate and weight decay of every group for `step` (times the group's scales); return the step's values of every curve."
     lr, wd = lr_at(step, cfg), weight_decay_at(step, cfg)
-    for group in optimizer.param_groups: group['lr'], group['weight_decay'] = lr, wd * group.get('wd_scale', 1.0)
+    for group in optimizer.param_groups:
+        group['lr'], group['weight_decay'] = lr * group.get('lr_scale', 1.0), wd * group.get('wd_scale', 1.0)
     return {'lr': lr, 'weight_decay': wd, 'ema': ema_at(step, cfg)}
 
 # %% ../nbs/14_loop.ipynb #b3e6a726
@@ -167,6 +171,28 @@ def open_run_dir(run:Run, # the run, built
     if run.cfg.run.trackers: run.accelerator.init_trackers('audiojepa')   # the config is in config.yaml
     return run
 
+# %% ../nbs/14_loop.ipynb #lpbatch02
+def train_batches(train_set, # `LabelledClips` or `LabelledStream`
+                  data, # the run's `data:` section: sampler, batch_size, num_workers, shuffle_buffer, train
+                  seed:int, state:RunState, skips:SkipLog, accelerator) -> tuple:
+    "`(batches, position)`: endless `(stream position or None, batch)` pairs from the run's step on."
+    rank, world, pin = accelerator.process_index, accelerator.num_processes, accelerator.device.type == 'cuda'
+    if not isinstance(train_set, IterableDataset):
+        sampler = StepIndexBatches(train_set.targets, data.sampler, data.batch_size, seed, state.step, world, rank)
+        loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=data.num_workers, pin_memory=pin)
+        return ((None, b) for b in loader), None
+    if accelerator.is_main_process:
+        logger.info("%s is streamed: no balanced or weighted sampler (they need random access); the shards come in a "
+                 "new shuffled order each epoch and the clips through a %d-clip shuffle buffer", data.train, data.shuffle_buffer)
+    position = (0, 0)   # a stream's (epoch, batches of it used) on this process
+    if state.positions and len(state.positions) == world: position = tuple(state.positions[rank])
+    elif state.positions: logger.warning("the checkpoint was written by %d processes, this run has %d: the stream starts "
+                                      "again from its first epoch", len(state.positions), world)
+    train_set.shuffle_buffer = data.shuffle_buffer
+    loader = make_loader(train_set, data.batch_size, shuffle=True, num_workers=data.num_workers, seed=seed,
+                         skip_log=skips, rank=rank, world_size=world, pin_memory=pin)
+    return stream_batches(loader, position), position
+
 # %% ../nbs/14_loop.ipynb #13978b19
 def _compile_probe(x:torch.Tensor) -> torch.Tensor: return torch.nn.functional.gelu(x) * 2 + 1
 
@@ -176,9 +202,10 @@ def compile_modules(modules:typing.Sequence[torch.nn.Module], # compiled in plac
     "Compile `modules` in place with `torch.compile`; where the backend cannot work here, one warning and they stay eager."
     try: torch.compile(_compile_probe, backend=backend, fullgraph=True)(torch.linspace(-1, 1, 8))   # the backend's whole tool chain
     except Exception as e:
-        reason = (str(e).strip().splitlines() or [''])[-1][:300]
+        cause = getattr(e, 'inner_exception', None) or e   # dynamo wraps the backend's own error
+        reason = (str(cause).strip().splitlines() or [''])[0][:300]
         logger.warning("run.compile: torch.compile (%s) does not work here (%s: %s); the run goes on uncompiled",
-                       getattr(backend, '__name__', backend), type(e).__name__, reason)
+                       getattr(backend, '__name__', backend), type(cause).__name__, reason)
         return False
     for module in modules: module.compile(backend=backend)
     return True

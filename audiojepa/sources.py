@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['log', 'AUDIO_EXTENSIONS', 'NoAudioError', 'skip_item', 'skip_reason', 'write_skipped_csv', 'SkipLog', 'sorted_labels',
            'ClipSource', 'MapSource', 'find_audio_files', 'FolderSource', 'read_manifest', 'ManifestSource',
-           'HDF5Source', 'AudioSetSource', 'distributed_rank', 'reader_slot', 'StreamSource']
+           'is_metadata_csv', 'MetadataSource', 'HDF5Source', 'AudioSetSource', 'distributed_rank', 'reader_slot',
+           'StreamSource']
 
 # %% ../nbs/04_sources.ipynb #00439152
 import csv
@@ -23,7 +24,8 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from .audio import CROP_MODES, AudioDecodeError, crop_or_pad, finish_waveform, load_audio
 from .seeds import mixed_seed
-from .audioset import audioset_file, csv_rows, label_indices, read_audioset_segments, read_class_labels, split_labels
+from .audioset import (audioset_file, csv_rows, is_segments_csv, label_indices, read_audioset_segments, read_class_labels,
+                                split_labels)
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +213,43 @@ class ManifestSource(MapSource):
                            for lineno, _, labels in rows]
 
     def read(self, i:int) -> torch.Tensor: return load_audio(self.paths[i], self.sample_rate)
+
+# %% ../nbs/04_sources.ipynb #src0meta2
+def is_metadata_csv(spec, # a data spec
+                    path_column:str='filename', # the column naming each clip's file
+                   ) -> bool:
+    "Is `spec` a CSV table whose header names `path_column` (a metadata table, not a `path,labels` manifest)?"
+    path = Path(str(spec))
+    if path.suffix.lower() != '.csv' or not path.is_file() or is_segments_csv(path): return False
+    with open(path, newline='', encoding='utf-8') as f: header = [h.strip() for h in next(csv.reader(f), [])]
+    return path_column in header and (header[:1] != ['path'] or path_column == 'path')
+
+class MetadataSource(MapSource):
+    "The clips a metadata table lists (ESC-50's `meta/esc50.csv`), with their labels and, if it has a fold column, folds."
+    def __init__(self, path, # the CSV table
+                 audio_dir=None, # the folder its paths are relative to; None: beside the table, else ../audio
+                 path_column:str='filename', label_column:str='category', fold_column:str|None='fold',
+                 classes:Sequence[str]|None=None, # the label order; None: every label used, sorted
+                 **kwargs, # `sample_rate`, `clip_seconds`, `crop`, `seed` as in `ClipSource`
+                ):
+        self.path = Path(path)
+        with open(self.path, newline='', encoding='utf-8') as f: rows = list(csv.DictReader(f))
+        header = list(rows[0]) if rows else []
+        missing = [c for c in (path_column, label_column) if c not in header]
+        if missing: raise ValueError(f"{self.path}: no column {missing[0]!r} (its columns: {', '.join(header) or 'none'}); "
+                                     f"set data.path_column and data.label_column")
+        self.ids = [r[path_column].strip() for r in rows]
+        here, esc50 = self.path.parent, self.path.parent.parent / 'audio'
+        found = here if (here / self.ids[0]).exists() or not esc50.is_dir() else esc50
+        self.audio_dir = Path(audio_dir) if audio_dir else found
+        names = [split_labels(r[label_column]) for r in rows]
+        super().__init__(classes=sorted_labels(n for row in names for n in row) if classes is None else classes, **kwargs)
+        unknown = sorted({n for row in names for n in row} - set(self.class_index))
+        if unknown: raise ValueError(f"{self.path}: the labels {unknown[:5]} are not among the classes {self.classes[:5]}...")
+        self.labels = [[self.class_index[n] for n in row] for row in names]
+        self.folds = [r[fold_column].strip() for r in rows] if fold_column and fold_column in header else None
+
+    def read(self, i:int) -> torch.Tensor: return load_audio(self.audio_dir / self.ids[i], self.sample_rate)
 
 # %% ../nbs/04_sources.ipynb #c0ba3044
 class _PannsHDF5:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_train.ipynb #39423f21
 from __future__ import annotations
-import contextlib, logging, os, signal, sys, time, typing
+import contextlib, functools, logging, os, signal, sys, time, typing
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,9 +24,10 @@ from .seeds import Stream, stream_seed
 from .sources import NoAudioError, SkipLog
 from .jepa import AudioJEPA, JEPAConfig, drift_from_init
 from .masking import MASKS, MaskGenerator, mask_generator
-from .models import preset, save_encoder
-from .runs import (MetricsLog, RunError, check_new_run, disk_errors, logger as runs_logger, lost_contact, prepare_tmp,
-                            resolve_run, seal_dir, state_bytes, stream_batches)
+from .authors import load_authors_checkpoint
+from .models import load_encoder, preset
+from .runs import (RESUME_ADVICE, MetricsLog, RunError, check_new_run, logger as runs_logger, lost_contact, resolve_run,
+                            seal_export, state_bytes, stream_batches)
 from .loop import (Hook, Run, RunSection, RunState, ScheduleSection, StepOutput, check_run_section,
                             check_schedule, compile_modules, open_run_dir, restore, set_schedules, start_process, train_loop)
 from .readout import EvalSection, Evaluator, check_eval_section, encoder_features, open_eval_tasks
@@ -36,10 +37,11 @@ logger = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['logger', 'DIAGNOSTICS', 'METRICS', 'STEP_PARTS', 'PretrainError', 'DataSection', 'FrontendSection', 'ModelSection',
            'MaskingSection', 'OptimSection', 'DiagnosticsSection', 'TrainConfig', 'param_groups',
-           'build_frontend_config', 'preset_configs', 'build_model', 'build_mask_generator', 'PretrainResult',
-           'run_source', 'source_norm_stats', 'export_encoder', 'check_run_config', 'open_run_data', 'build_training',
-           'step_batches', 'JEPAStepOutput', 'jepa_step', 'EvalHook', 'eval_hooks', 'jepa_diagnostics',
-           'DiagnosticsHook', 'PretrainRun', 'open_run', 'pretrain', 'resolve_config', 'main']
+           'build_frontend_config', 'clip_frontend', 'init_encoders', 'preset_configs', 'build_model',
+           'build_mask_generator', 'PretrainResult', 'run_source', 'source_norm_stats', 'export_encoder',
+           'check_run_config', 'open_run_data', 'build_training', 'step_batches', 'JEPAStepOutput', 'jepa_step',
+           'EvalHook', 'eval_hooks', 'jepa_diagnostics', 'DiagnosticsHook', 'PretrainRun', 'open_run', 'pretrain',
+           'resolve_config', 'main']
 
 # %% ../nbs/16_train.ipynb #6f23bdd3
 class PretrainError(RunError):
@@ -70,6 +72,7 @@ class ModelSection:
     predictor:dict=field(default_factory=dict) # `PredictorConfig` fields to change
     jepa:JEPAConfig=field(default_factory=JEPAConfig) # the objective: loss, targets, masks per clip, anti-collapse terms
     export:str='context' # encoder to export: the 'context' encoder (learns faster in short runs) or the EMA 'target' encoder (I-JEPA's choice)
+    init_from:str|None=None # continued pretraining: start the encoder and its EMA target from an export, a run directory or an authors' checkpoint (its architecture and front end replace the preset's); the predictor, optimiser and schedule start fresh
 
 @dataclass
 class MaskingSection:
@@ -118,19 +121,43 @@ def param_groups(model:torch.nn.Module) -> list[dict]:
 # %% ../nbs/16_train.ipynb #ea6dc969
 def build_frontend_config(cfg:TrainConfig) -> FrontendConfig:
     "The front end of a run: `frontend.name` with `frontend.options`, cut to `data.clip_seconds`."
-    try: base = frontend_config(cfg.frontend.name)
+    try: base = init_encoders(cfg.model.init_from)[2] if cfg.model.init_from else frontend_config(cfg.frontend.name)
     except ValueError as e: raise ConfigError(f"frontend.name: {e}") from None
     if 'clip_seconds' in cfg.frontend.options:
         raise ConfigError("frontend.options.clip_seconds: set data.clip_seconds instead (the front end follows it)")
-    fc = with_fields(base, cfg.frontend.options, 'frontend.options')
-    pt = preset_configs(cfg)['encoder'].patch_size[0]
-    frames = max(pt, round(cfg.data.clip_seconds * fc.sample_rate / fc.hop_length / pt) * pt)
-    return replace(fc, clip_seconds=cfg.data.clip_seconds, num_frames=cfg.frontend.options.get('num_frames', frames))
+    fc = clip_frontend(with_fields(base, cfg.frontend.options, 'frontend.options'), cfg.data.clip_seconds,
+                       preset_configs(cfg)['encoder'].patch_size[0])
+    return replace(fc, num_frames=cfg.frontend.options.get('num_frames', fc.num_frames))
+
+def clip_frontend(fc:FrontendConfig, # a front end
+                  clip_seconds:float, # the clip length a run trains on
+                  patch_frames:int, # frames per patch of the encoder
+                 ) -> FrontendConfig:
+    "`fc` cut to `clip_seconds`: the frames of that length, rounded to whole patches (pretraining, fine-tuning)."
+    frames = max(patch_frames, round(clip_seconds * fc.sample_rate / fc.hop_length / patch_frames) * patch_frames)
+    return replace(fc, clip_seconds=clip_seconds, num_frames=frames)
+
+@functools.lru_cache(maxsize=2)
+def init_encoders(path:str, # an export directory, a run directory holding `encoder/`, or an authors' checkpoint file
+                 ) -> tuple: # (context encoder, target encoder, FrontendConfig)
+    "The encoders continued pretraining starts from: an authors' checkpoint's context (student) and target (teacher), or an export as both."
+    try:
+        if Path(path).is_file():
+            context, fc, _ = load_authors_checkpoint(path, network='context')
+            try: target = load_authors_checkpoint(path, network='target')[0]
+            except ValueError: target = context   # a checkpoint of one network
+            return context, target, fc
+        folder = Path(path) / 'encoder' if (Path(path) / 'encoder' / 'config.json').exists() else Path(path)
+        encoder, fc = load_encoder(folder)
+        return encoder, encoder, fc
+    except Exception as e:   # a pickle, a zip, JSON or a folder of anything: each reader has its own errors
+        raise ConfigError(f"model.init_from {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 def preset_configs(cfg:TrainConfig, fc:FrontendConfig|None=None) -> dict:
-    "`{'encoder', 'predictor'}` configs: `model.preset` with `model.encoder`/`model.predictor` changes (mel bins from `fc`)."
+    "`{'encoder', 'predictor'}` configs: `model.preset` with `model.encoder`/`model.predictor` changes (mel bins from `fc`); `model.init_from`'s encoder replaces the preset's."
     try: p = preset(cfg.model.preset)
     except ValueError as e: raise ConfigError(f"model.preset: {e}") from None
+    if cfg.model.init_from: p['encoder'] = init_encoders(cfg.model.init_from)[0].config
     encoder = dict(cfg.model.encoder)
     if fc is not None:
         if encoder.get('n_mels', fc.n_mels) != fc.n_mels:
@@ -144,8 +171,12 @@ def build_model(cfg:TrainConfig, fc:FrontendConfig) -> AudioJEPA:
     "The `AudioJEPA` model of a run, initialised from `run.seed` (the same on every process)."
     cfgs = preset_configs(cfg, fc)
     torch.manual_seed(cfg.run.seed)
-    try: return AudioJEPA(cfgs['encoder'], cfgs['predictor'], cfg.model.jepa)
+    try: model = AudioJEPA(cfgs['encoder'], cfgs['predictor'], cfg.model.jepa)
     except ValueError as e: raise ConfigError(f"model: {e}") from None
+    if cfg.model.init_from:   # continued pretraining: the given weights, the predictor drawn from the seed as in any run
+        context, target, _ = init_encoders(cfg.model.init_from)
+        model.encoder.load_state_dict(context.state_dict()); model.target_encoder.load_state_dict(target.state_dict())
+    return model
 
 def build_mask_generator(cfg:MaskingSection) -> MaskGenerator:
     "`audiojepa.masking.mask_generator(cfg.name, **cfg.options)`, its errors as `ConfigError`s of the key at fault."
@@ -206,14 +237,9 @@ def export_encoder(model:AudioJEPA, fc:FrontendConfig, path,
                    which:str='target', # 'target' (the EMA encoder) or 'context'
                    training:dict|None=None, # what the run was (step, seed, preset...), stored in config.json with `which`
                   ) -> Path:
-    "Write the `which` ('target' or 'context') encoder of `model` with its front end to `path`, replaced whole at once (`seal_dir`)."
-    path, encoder = Path(path), model.target_encoder if which == 'target' else model.encoder
-    needed = state_bytes(encoder.state_dict()) + 2**20   # + config.json
-    tmp = prepare_tmp(path, needed)
-    with disk_errors(tmp, path, needed):
-        save_encoder(tmp, encoder, fc, {'network': which, **(training or {})})
-        seal_dir(tmp, path)
-    return path
+    "Write the `which` ('target' or 'context') encoder of `model` with its front end to `path`, replaced whole at once (`audiojepa.runs.seal_export`)."
+    encoder = model.target_encoder if which == 'target' else model.encoder
+    return seal_export(path, encoder, fc, {'network': which, **(training or {})}, advice=RESUME_ADVICE)
 
 # %% ../nbs/16_train.ipynb #trn00001
 def check_run_config(cfg:TrainConfig):
@@ -234,7 +260,8 @@ def open_run_data(cfg:TrainConfig, fc:FrontendConfig, accelerator:Accelerator) -
     "`(source, cfg, fc)`: the run's source, checked, and the config and front end with its log-mel statistics."
     source = run_source(cfg, fc)
     if not isinstance(source, IterableDataset): check_readable(source)
-    if cfg.frontend.norm_clips and not {'mean', 'std'} <= set(cfg.frontend.options):
+    # the statistics of weights given (`model.init_from`) are part of what they learned: the new data keeps them
+    if cfg.frontend.norm_clips and not cfg.model.init_from and not {'mean', 'std'} <= set(cfg.frontend.options):
         stats = [source_norm_stats(source, fc, cfg.frontend.norm_clips) if accelerator.is_main_process else None]
         broadcast_object_list(stats)   # the main process measures, every process normalises with its numbers
         cfg = replace(cfg, frontend=replace(cfg.frontend, options={**cfg.frontend.options, 'mean': stats[0].mean, 'std': stats[0].std}))
@@ -395,7 +422,8 @@ class PretrainRun(Run):
 
     def training(self, step:int) -> dict:
         "What the run is, stored with each export."
-        return {'step': step, 'max_steps': self.cfg.schedule.max_steps, 'seed': self.cfg.run.seed, 'preset': self.cfg.model.preset}
+        init = {'init_from': str(self.cfg.model.init_from)} if self.cfg.model.init_from else {}
+        return {'step': step, 'max_steps': self.cfg.schedule.max_steps, 'seed': self.cfg.run.seed, 'preset': self.cfg.model.preset, **init}
 
     def log_mel(self, batches:list[dict]) -> list[dict]:
         "Loader batches as `jepa_step` takes them: log-mel (one front-end call for all) and masks on the device."
@@ -489,6 +517,7 @@ def main(config:str=None, # YAML config file (only the keys it changes); default
          seed:int=None, # seed of the model, data order, crops and masks
          checkpoint_every:int=None, # steps between checkpoints (0: only at the end)
          resume:str=None, # 'auto' (the latest checkpoint in --out, if any) or a run or checkpoint directory
+         init_from:str=None, # continued pretraining (domain adaptation): start from an export, a run directory or an authors' checkpoint
          overrides:Param("dotted config changes KEY=VALUE, e.g. schedule.lr=5e-4 model.encoder.depth=6", str, nargs='*', opt=False)=None,
         ):
     "Pretrain an Audio-JEPA encoder. With no arguments: the tiny preset on synthetic sounds, about a minute on two CPU cores."
@@ -500,7 +529,7 @@ def main(config:str=None, # YAML config file (only the keys it changes); default
     if not is_main:
         for name in (__name__, runs_logger.name): logging.getLogger(name).setLevel(logging.ERROR)
     flags = {'data.spec': data, 'model.preset': preset, 'run.out': out, 'schedule.max_steps': max_steps,
-             'data.batch_size': batch_size, 'run.seed': seed, 'run.checkpoint_every': checkpoint_every}
+             'data.batch_size': batch_size, 'run.seed': seed, 'run.checkpoint_every': checkpoint_every, 'model.init_from': init_from}
     try:
         cfg, checkpoint = resolve_config(config, flags, overrides, resume)
         if checkpoint is not None and is_main: print(f"resuming from {checkpoint}", file=sys.stderr)

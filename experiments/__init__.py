@@ -2,7 +2,7 @@
 `audiojepa` only):
 
     python -m experiments.corpora         # the real-audio corpora: a pretraining pool and labelled dev tasks
-    python -m experiments.learning        # does pretraining learn? probes along a run against random inits
+    python -m experiments.learning run    # does pretraining beat random networks? seeds, intervals, a stored report
     python -m experiments.tagging_hlp     # the HLP paper's effect on rendered instrument mixtures
     python -m experiments.xares_padding   # does a clip's X-ARES score depend on the clips batched with it?
 

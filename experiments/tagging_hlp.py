@@ -36,7 +36,8 @@ from fastcore.script import call_parse, store_true
 
 from audiojepa.audioset import audioset_file
 from audiojepa.hlp import HLP, Ontology, Vocabulary
-from audiojepa.tagging import build_tagger, tag_config, train_tagger, write_class_labels
+from audiojepa.taggers import build_tagger, write_class_labels
+from audiojepa.tagging import tag_config, train_tagger
 
 from .corpora import is_silent, program_range, soundfont_path
 from .soundfonts import Note, fluidsynth_available, render_notes

@@ -25,3 +25,10 @@ def trapped_checkpoint(tmp_path):
         with pytest.raises(Exception): torch.load(tmp_path / 'trap.ckpt', weights_only=True)   # the trap is real
         return tmp_path / 'trap.ckpt', sprung
     return save
+
+
+# No test reaches the network: the Hugging Face Hub is read from caches the tests lay out (HF_HUB_OFFLINE), in this
+# process and in the ones it starts; tests of pushes mock the transport (tests/test_export.py).
+os.environ['HF_HUB_OFFLINE'] = '1'
+from huggingface_hub import constants as _hub_constants
+_hub_constants.HF_HUB_OFFLINE = True

@@ -79,6 +79,11 @@ def inputs(tmp_path_factory) -> Path:
     (d / 'train.csv').write_text('path,labels\n' + ''.join(f"{p},{PIANO if 'low' in p.name else VIOLIN}\n" for p in clips))
     (d / 'train_unknown.csv').write_text('path,labels\n' + ''.join(f'{p},/m/not_a_mid\n' for p in clips))
     (d / 'train_nopath.csv').write_text('file,labels\n' + ''.join(f'{p},{PIANO}\n' for p in clips))
+    # fine-tuning: a metadata table whose fold column holds one fold, a test set with a label the training data lacks
+    (d / 'meta_one_fold.csv').write_text('filename,fold,category\n' + ''.join(f'two/{p.parent.name}/{p.name},1,{p.parent.name}\n' for p in clips))
+    (d / 'test_extra.csv').write_text(f'path,labels\n{clips[0]},low\n{clips[1]},middle\n')
+    from audiojepa.models import ViTEncoder, EncoderConfig, save_encoder   # a small export
+    save_encoder(d / 'export', ViTEncoder(EncoderConfig(embed_dim=32, depth=2, num_heads=2)))
     (d / 'list.yaml').write_text('- model\n- cnn6\n')
     (d / 'words.yaml').write_text('just some words\n')
     (d / 'broken.yaml').write_text('model:\n  preset: [tiny\n')
@@ -148,6 +153,16 @@ ROWS = [
     ('audiojepa-embed', '--out is a folder', ['--encoder', 'logmel', '--data', '{in}/two', '--out', '{in}/empty'], '{in}/empty'),
     ('audiojepa-embed', '--out under a file', ['--encoder', 'logmel', '--data', '{in}/two', '--out', '{in}/afile/e.npz'], '{in}/afile'),
     ('audiojepa-embed', 'unwritable --out', ['--encoder', 'logmel', '--data', '{in}/two', '--out', '{in}/readonly/e.npz'], '{in}/readonly'),
+    ('audiojepa-embed', 'Hub id that is not one', ['--encoder', 'hf:not a model', '--data', '{in}/two', '--out', '{out}/e.npz'], "'hf:not a model' is not a Hugging Face Hub model id"),
+    ('audiojepa-embed', 'Hub id with three parts', ['--encoder', 'hf:a/b/c', '--data', '{in}/two', '--out', '{out}/e.npz'], "'hf:a/b/c'"),
+    ('audiojepa-embed', 'Hub model not in the offline cache', ['--encoder', 'hf:someone/missing', '--data', '{in}/two', '--out', '{out}/e.npz'], 'hf:someone/missing: not in the Hugging Face cache'),
+    ('audiojepa-embed', '--layers out of range', ['--encoder', 'random:tiny', '--data', '{in}/two', '--layers', '9', '--out', '{out}/e.npz'], "layers '9': the encoder has 4 blocks"),
+    ('audiojepa-embed', '--layers block 0', ['--encoder', 'random:tiny', '--data', '{in}/two', '--layers', '0,2', '--out', '{out}/e.npz'], "layers '0,2'"),
+    ('audiojepa-embed', '--layers not numbers', ['--encoder', 'random:tiny', '--data', '{in}/two', '--layers', 'middle', '--out', '{out}/e.npz'], "layers 'middle': not a block number"),
+    ('audiojepa-embed', '--layers unknown mix', ['--encoder', 'random:tiny', '--data', '{in}/two', '--layers', 'all:max', '--out', '{out}/e.npz'], "unknown mix 'max'"),
+    ('audiojepa-embed', '--layers of logmel', ['--encoder', 'logmel', '--data', '{in}/two', '--layers', 'all', '--out', '{out}/e.npz'], 'logmel has no layers'),
+    ('audiojepa-embed', '--frames-per-column not dividing a column', ['--encoder', 'random:tiny', '--data', '{in}/two', '--frames-per-column', '3', '--out', '{out}/e.npz'], 'frames_per_column 3'),
+    ('audiojepa-embed', 'zero --frames-per-column', ['--encoder', 'random:tiny', '--data', '{in}/two', '--frames-per-column', '0', '--out', '{out}/e.npz'], '--frames-per-column'),
     # audiojepa-probe
     ('audiojepa-probe', 'missing path', ['--encoder', 'logmel', '--data', '{in}/nowhere', '--out', '{out}/report.json'], '{in}/nowhere'),
     ('audiojepa-probe', 'empty folder', ['--encoder', 'logmel', '--data', '{in}/empty', '--out', '{out}/report.json'], '{in}/empty'),
@@ -161,6 +176,10 @@ ROWS = [
     ('audiojepa-probe', '--out is a folder', ['--encoder', 'logmel', '--data', '{in}/two', '--out', '{in}/empty'], '{in}/empty'),
     ('audiojepa-probe', '--out under a file', ['--encoder', 'logmel', '--data', '{in}/two', '--out', '{in}/afile/report.json'], '{in}/afile'),
     ('audiojepa-probe', 'unwritable --out', ['--encoder', 'logmel', '--data', '{in}/two', '--out', '{in}/readonly/report.json'], '{in}/readonly'),
+    ('audiojepa-probe', 'Hub id that is not one', ['--encoder', 'hf:someone', '--data', '{in}/two', '--out', '{out}/report.json'], "'hf:someone' is not a Hugging Face Hub model id"),
+    ('audiojepa-probe', 'Hub model not in the offline cache', ['--encoder', 'hf:someone/missing@v2', '--data', '{in}/two', '--out', '{out}/report.json'], 'hf:someone/missing@v2: not in the Hugging Face cache'),
+    ('audiojepa-probe', '--layers out of range', ['--encoder', 'random:tiny', '--data', '{in}/two', '--layers', '2,5', '--out', '{out}/report.json'], "layers '2,5': the encoder has 4 blocks"),
+    ('audiojepa-probe', '--frames-per-column not dividing a column', ['--encoder', 'random:tiny', '--data', '{in}/two', '--frames-per-column', '7', '--out', '{out}/report.json'], 'frames_per_column 7'),
     # audiojepa-convert
     ('audiojepa-convert', 'missing path', ['{in}/nowhere.ckpt', '{out}/export'], '{in}/nowhere.ckpt'),
     ('audiojepa-convert', 'text as checkpoint', ['{in}/notes.wav', '{out}/export'], 'cannot read {in}/notes.wav as a torch checkpoint: it is a text file'),
@@ -171,6 +190,29 @@ ROWS = [
     ('audiojepa-convert', 'non-numeric number', ['{in}/notes.wav', '{out}/export', '--num-heads', 'twelve'], 'twelve'),
     ('audiojepa-convert', 'OUT is a file', ['{in}/notes.wav', '{in}/afile'], '{in}/afile'),
     ('audiojepa-convert', 'unwritable OUT', ['{in}/notes.wav', '{in}/readonly/export'], '{in}/readonly'),
+    # audiojepa-export
+    ('audiojepa-export', 'nothing to do', ['{in}/export'], 'nothing to do: give --out DIR, --push ORG/NAME and/or --onnx FILE'),
+    ('audiojepa-export', 'missing encoder', ['{in}/nowhere', '--out', '{out}/exported'], '{in}/nowhere'),
+    ('audiojepa-export', 'text as encoder', ['{in}/notes.txt', '--out', '{out}/exported'], '{in}/notes.txt'),
+    ('audiojepa-export', 'folder as encoder', ['{in}/empty', '--out', '{out}/exported'], 'not an exported audiojepa encoder'),
+    ('audiojepa-export', 'Hub id that is not one', ['hf:not/a/model', '--out', '{out}/exported'], "'hf:not/a/model' is not a Hugging Face Hub model id"),
+    ('audiojepa-export', 'Hub model not in the offline cache', ['hf:someone/missing', '--out', '{out}/exported'], 'hf:someone/missing: not in the Hugging Face cache'),
+    ('audiojepa-export', '--out is a file', ['{in}/notes.txt', '--out', '{in}/afile'], '{in}/afile'),
+    ('audiojepa-export', 'unwritable --out', ['{in}/notes.txt', '--out', '{in}/readonly/exported'], '{in}/readonly'),
+    ('audiojepa-export', '--push to a name that is not one', ['{in}/notes.txt', '--push', 'just-a-name'], "'hf:just-a-name' is not a Hugging Face Hub model id"),
+    ('audiojepa-export', 'ONNX target that is not .onnx', ['{in}/notes.txt', '--onnx', '{out}/m.pt'], '--onnx must be an .onnx file'),
+    ('audiojepa-export', 'ONNX target is a folder', ['{in}/notes.txt', '--onnx', '{in}/empty'], '{in}/empty'),
+    ('audiojepa-export', 'ONNX target under a file', ['{in}/notes.txt', '--onnx', '{in}/afile/m.onnx'], '{in}/afile'),
+    ('audiojepa-export', 'unwritable ONNX target', ['{in}/notes.txt', '--onnx', '{in}/readonly/m.onnx'], '{in}/readonly'),
+    ('audiojepa-export', '--layers out of range', ['{in}/export', '--onnx', '{out}/m.onnx', '--layers', '7'], "layers '7': the encoder has 2 blocks"),
+    ('audiojepa-export', '--layers without --onnx', ['{in}/export', '--out', '{out}/exported', '--layers', '2'], '--layers applies to --onnx, which is not given'),
+    ('audiojepa-export', 'zero --sampling-rate', ['{in}/export', '--onnx', '{out}/m.onnx', '--sampling-rate', '0'], '--sampling-rate must be a positive number, got 0'),
+    ('audiojepa-export', '--sampling-rate without --onnx', ['{in}/export', '--out', '{out}/exported', '--sampling-rate', '44100'], '--sampling-rate applies to --onnx'),
+    ('audiojepa-export', '--revision without --push', ['{in}/export', '--out', '{out}/exported', '--revision', 'v2'], '--revision applies to --push'),
+    ('audiojepa-export', '--private without --push', ['{in}/export', '--onnx', '{out}/m.onnx', '--private'], '--private applies to --push'),
+    ('audiojepa-export', 'text as --report', ['{in}/notes.txt', '--out', '{out}/exported', '--report', '{in}/notes.txt'], '--report {in}/notes.txt: cannot read it as JSON'),
+    ('audiojepa-export', 'JSON that is no report', ['{in}/notes.txt', '--out', '{out}/exported', '--report', '{in}/ontology.json'], '--report {in}/ontology.json: neither'),
+    ('audiojepa-export', '--network of an export', ['{in}/empty', '--out', '{out}/exported', '--network', 'teacher'], '--network chooses an encoder of an authors\' checkpoint'),
     # audiojepa-tag
     ('audiojepa-tag', 'missing path', [*TAG, '--train', '{in}/nowhere.csv', '--out', '{out}/run'], '{in}/nowhere.csv'),
     ('audiojepa-tag', 'empty folder', [*TAG, '--train', '{in}/empty', '--out', '{out}/run'], '{in}/empty'),
@@ -184,11 +226,31 @@ ROWS = [
     ('audiojepa-tag', 'text as YAML config', [*TAG, '--train', '{in}/train.csv', '--config', '{in}/words.yaml', '--out', '{out}/run'], '{in}/words.yaml'),
     ('audiojepa-tag', 'malformed YAML config', [*TAG, '--train', '{in}/train.csv', '--config', '{in}/broken.yaml', '--out', '{out}/run'], '{in}/broken.yaml'),
     ('audiojepa-tag', 'unknown model', [*TAG, '--train', '{in}/train.csv', '--model', 'resnet9', '--out', '{out}/run'], 'resnet9'),
+    ('audiojepa-tag', 'missing encoder', [*TAG, '--train', '{in}/train.csv', '--model', 'encoder:{in}/nowhere', '--out', '{out}/run'], '{in}/nowhere does not exist'),
+    ('audiojepa-tag', 'encoder Hub id that is not one', [*TAG, '--train', '{in}/train.csv', '--model', 'encoder:hf:not a model', '--out', '{out}/run'], "'hf:not a model' is not a Hugging Face Hub model id"),
     ('audiojepa-tag', 'unknown policy', [*TAG, '--train', '{in}/train.csv', '--policy', 'grandparents', '--out', '{out}/run'], 'grandparents'),
     ('audiojepa-tag', 'negative number', [*TAG, '--train', '{in}/train.csv', '--max-steps', '-5', '--out', '{out}/run'], '-5'),
     ('audiojepa-tag', 'non-numeric number', [*TAG, '--train', '{in}/train.csv', '--clip-seconds', 'long', '--out', '{out}/run'], 'long'),
     ('audiojepa-tag', '--out is a file', [*TAG, '--train', '{in}/train.csv', '--out', '{in}/afile'], '{in}/afile'),
     ('audiojepa-tag', 'unwritable --out', [*TAG, '--train', '{in}/train.csv', '--out', '{in}/readonly/run'], '{in}/readonly'),
+]
+# audiojepa-finetune
+FT = ['--encoder', 'random:tiny', '--max-steps', '2', 'run.progress=false']
+ROWS += [
+    ('audiojepa-finetune', 'missing path', [*FT, '--train', '{in}/nowhere', '--out', '{out}/run'], '{in}/nowhere'),
+    ('audiojepa-finetune', 'folder with one class', [*FT, '--train', '{in}/one', '--out', '{out}/run'], '{in}/one'),
+    ('audiojepa-finetune', 'folder of non-audio', [*FT, '--train', '{in}/text', '--out', '{out}/run'], '{in}/text'),
+    ('audiojepa-finetune', 'fold column with one fold', [*FT, '--train', '{in}/meta_one_fold.csv', '--out', '{out}/run'], 'single fold'),
+    ('audiojepa-finetune', 'a test label the training lacks', [*FT, '--train', '{in}/two', '--test', '{in}/test_extra.csv', '--out', '{out}/run'], "'middle'"),
+    ('audiojepa-finetune', 'text as encoder', ['--encoder', '{in}/notes.txt', '--train', '{in}/two', '--out', '{out}/run'], '{in}/notes.txt'),
+    ('audiojepa-finetune', 'folder as encoder', ['--encoder', '{in}/two', '--train', '{in}/two', '--out', '{out}/run'], '{in}/two'),
+    ('audiojepa-finetune', 'unknown preset', ['--encoder', 'random:huge', '--train', '{in}/two', '--out', '{out}/run'], 'huge'),
+    ('audiojepa-finetune', 'unknown head', [*FT, '--train', '{in}/two', '--head', 'max', '--out', '{out}/run'], 'max'),
+    ('audiojepa-finetune', 'negative number', [*FT, '--train', '{in}/two', '--batch-size', '-4', '--out', '{out}/run'], '-4'),
+    ('audiojepa-finetune', 'text as YAML config', [*FT, '--train', '{in}/two', '--config', '{in}/words.yaml', '--out', '{out}/run'], '{in}/words.yaml'),
+    ('audiojepa-finetune', '--out is a file', [*FT, '--train', '{in}/two', '--out', '{in}/afile'], '{in}/afile'),
+    ('audiojepa-finetune', 'unwritable --out', [*FT, '--train', '{in}/two', '--out', '{in}/readonly/run'], '{in}/readonly'),
+    ('audiojepa-pretrain', 'text as --init-from', ['--data', 'synthetic:8', '--init-from', '{in}/notes.txt', '--out', '{out}/run'], '{in}/notes.txt'),
 ]
 # audiojepa-xares
 X = ['--env', '{out}/env', '--out', '{out}/xares.json']
@@ -205,6 +267,9 @@ XARES_ROWS = [
     ('audiojepa-xares', 'non-numeric number', ['--encoder', 'random:tiny', '--local', 'toy={in}/two', '--folds', 'five', *X], 'five'),
     ('audiojepa-xares', '--out is a folder', ['--encoder', 'random:tiny', '--local', 'toy={in}/two', '--env', '{out}/env', '--out', '{in}/empty'], '{in}/empty'),
     ('audiojepa-xares', 'unwritable --out', ['--encoder', 'random:tiny', '--local', 'toy={in}/two', '--env', '{out}/env', '--out', '{in}/readonly/xares.json'], '{in}/readonly'),
+    ('audiojepa-xares', 'Hub model not in the offline cache', ['--encoder', 'hf:someone/missing', '--local', 'toy={in}/two', *X], 'hf:someone/missing: not in the Hugging Face cache'),
+    ('audiojepa-xares', '--layers out of range', ['--encoder', 'random:tiny', '--local', 'toy={in}/two', '--layers', '5', *X], "layers '5'"),
+    ('audiojepa-xares', 'zero --frames-per-column', ['--encoder', 'random:tiny', '--local', 'toy={in}/two', '--frames-per-column', '0', *X], '--frames-per-column'),
 ]
 ROWS += XARES_ROWS
 # python -m experiments.corpora (it checks its input before building anything)
@@ -219,7 +284,7 @@ ROWS += [
 ]
 
 RESULTS = ('encoder', 'report.json', 'propagated.csv', 'e.npz', 'model.safetensors', 'metrics.csv', 'checkpoints', 'xares.json', 'xares.md',
-           'corpora.json', 'manifest.json')
+           'corpora.json', 'manifest.json', 'exported', 'm.onnx', 'README.md')
 
 
 def run_command(script:str, argv:list, monkeypatch, capsys) -> tuple:
@@ -250,6 +315,7 @@ def test_bad_input(script, case, argv, named, inputs, tmp_path, monkeypatch, cap
     assert fill(named) in last, last
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob('*') if p.name in RESULTS)
     assert not left, left
+    if script == 'audiojepa-finetune': assert not (tmp_path / 'run').exists()   # not even an empty run directory
     assert sorted(inputs.rglob('*')) == before, set(inputs.rglob('*')) ^ set(before)   # nothing written beside the inputs
 
 

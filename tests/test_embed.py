@@ -132,3 +132,62 @@ def test_embed_command_line_prints_no_traceback(tmp_path):
     res = subprocess.run([sys.executable, '-m', 'audiojepa.embed', '--encoder', str(tmp_path), '--data', 'synthetic',
                           '--out', str(tmp_path / 'x.npz')], capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and 'not an exported audiojepa encoder' in res.stderr and 'Traceback' not in res.stderr
+
+
+@pytest.mark.parametrize('layers, width', [('last', 128), ('4', 128), ('1,3', 256), ('all', 4 * 128), ('all:mean', 128), ('2,4:mean', 128)])
+def test_layer_choice_sets_the_width(export_dir, layers, width):
+    "`all` concatenates every block (n_layers × dim), `:mean` averages them (dim); `output_dim` says so, as X-ARES reads it."
+    encoder = AudioJEPAEncoder.from_pretrained(export_dir, layers=layers)
+    frames = encoder(torch.randn(2, 16000 * 3))
+    assert encoder.output_dim == width and frames.shape == (2, 10, width)
+
+
+def test_layers_read_the_blocks(export_dir):
+    "Block 4's output is layer-normalised without the final LayerNorm's affine part, which 'last' (the encoder's output) has."
+    wav = torch.randn(1, 16000 * 2)
+    four, every = (AudioJEPAEncoder.from_pretrained(export_dir, layers=l)(wav) for l in ('4', 'all'))
+    torch.testing.assert_close(every[..., 3 * 128:], four)
+    trained = AudioJEPAEncoder.from_pretrained(export_dir)
+    with torch.no_grad(): trained.encoder.norm.weight.mul_(2.0); trained.encoder.norm.bias.add_(0.5)   # as if it had learned
+    torch.testing.assert_close(trained(wav), four * 2.0 + 0.5, atol=1e-4, rtol=1e-4)
+    mean = AudioJEPAEncoder.from_pretrained(export_dir, layers='all:mean')(wav)
+    torch.testing.assert_close(mean, every.view(1, -1, 4, 128).mean(2), atol=1e-5, rtol=1e-5)
+
+
+def test_xares_checker_accepts_other_layers(export_dir, monkeypatch):
+    pytest.importorskip('xares')
+    from xares.audio_encoder_checker import check_audio_encoder
+    assert check_audio_encoder(AudioJEPAEncoder.from_pretrained(export_dir, layers='all', frames_per_column=4))
+    monkeypatch.setenv(ENCODER_ENV, str(export_dir))
+    monkeypatch.setenv('AUDIOJEPA_LAYERS', 'all')
+    monkeypatch.setenv('AUDIOJEPA_FRAMES_PER_COLUMN', '2')
+    built = AudioJEPAEncoder()                                   # as X-ARES builds it, from the environment
+    assert (built.output_dim, built.hop_size_in_ms) == (4 * 128, 156.25) and check_audio_encoder(built)
+
+
+@pytest.mark.parametrize('per_column', [2, 4, 8])
+def test_finer_frames_by_shifted_encodings(export_dir, per_column):
+    "R frames per column: R encodings shifted by a column / R, interleaved; every R-th frame is the plain one."
+    plain = AudioJEPAEncoder.from_pretrained(export_dir)
+    fine = AudioJEPAEncoder.from_pretrained(export_dir, frames_per_column=per_column)
+    wav = torch.randn(2, int(16000 * 4.1))
+    frames, mask = fine.encode(wav)
+    coarse, _ = plain.encode(wav)
+    assert fine.hop_size_in_ms == 312.5 / per_column and not mask.any()
+    assert abs(frames.shape[1] - 4100 / fine.hop_size_in_ms) <= per_column
+    torch.testing.assert_close(frames[:, ::per_column], coarse, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match='frames_per_column 3: a column of patches is 5000 samples at 16000 Hz'):
+        AudioJEPAEncoder.from_pretrained(export_dir, frames_per_column=3)
+    # one frame per column shifts nothing: input rates whose column is no whole number of samples stay as they were
+    cd = AudioJEPAEncoder.from_pretrained(export_dir, sampling_rate=44100)   # a column: 13781.25 samples
+    assert cd.encode(torch.randn(1, 44100 * 2))[0].shape == (1, 7, 128)
+    with pytest.raises(ValueError, match='frames_per_column 2: a column of patches is 13781.2 samples at 44100 Hz'):
+        AudioJEPAEncoder.from_pretrained(export_dir, sampling_rate=44100, frames_per_column=2)
+
+
+def test_embed_cli_layers_and_frames(export_dir, labelled_folder, tmp_path):
+    out = tmp_path / 'e.npz'
+    main(encoder=str(export_dir), data=str(labelled_folder), out=str(out), layers='all', frames_per_column=2, frames=True)
+    emb = Embeddings.load(out)
+    assert emb.clip.shape == (6, 4 * 128) and emb.hop_size_in_ms == 156.25
+    assert all(f.shape == (4, 4 * 128) for f in emb.frames)    # 0.5 s: columns starting at 0, 156, 312 and 469 ms

@@ -220,3 +220,69 @@ def test_stream_resume_is_exact(tmp_path):
     assert pretrain(apply_overrides(halves, ['run.stop_at=5'])).step == 5
     assert pretrain(halves, checkpoint=resume_checkpoint('auto', tmp_path / 'halves')).step == 7
     same_state(tmp_path / 'one_go/checkpoints/step_000007', tmp_path / 'halves/checkpoints/step_000007')
+
+# ---------------------------------------------------------------- every file a command writes: whole or not at all
+
+def fills_the_disk(path_at:int=0):
+    "A writer that writes part of its file (its argument `path_at`), then finds the disk full (ENOSPC), as `full_disk` strikes a checkpoint."
+    def write(*args, **kwargs):
+        Path(str(args[path_at])).write_bytes(b'\0' * 1000)             # what fitted
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    return write
+
+def command(main, argv, monkeypatch, capsys) -> tuple:
+    "Exit status and stderr lines of a console script's `main` run with `argv`."
+    monkeypatch.setattr(sys, 'argv', ['prog', *map(str, argv)])
+    with pytest.raises(SystemExit) as exit_info: main()
+    return exit_info.value.code, capsys.readouterr().err.strip().splitlines()
+
+def left_behind(folder:Path) -> list: return sorted(p.name for p in folder.iterdir() if 'partial' in p.name or p.suffix in ('.tmp', '.old'))
+
+@pytest.fixture(scope='module')
+def tiny_export(tmp_path_factory) -> Path:
+    import torch
+    from audiojepa.models import ViTEncoder, preset, save_encoder
+    torch.manual_seed(0)
+    return save_encoder(tmp_path_factory.mktemp('tiny') / 'encoder', ViTEncoder(preset('tiny')['encoder']))
+
+@pytest.mark.parametrize('how', ['ENOSPC while writing', 'before writing'])
+def test_embeddings_on_a_full_disk(how, tmp_path, monkeypatch, capsys):
+    "`audiojepa-embed` on a disk that fills up: one line, the .npz already there unchanged, no temporary file."
+    import numpy as np
+    from audiojepa import embed, runs as runs_module
+    out = tmp_path / 'e.npz'
+    out.write_bytes(b'embeddings of an earlier run')
+    if how == 'before writing':
+        real_usage = runs_module.shutil.disk_usage
+        monkeypatch.setattr(runs_module.shutil, 'disk_usage', lambda p: real_usage(p)._replace(free=0))
+    else: monkeypatch.setattr(np, 'savez', fills_the_disk())
+    code, err = command(embed.main, ['--encoder', 'logmel', '--data', 'synthetic:4', '--out', out], monkeypatch, capsys)
+    assert code == 2 and err[-1].startswith(f'audiojepa-embed: error: not enough disk space to write {out}: it needs about ')
+    assert 'Nothing was written there' in err[-1] and 'Traceback' not in '\n'.join(err)
+    assert out.read_bytes() == b'embeddings of an earlier run' and left_behind(tmp_path) == []
+
+def test_convert_and_export_on_a_full_disk(tiny_export, tmp_path, monkeypatch, capsys):
+    "An export (`audiojepa-convert`, `audiojepa-export --out`), an ONNX graph and a push that meet a full disk leave nothing half-written."
+    import torch
+    from audiojepa import convert, export, models
+    from audiojepa.authors import authors_state_dict
+    from audiojepa.models import EncoderConfig, ViTEncoder
+    vit = ViTEncoder(EncoderConfig(n_mels=128, max_frames=256, embed_dim=64, depth=1, num_heads=1, positions='learned', final_norm_eps=1e-6))
+    torch.save({'state_dict': {f'target_encoder.{k}': v for k, v in authors_state_dict(vit).items()}}, tmp_path / 'JEPA.ckpt')
+    with monkeypatch.context() as m:
+        m.setattr(models, 'save_file', fills_the_disk(path_at=1))   # safetensors' writer, save_file(state, path), as `save_encoder` calls it
+        for main, argv, target in ((convert.main, [tmp_path / 'JEPA.ckpt', tmp_path / 'converted'], tmp_path / 'converted'),
+                                   (export.main, [tiny_export, '--out', tmp_path / 'exported'], tmp_path / 'exported')):
+            code, err = command(main, argv, m, capsys)
+            assert code == 2 and f'not enough disk space to write {target}' in err[-1] and len(err) == 1, err
+            assert not target.exists() and left_behind(tmp_path) == []
+        calls = []
+        api = type('Api', (), {'__getattr__': lambda self, name: lambda *a, **k: calls.append(name)})()
+        with pytest.raises(runs.RunError, match='not enough disk space'): export.push_to_hub(str(tiny_export), 'someone/tiny', api=api)
+        assert calls == []                                               # staging failed: nothing was sent
+    pytest.importorskip('onnxruntime', reason="onnxruntime is the 'onnx' extra (pip install -e '.[onnx]'; '.[dev]' holds it too)")
+    with monkeypatch.context() as m:
+        m.setattr(torch.onnx.ONNXProgram, 'save', fills_the_disk(path_at=1))   # program.save(path)
+        code, err = command(export.main, [tiny_export, '--onnx', tmp_path / 'm.onnx'], m, capsys)
+    assert code == 2 and f'not enough disk space to write {tmp_path}/m.onnx' in err[-1]
+    assert not (tmp_path / 'm.onnx').exists() and left_behind(tmp_path) == []

@@ -1,191 +1,166 @@
-"Cheap checks of experiments/learning.py: budget -> steps, the probe schedule, the verdict and the printed table (the experiment itself is not a test)."
-import math
+"""The learning benchmark (experiments/learning.py) end to end on tiny corpora made here, its interval arithmetic
+against hand-computed cases, a changed corpus refused, and identical metrics at the same seed and threads."""
+import csv, json, math
+from pathlib import Path
 
-import numpy as np
 import pytest
+import soundfile as sf
 
-from experiments import learning
+from audiojepa.synthetic import SyntheticSounds
+from audiojepa.train import pretrain
+from experiments import learning, stats
+from experiments.learning_report import summarise
+from experiments.manifest import write_manifest
+from experiments.yardstick import open_corpora
 
-
-def test_budget_to_steps():
-    "The largest step count whose steps and per-invocation costs fit the budget."
-    assert learning.budget_to_steps(60, rate=4.0, overhead_s=0) == 240
-    # 8 segments of 2 s each leave 44 s of steps
-    assert learning.budget_to_steps(60, rate=4.0, overhead_s=2.0) == 176
-    # with a fixed probe interval the number of segments follows the steps: 10 s per segment of 20 steps
-    steps = learning.budget_to_steps(60, rate=4.0, overhead_s=5.0, probe_every=20)
-    assert steps / 4 + 5 * math.ceil(steps / 20) <= 60 < (steps + 1) / 4 + 5 * math.ceil((steps + 1) / 20)
-    assert learning.budget_to_steps(10, rate=1.0, overhead_s=5.0) == 0   # the overheads alone exceed the budget
-
-
-def test_steady_rate_leaves_out_startup():
-    rows = [{'step': 5, 'seconds': 10.0}, {'step': 15, 'seconds': 12.5}, {'step': 25, 'seconds': 15.0}]
-    assert learning.steady_rate(rows) == pytest.approx(4.0)
-    with pytest.raises(ValueError): learning.steady_rate(rows[:1])
+RATE = 32000
+# a tiny run: 1 s clips of the tiny preset, batch 4, no loader workers, 4 clips for the log-mel statistics
+TINY = ['data.clip_seconds=1', 'data.batch_size=4', 'data.num_workers=0', 'frontend.norm_clips=4',
+        'schedule.warmup_steps=1', 'run.log_every=1']
 
 
-def test_probe_schedule():
-    assert learning.probe_schedule(60, 20) == [0, 20, 40, 60]
-    assert learning.probe_schedule(50, 20) == [0, 20, 40, 50]      # the last step is always a point
-    assert learning.probe_schedule(232, None) == [0, 29, 58, 87, 116, 145, 174, 203, 232]
-    assert learning.probe_schedule(3, None) == [0, 1, 2, 3]
+def write_clips(folder:Path, n:int, seed:int, labelled:bool=True) -> list[str]:
+    "`n` SyntheticSounds clips of 0.5-1 s (3 classes) under `folder` (in <label>/ when `labelled`); their paths."
+    synth = SyntheticSounds(n_clips=n, families=('harmonic', 'noise_band', 'click_train'), clip_seconds=1.0,
+                            min_seconds=0.5, seed=seed, sample_rate=RATE)
+    paths = []
+    for i in range(n):
+        item = synth[i]
+        label = synth.classes[int(item['target'].argmax())] if labelled else 'clips'
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        sf.write(folder / label / f'{i:03d}.wav', item['audio'][~item['padding_mask']].numpy(), RATE, subtype='PCM_16')
+        paths.append(f'{label}/{i:03d}.wav')
+    return paths
 
 
-def test_spearman():
-    assert learning.spearman([0, 1, 2, 3], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(1.0)
-    assert learning.spearman([0, 1, 2, 3], [0.4, 0.3, 0.2, 0.1]) == pytest.approx(-1.0)
-    assert learning.spearman([0, 1, 2], [0.5, 0.5, 0.6]) == pytest.approx(np.corrcoef([0, 1, 2], [0.5, 0.5, 2])[0, 1])
-    assert math.isnan(learning.spearman([0, 1, 2], [0.3, 0.3, 0.3]))
+def make_task(root:Path, name:str, seed:int, groups:int) -> dict:
+    """ROOT/NAME/{train,test}/<label>/*.wav (12 + 6 clips) and its groups.csv: with 6 `groups`, three clips of the three
+    classes per group (as a voice says every phrase), 4 in train and 2 in test; with 2, one group per split."""
+    rows = [(f'{split}/{p}', f'{split}{i // 3 if groups > 2 else 0}') for split, n, s in (('train', 12, seed), ('test', 6, seed + 1))
+            for i, p in enumerate(write_clips(root / name / split, n, s))]
+    with open(root / name / 'groups.csv', 'w', newline='') as f: csv.writer(f).writerows([('path', 'group'), *rows])
+    return {'judged': True, 'judged_reason': 'made by the test', 'grouped_5fold': groups >= 5, 'groups': groups}
 
 
-def random_baseline(linear, knn):
-    points = [{'seed': s, 'linear': l, 'knn': k} for s, (l, k) in enumerate(zip(linear, knn))]
-    return learning.summarise_random(points)
+@pytest.fixture
+def corpora(tmp_path) -> Path:
+    "A pool of 16 clips and two tasks: `voices` (judged, 6 groups: grouped 5-fold CV) and `tones` (not judged)."
+    root = tmp_path / 'corpora'
+    write_clips(root / 'pool/synth', 16, seed=100, labelled=False)
+    info = {'voices': make_task(root, 'voices', 1, groups=6), 'tones': make_task(root, 'tones', 3, groups=2)}
+    info['tones'].update(judged=False, judged_reason='one group per split')
+    (root / 'corpora.json').write_text(json.dumps({**info, 'sample_rate': RATE}))
+    write_manifest(root, ['pool', 'voices', 'tones'])
+    return root
 
 
-def curve(linear, knn, every=10):
-    return [{'step': i * every, 'linear': l, 'knn': k} for i, (l, k) in enumerate(zip(linear, knn))]
+def cli(corpora:Path, results:Path, *extra) -> list[str]:
+    return ['run', '--corpora', str(corpora), '--results', str(results), '--seeds', '0-1', '--steps', '4', '--eval-every', '2',
+            '--random-seeds', '3', '--threads', '1', '--label', 'tiny', *extra, *TINY]
 
 
-def test_summarise_random():
-    r = random_baseline([0.6, 0.66, 0.63], [0.5, 0.58, 0.55])
-    assert r['linear']['best'] == 0.66 and r['linear']['best_seed'] == 1 and r['knn']['best'] == 0.58
-    assert r['linear']['mean'] == pytest.approx(0.63) and r['linear']['sd'] == pytest.approx(0.03)
+def test_run_stores_skips_and_reports(corpora, tmp_path, capsys):
+    "Two seeds and the baselines stored; a second invocation measures nothing again; the report from the files alone."
+    results = tmp_path / 'results'
+    learning.main(cli(corpora, results))
+    files = sorted(results.glob('runs/tiny/steps_4/seed_*.json'))
+    assert [f.name for f in files] == ['seed_0.json', 'seed_1.json']
+    r = json.loads(files[0].read_text())
+    assert r['threads'] == {'asked': 1, 'used': [1]} and r['steps'] == 4 and r['config']['run']['seed'] == 0
+    assert r['corpus_digest'] == open_corpora(corpora).digest and r['versions']['torch']
+    assert [row['step'] for row in r['curve']] == [0, 2, 4]
+    assert set(r['final']) == {'voices', 'tones'} and set(r['final']['voices']) == {'split', 'cv'} and set(r['final']['tones']) == {'split'}
+    # the hook's numbers at step 0 and the last step are the one procedure's on the rebuilt init and on the export
+    for when, row in (('step0', r['curve'][0]), ('final', r['curve'][-1])):
+        for p in ('knn', 'linear'):
+            assert r[when]['voices']['split'][p]['accuracy'] == pytest.approx(row[f'eval_voices_context_{p}_accuracy'], abs=1e-12)
+    family = results / 'baselines' / r['baseline_family']
+    assert sorted(p.name for p in family.glob('*.json')) == ['family.json', 'logmel.json'] + \
+        [f'random-{k}-{s:03d}.json' for k in ('default', 'own') for s in range(3)]
+    assert not any((results / 'scratch').iterdir())
+    stamps = {p: p.stat().st_mtime_ns for p in results.rglob('*.json')}
+    capsys.readouterr()
+    learning.main(cli(corpora, results, '--eval-every', '3'))   # another curve density is the same run
+    assert '2 stored already' in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in results.rglob('*.json')} == stamps          # nothing measured again
+    (results / 'report.md').unlink(); (results / 'report.png').unlink()
+    learning.main(['report', '--results', str(results)])
+    text = (results / 'report.md').read_text()
+    assert '## tiny, 4 steps' in text and 'grouped 5-fold CV' in text and 'tones (not judged)' in text
+    assert (results / 'report.png').stat().st_size > 1000
+    g, = summarise(results)
+    row = next(x for x in g['rows'] if (x['task'], x['protocol'], x['probe'], x['metric']) == ('voices', 'split', 'knn', 'accuracy'))
+    assert row['pretrained']['n'] == 2 and all(v['n'] == 3 for v in row['random'].values()) and row['verdict'] in stats.VERDICTS
 
 
-def test_verdict_pass_and_fail():
-    rnd = random_baseline([0.6, 0.66, 0.63], [0.5, 0.58, 0.55])
-    good = learning.task_verdict(curve([0.62, 0.68, 0.72, 0.75], [0.55, 0.6, 0.62, 0.64]), rnd, n_test=400)
-    assert good['pass'] and good['rises'] and good['beats_random']
-    assert good['linear']['final_minus_best_random'] == pytest.approx(0.09)
-    assert good['accuracy_se']['linear'] == pytest.approx(math.sqrt(0.75 * 0.25 / 400))
-    # the issue's drums numbers: pretraining made the encoder worse than its random init
-    worse = learning.task_verdict(curve([0.658, 0.6, 0.55, 0.535], [0.58, 0.52, 0.5, 0.486]), rnd)
-    assert not worse['pass'] and not worse['rises'] and not worse['beats_random']
-    # rising, but kNN ends only 2 points above the best random init (the margin is 3)
-    close = learning.task_verdict(curve([0.6, 0.7, 0.75], [0.5, 0.55, 0.60]), rnd)
-    assert close['rises'] and not close['beats_random'] and not close['pass']
-    assert learning.task_verdict(curve([0.6, 0.7, 0.75], [0.5, 0.55, 0.62]), rnd)['pass']           # +4 clears 3 points
-    assert not learning.task_verdict(curve([0.6, 0.7, 0.75], [0.5, 0.55, 0.62]), rnd, margin=0.05)['pass']
-    # far above random but falling along the run: it passes (the rule is about the final encoder); the fall is reported
-    falling = learning.task_verdict(curve([0.9, 0.85, 0.8], [0.8, 0.75, 0.7]), rnd)
-    assert falling['beats_random'] and not falling['rises'] and falling['pass']
+def test_a_changed_corpus_is_refused(corpora, tmp_path, capsys):
+    "One changed test file: the run stops before any work with one line on stderr and exit status 2."
+    victim = next((corpora / 'voices/test').rglob('*.wav'))
+    audio, rate = sf.read(victim)
+    sf.write(victim, audio[::-1], rate, subtype='PCM_16')
+    with pytest.raises(SystemExit) as e: learning.main(cli(corpora, tmp_path / 'results'))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count('\n') == 1 and 'changed after the corpus was built' in err
+    assert not (tmp_path / 'results').exists()
 
 
-def test_strongest_random_is_the_best_network_of_every_kind():
-    own = random_baseline([0.6, 0.66, 0.63], [0.5, 0.58, 0.55])
-    default = random_baseline([0.7, 0.62, 0.61], [0.4, 0.45, 0.41])
-    best = learning.strongest_random({'own': own, 'default': default})
-    assert (best['linear']['best'], best['linear']['best_kind'], best['linear']['best_seed']) == (0.7, 'default', 0)
-    assert (best['knn']['best'], best['knn']['best_kind'], best['knn']['best_seed']) == (0.58, 'own', 1)
-    v = learning.task_verdict(curve([0.6, 0.72], [0.5, 0.62]), best)
-    assert v['linear']['final_minus_best_random'] == pytest.approx(0.02) and not v['pass']
+@pytest.mark.parametrize('argv, message', [
+    (['run', '--recipe', 'nope'], "--recipe 'nope'"), (['run', '--seeds', 'a-b'], '--seeds'),
+    (['run', 'run.seed=3'], 'the benchmark sets'), (['run', '--random-seeds', '-1'], '--random-seeds'),
+    (['walk'], 'unknown command')])
+def test_bad_input_is_one_line(argv, message, corpora, tmp_path, capsys):
+    where = ['--corpora', str(corpora), '--results', str(tmp_path / 'r')] if argv[0] == 'run' else []
+    with pytest.raises(SystemExit) as e: learning.main([*argv, *where])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count('\n') == 1 and message in err, err
+    assert not (tmp_path / 'r').exists()
 
 
-def test_baseline_front_ends():
-    "'own' is the run's front end with the pool's statistics; 'default' the named setting's statistics (random:PRESET)."
-    from dataclasses import replace
-    from audiojepa.train import TrainConfig, build_frontend_config
-    cfg = TrainConfig()
-    cfg = replace(cfg, frontend=replace(cfg.frontend, options={'mean': -3.0, 'std': 2.5, 'n_mels': 128}))
-    fc = build_frontend_config(cfg)
-    assert learning.baseline_frontend(cfg, fc, 'own') == fc
-    default = learning.baseline_frontend(cfg, fc, 'default')
-    assert (default.mean, default.std, default.n_mels) == (0.0, 1.0, 128)
-    assert replace(default, mean=-3.0, std=2.5) == fc
+def test_help_names_seeds_steps_recipes_and_results(capsys):
+    learning.main(['--help'])
+    out = capsys.readouterr().out
+    for word in ('--seeds', '--steps', '--results', '--random-seeds', 'masks4', 'contrast', 'model.jepa.masks_per_clip=4'): assert word in out
 
 
-def test_random_baselines_are_probed_once(tmp_path, monkeypatch):
-    "A random network's probe result comes from the cache when nothing it depends on changed."
-    from dataclasses import replace
-    from audiojepa.train import TrainConfig, build_frontend_config
-    cfg = TrainConfig()
-    cfg = replace(cfg, frontend=replace(cfg.frontend, options={'mean': -3.0, 'std': 2.5}))   # statistics of a pool
-    fc = build_frontend_config(cfg)
-    task = {'name': 't', 'train': {'ids': ['a', 'b']}, 'test': {'ids': ['c']}}
-    calls = []
-    def fake_probe_all(embedder, tasks, **kw):
-        calls.append([t['name'] for t in tasks])
-        return {t['name']: {'linear': 0.5, 'knn': float(embedder.encoder.blocks[0].attn.qkv.weight[0, 0].detach())} for t in tasks}
-    monkeypatch.setattr(learning, 'probe_all', fake_probe_all)
-    first = learning.probe_random(cfg, fc, 0, 'own', [task], tmp_path, k=10)
-    again = learning.probe_random(cfg, fc, 0, 'own', [task], tmp_path, k=10)
-    assert len(calls) == 1 and again['t']['cached'] and again['t']['knn'] == first['t']['knn']
-    learning.probe_random(cfg, fc, 1, 'own', [task], tmp_path, k=10)                    # another seed
-    learning.probe_random(cfg, fc, 0, 'default', [task], tmp_path, k=10)                # another front end
-    learning.probe_random(cfg, fc, 0, 'own', [{**task, 'test': {'ids': ['d']}}], tmp_path, k=10)   # other clips
-    learning.probe_random(cfg, fc, 0, 'own', [task], tmp_path, k=5)                     # other probe settings
-    assert len(calls) == 5
+def test_same_seed_and_threads_give_identical_metrics(corpora, tmp_path):
+    "Two runs of the benchmark's config at one seed and one thread count: metrics.csv identical but for the timings."
+    c = open_corpora(corpora)
+    rows = []
+    for name in ('a', 'b'):
+        cfg = learning.run_config([*TINY], c, seed=3, steps=3, threads=1, eval_every=2, out=tmp_path / name)
+        pretrain(cfg)   # the `eval:` section with the corpora's tasks: its columns are compared too
+        rows.append([{k: v for k, v in r.items() if k not in learning.UNTIMED} for r in learning.read_rows(tmp_path / name / 'metrics.csv')])
+    assert rows[0] == rows[1] and any(k.startswith('eval_voices') for k in rows[0][0])
 
 
-def test_summary_table():
-    rnd = random_baseline([0.6, 0.66, 0.63], [0.5, 0.58, 0.55])
-    points = curve([0.62, 0.75], [0.55, 0.64])
-    points[1]['diagnostics'] = {'loss': 0.3, 'target_rank': 40.0, 'pred_rank': 5.0}
-    task = {'curve': points, 'baselines': {'random': rnd, 'logmel': {'linear': 0.7, 'knn': 0.6}}}
-    task['verdict'] = {**learning.task_verdict(points, rnd), 'judged': True}
-    result = {'tasks': {'drums': task}}
-    table = learning.format_summary(result)
-    assert 'drums' in table and 'PASS' in table and '+9.0' in table
-    assert '0.3000' in learning.format_curves(result)
+# --------------------------------------------------------------------------------------------------- the statistics
+def test_t_quantiles_are_the_tables():
+    "Two-sided 95 % points of Student's t from the printed tables (and the normal limit)."
+    for df, t in ((1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423)):
+        assert stats.t_quantile(0.975, df) == pytest.approx(t, abs=1e-4)
+    assert stats.t_quantile(0.975, 1e7) == pytest.approx(1.95996, abs=1e-4)
+    assert stats.t_quantile(0.025, 4) == pytest.approx(-2.7764, abs=1e-4)
+    assert stats.t_cdf(0.0, 3.3) == pytest.approx(0.5) and stats.t_cdf(1.0, 1) == pytest.approx(0.75)   # Cauchy: 1/2 + atan(1)/pi
 
 
-def test_command_line_mixes_flags_and_overrides():
-    "The benchmark reads its command line as audiojepa-pretrain does, with --probe-context a switch."
-    from audiojepa.cli import cli_parser, dashed_flags
-    argv = ['model.preset=small', '--max-steps', '60', '--probe_context', 'schedule.lr=5e-4', '--out=x']
-    args = cli_parser(learning.main).parse_intermixed_args(dashed_flags(argv))
-    assert (args.max_steps, args.probe_context, args.out) == (60, True, 'x')
-    assert args.overrides == ['model.preset=small', 'schedule.lr=5e-4']
+def test_welch_interval_by_hand():
+    """a = 0.70, 0.72, 0.74 and b = 0.60, 0.62, 0.64: difference 0.10, both variances 0.0004, se = sqrt(2 * 0.0004 / 3)
+    = 0.016330; equal sizes and variances make the Welch df 2 (n - 1) = 4, t(0.975, 4) = 2.7764: half-width 0.045339."""
+    iv = stats.welch_interval([0.70, 0.72, 0.74], [0.60, 0.62, 0.64])
+    assert iv['difference'] == pytest.approx(0.10) and iv['se'] == pytest.approx(math.sqrt(2 * 0.0004 / 3))
+    assert iv['df'] == pytest.approx(4.0) and iv['half_width'] == pytest.approx(0.045339, abs=1e-6)
+    assert (iv['low'], iv['high']) == (pytest.approx(0.054661, abs=1e-6), pytest.approx(0.145339, abs=1e-6))
+    assert stats.verdict(iv) == 'gain' and stats.verdict(stats.welch_interval([0.60, 0.62, 0.64], [0.70, 0.72, 0.74])) == 'loss'
+    # unequal variances: va/na = 0.0004/3, vb/nb = 0.00025/5, df = (va/na + vb/nb)^2 / ((va/na)^2 / 2 + (vb/nb)^2 / 4) = 3.5328
+    iv = stats.welch_interval([0.70, 0.72, 0.74], [0.60, 0.61, 0.62, 0.63, 0.64])
+    assert iv['df'] == pytest.approx(3.5328, abs=1e-4) and iv['difference'] == pytest.approx(0.10)
+    assert stats.verdict(stats.welch_interval([0.70, 0.75, 0.80], [0.68, 0.74, 0.79])) == 'tie (inconclusive)'
+    assert stats.welch_interval([0.7], [0.6, 0.65]) is None and stats.verdict(None) == 'tie (inconclusive)'
 
 
-def test_compact_is_exact():
-    import torch
-    pcm = torch.randint(-32768, 32767, (1000,)).float() / 32768            # what a 16-bit WAV decodes to
-    assert learning.compact(pcm).dtype == torch.int16 and torch.equal(learning.as_float(learning.compact(pcm)), pcm)
-    other = torch.rand(1000) - 0.5                                          # not on the 16-bit grid: kept as is
-    assert learning.compact(other) is other and learning.as_float(other) is other
-
-
-def test_xares_scores_pair_the_final_export_with_random_inits(tmp_path):
-    "--xares: X-ARES scores the final export first, then random inits of its architecture and front end (a stand-in for run_xares)."
-    import torch
-    from audiojepa.audio import FrontendConfig
-    from audiojepa.embed import random_like
-    from audiojepa.models import ViTEncoder, preset, save_encoder
-    export = save_encoder(tmp_path / 'encoder', ViTEncoder(preset('tiny')['encoder']), FrontendConfig(mean=-4.0, std=3.0))
-    seen = []
-    def fake_run_xares(embedder, local, env, epochs):
-        seen.append(embedder)
-        return {'tasks': [{'task': n, 'mlp': 0.9 if len(seen) == 1 else 0.2 * len(seen), 'knn': 0.5, 'n_test': 7,
-                           'encoder': f'E{len(seen)}'} for n in local]}
-    dirs = [tmp_path / 'music', tmp_path / 'drums']
-    scores = learning.xares_scores(export, dirs, tmp_path / 'env', random_seeds=2, run=fake_run_xares)
-    assert len(seen) == 3 and all(e.sampling_rate == 16000 for e in seen)                   # X-ARES' rate
-    weights = lambda e: torch.cat([p.flatten() for p in e.encoder.parameters()])
-    assert torch.equal(weights(seen[0]), weights(learning.AudioJEPAEncoder.from_pretrained(export)))
-    assert torch.equal(weights(seen[2]), weights(random_like(seen[0], 1)))
-    assert seen[1].logmel.config == seen[0].logmel.config                                    # the export's front end
-    assert scores['drums']['final'] == {'mlp': 0.9, 'knn': 0.5} and scores['drums']['n_test'] == 7
-    assert scores['music']['random'] == {'mlp': pytest.approx(0.5), 'knn': 0.5}              # mean of 0.4 and 0.6
-    assert [r['seed'] for r in scores['music']['random_per_seed']] == [0, 1]
-    rnd = random_baseline([0.6, 0.66, 0.63], [0.5, 0.58, 0.55])
-    result = {'tasks': {'music': {'curve': curve([0.62, 0.75], [0.55, 0.64]), 'baselines': {'random': rnd}}}, 'xares': scores}
-    table = learning.format_xares(result)
-    assert '90.0 / 50.0' in table and '50.0 / 50.0' in table and '75.0 / 64.0' in table and '63.0 / 54.3' in table
-    from audiojepa.cli import cli_parser, dashed_flags
-    args = cli_parser(learning.main).parse_intermixed_args(dashed_flags(['--xares', '--xares-random-seeds', '2']))
-    assert args.xares and args.xares_random_seeds == 2
-    assert not cli_parser(learning.main).parse_intermixed_args([]).xares                      # off by default
-
-
-def test_norm_stats_are_those_pretraining_measures(tmp_path):
-    "With `frontend.norm_clips` the experiment fixes the log-mel mean and std that pretraining itself measures on the pool."
-    from audiojepa.config import apply_overrides
-    from audiojepa.train import TrainConfig, pretrain
-    cfg = apply_overrides(TrainConfig(), ['data.spec=synthetic:8', 'data.clip_seconds=1', 'data.batch_size=4',
-                                          'data.num_workers=0', 'frontend.norm_clips=6', 'schedule.max_steps=1',
-                                          'run.trackers=[]', 'run.progress=false', 'run.threads=1', f'run.out={tmp_path}'])
-    fixed = learning.resolve_norm_stats(cfg).frontend.options
-    measured = learning.AudioJEPAEncoder.from_pretrained(pretrain(cfg).encoder_dir).logmel.config
-    assert (measured.mean, measured.std) == (fixed['mean'], fixed['std'])
+def test_paired_interval_by_hand():
+    "Differences 0.05, 0.03, 0.04, 0.06, 0.02: mean 0.04, sd 0.015811, se 0.0070711, t(0.975, 4) = 2.7764: 0.04 ± 0.019632."
+    iv = stats.paired_interval([0.75, 0.73, 0.74, 0.76, 0.72], [0.70] * 5)
+    assert iv['difference'] == pytest.approx(0.04) and iv['df'] == 4
+    assert iv['half_width'] == pytest.approx(0.019632, abs=1e-6) and iv['low'] == pytest.approx(0.020368, abs=1e-6)
+    assert stats.mean_sd([0.1, 0.2, 0.3]) == {'mean': pytest.approx(0.2), 'sd': pytest.approx(0.1), 'n': 3}

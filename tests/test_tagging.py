@@ -9,12 +9,15 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
+import audiojepa.finetune as finetune
 import audiojepa.streams
 import audiojepa.tagging as tagging
 from audiojepa.audio import FrontendConfig
+from audiojepa.data import open_source
 from audiojepa.hlp import HLP, Ontology, Vocabulary
 from audiojepa.models import ViTEncoder, preset, save_encoder
 from audiojepa.runs import MetricsLog
+from audiojepa.taggers import LabelledClips
 from audiojepa.tagging import (TagConfig, build_tagger, hlp_evaluation, tag_config, tagging_metrics, train_tagger)
 
 torch.set_num_threads(1)
@@ -98,11 +101,12 @@ def test_encoder_model_trains_its_head_only(data, tmp_path):
 def test_hlp_targets_are_the_propagated_labels(data, tmp_path, monkeypatch):
     "With hlp='train' (mixup off) the loss sees exactly HLP.propagate of each batch's labels; with 'none' the labels."
     seen = []
-    real = tagging.F.binary_cross_entropy_with_logits
-    monkeypatch.setattr(tagging.F, 'binary_cross_entropy_with_logits', lambda x, y: seen.append(y.clone()) or real(x, y))
+    # the step is the fine-tuning loop's (`audiojepa.finetune.FinetuneRun`): its loss sees the targets
+    real = finetune.F.binary_cross_entropy_with_logits
+    monkeypatch.setattr(finetune.F, 'binary_cross_entropy_with_logits', lambda x, y: seen.append(y.clone()) or real(x, y))
     onto = Ontology.from_json(data / 'ontology.json')
     hlp = HLP.from_ontology(onto, Vocabulary.from_csv(data / 'classes.csv'))
-    raw = tagging.LabelledClips(tagging.open_source(data / 'train.csv'), hlp.vocab).targets
+    raw = LabelledClips(open_source(data / 'train.csv'), hlp.vocab).targets
     for mode in ('none', 'train'):
         seen.clear()
         train_tagger(config(data, tmp_path / mode, model='cnn6', model_options={'width': 0.125}, hlp=mode, mixup=0,

@@ -1,5 +1,5 @@
 "Integration tests of `audiojepa.train`: the pretraining command line, checkpoints, exact resume, preemption, two processes."
-import csv, json, os, shutil, signal, subprocess, sys, time
+import csv, json, os, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,35 @@ def test_config_files():
     assert (base.model.jepa.target_norm, base.model.jepa.average_last_k, base.model.jepa.masks_per_clip,
             base.model.jepa.target_view) == ('layernorm', 1, 1, 'full')
     for path in (REPO / 'configs').glob('*.yaml'): load_config(path, TrainConfig)
+
+def test_authors_current_recipe_runs(tmp_path):
+    "configs/authors_current.yaml: their front end, ViT-B with rotary positions, the 4 x 768 predictor; three steps train and export."
+    cfg = load_config(REPO / 'configs/authors_current.yaml', TrainConfig)
+    assert (cfg.frontend.name, cfg.frontend.norm_clips, cfg.model.preset, cfg.model.encoder['positions']) == ('audiojepa-ae16k', 0, 'base', 'rope')
+    assert (cfg.model.predictor['depth'], cfg.model.predictor['embed_dim'], cfg.schedule.warmup_steps, cfg.data.batch_size * 8) == (4, 768, 2000, 512)
+    assert cfg.masking.options['ratio'] == [0.4, 0.6]
+    # its data and widths cut to a CPU test (a ViT-B run writes a 1.7 GB checkpoint): the recipe's front end, positions, norms,
+    # predictor depth, masks, objective and schedule run as they are; 1 s: 32 frames of 39 ms, 2 x 8 patches
+    small = apply_overrides(cfg, SMALL + [f'run.out={tmp_path}/run', 'data.spec=synthetic:4', 'data.options={}', 'data.batch_size=2',
+                                          'schedule.max_steps=3', 'run.mixed_precision=no', 'run.checkpoint_every=0',
+                                          'model.encoder.embed_dim=128', 'model.encoder.depth=2', 'model.encoder.num_heads=2',
+                                          'model.predictor.embed_dim=128', 'model.predictor.num_heads=2'])
+    result = pretrain(small)
+    assert result.step == 3 and all(np.isfinite(float(r['loss'])) for r in rows(tmp_path / 'run'))
+    encoder, frontend = load_encoder(result.encoder_dir)
+    assert (frontend.name, frontend.sample_rate, frontend.n_mels, encoder.config.positions, encoder.config.block_norm_eps) == \
+        ('audiojepa-ae16k', 16000, 128, 'rope', 1e-5)
+    assert result.encoder_dir.joinpath('config.json').read_text().count('"network": "context"') == 1
+
+def test_authors_current_cites_every_value():
+    "Every value of configs/authors_current.yaml names its source in its comment, one of the sources its header lists."
+    text = (REPO / 'configs/authors_current.yaml').read_text()
+    sources = set(re.findall(r'^#   (\[\w+\])', text, re.M))
+    assert sources == {'[issue]', '[authors]', '[convert]', '[audio]', '[paper]', '[here]'}
+    values = [line for line in text.splitlines() if re.match(r'\s*\w+:\s*[^#\s]', line)]   # `key: value`, not `key:` of a mapping
+    assert len(values) >= 30                                           # the pattern finds them
+    uncited = [line for line in values if not any(s in line.partition('#')[2] for s in sources)]
+    assert not uncited, uncited
 
 def test_cli_synthetic(tmp_path):
     "The command line end to end: run directory, metrics, checkpoints, TensorBoard, the encoder loads."

@@ -1,0 +1,180 @@
+"""The learning benchmark's report, regenerated from its stored results only (`python -m experiments.learning report`).
+
+Per recipe label and step count, per task, protocol (the fixed split; grouped 5-fold CV where the task has it), probe
+and metric: the pretrained mean ± sd over the K seeds, the random networks' mean ± sd over R seeds per front-end kind,
+the log-mel baseline, the difference of the pretrained mean to the stronger random kind with its 95 % Welch interval
+(its half-width: the smallest effect this design resolves), the paired difference final − step 0 over the seeds with
+its interval, and the verdict: "gain" / "loss" when the interval excludes zero, "tie (inconclusive)" otherwise, on the
+tasks corpora.json judges; the others are "reported, not judged". RESULTS/report.md holds the tables, RESULTS/report.png
+the figure: split accuracy against steps (mean ± sd over seeds), the stronger random kind's mean and log-mel as lines.
+"""
+from __future__ import annotations
+import json
+from collections import Counter
+from pathlib import Path
+
+from experiments.stats import mean_sd, paired_interval, verdict, welch_interval
+from experiments.yardstick import METRICS, PROBES, read_baselines
+
+PROTOCOLS = {'split': 'train/test split', 'cv': 'grouped 5-fold CV'}
+NOT_JUDGED = 'reported, not judged'
+
+
+def load_runs(results:Path) -> list[dict]:
+    "Every stored run result under RESULTS/runs."
+    return [json.loads(p.read_text()) for p in sorted(Path(results).glob('runs/*/steps_*/seed_*.json'))]
+
+
+def run_groups(runs:list) -> dict:
+    "(label, steps) -> its runs, ordered by seed."
+    out = {}
+    for r in sorted(runs, key=lambda r: (r['label'], r['steps'], r['seed'])): out.setdefault((r['label'], r['steps']), []).append(r)
+    return out
+
+
+def pick(scores:dict|None, task:str, protocol:str, probe:str, metric:str):
+    "One number of a measurement (`yardstick.measure`'s nesting), or None."
+    return ((((scores or {}).get(task) or {}).get(protocol) or {}).get(probe) or {}).get(metric)
+
+
+def present(values) -> list: return [v for v in values if v is not None]
+
+
+def compare(runs:list, baselines:dict, task:str, protocol:str, probe:str, metric:str) -> dict:
+    "The report's numbers for one task, protocol, probe and metric of a group of runs."
+    key = (task, protocol, probe, metric)
+    final, step0 = [pick(r['final'], *key) for r in runs], [pick(r['step0'], *key) for r in runs]
+    random = {kind: present(pick(s, *key) for s in scores) for kind, scores in baselines['random'].items()}
+    random = {k: v for k, v in random.items() if v}
+    stronger = max(random, key=lambda k: mean_sd(random[k])['mean']) if random else None
+    difference = welch_interval(present(final), random[stronger]) if stronger else None
+    pairs = [(f, s) for f, s in zip(final, step0) if f is not None and s is not None]
+    judged = runs[0]['tasks'][task]['judged']
+    return {'task': task, 'protocol': protocol, 'probe': probe, 'metric': metric, 'judged': judged,
+            'pretrained': mean_sd(present(final)), 'step0': mean_sd(present(step0)),
+            'random': {k: mean_sd(v) for k, v in random.items()}, 'stronger': stronger,
+            'logmel': pick(baselines['logmel'], *key), 'difference': difference,
+            'final_minus_step0': paired_interval(*zip(*pairs)) if len(pairs) > 1 else None,
+            'resolvable': difference['half_width'] if difference else None,
+            'verdict': verdict(difference) if judged else NOT_JUDGED}
+
+
+def summarise(results:Path) -> list[dict]:
+    "Per (label, steps): its runs' seeds, baselines and the rows of `compare` (judged tasks first)."
+    out = []
+    for (label, steps), runs in run_groups(load_runs(results)).items():
+        family, count = Counter(r['baseline_family'] for r in runs).most_common(1)[0]
+        baselines = read_baselines(Path(results) / 'baselines' / family)
+        tasks = sorted(runs[0]['tasks'], key=lambda t: not runs[0]['tasks'][t]['judged'])
+        rows = [compare(runs, baselines, t, protocol, probe, metric) for metric in METRICS for t in tasks
+                for protocol in PROTOCOLS if protocol in (runs[0]['final'].get(t) or {}) for probe in PROBES]
+        out.append({'label': label, 'steps': steps, 'seeds': [r['seed'] for r in runs], 'runs': runs, 'rows': rows,
+                    'baseline_family': family, 'other_families': len(runs) - count,
+                    'random_seeds': {k: len(v) for k, v in baselines['random'].items()}})
+    return out
+
+
+def points(x) -> str: return '–' if x is None else f"{100 * x:.1f}"
+
+
+def signed(x) -> str: return f"{100 * x:+.1f}".replace('-', '−')
+
+
+def spread(s:dict) -> str:
+    "'61.2 ± 1.3 [5]' in points."
+    if s['mean'] is None: return '–'
+    return f"{points(s['mean'])}" + (f" ± {points(s['sd'])}" if s['sd'] is not None else '') + f" [{s['n']}]"
+
+
+def ci(iv:dict|None) -> str:
+    "'+3.1 [−0.5, +6.7]' in points."
+    return '–' if iv is None else f"{signed(iv['difference'])} [{signed(iv['low'])}, {signed(iv['high'])}]"
+
+
+def table(group:dict, metric:str) -> list[str]:
+    "The markdown table of one group for one metric."
+    kinds = sorted(group['random_seeds'])
+    head = ['task', 'protocol', 'probe', 'pretrained', 'step 0', *[f'random {k}' for k in kinds], 'log-mel',
+            'Δ to stronger random [95 % CI]', 'resolves ±', 'final − step 0 [95 % CI]', 'verdict']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for r in (r for r in group['rows'] if r['metric'] == metric):
+        cells = [r['task'] + ('' if r['judged'] else ' (not judged)'), PROTOCOLS[r['protocol']], r['probe'],
+                 spread(r['pretrained']), spread(r['step0']),
+                 *[spread(r['random'][k]) if k in r['random'] else '–' for k in kinds], points(r['logmel']),
+                 ci(r['difference']) + (f" ({r['stronger']})" if r['stronger'] else ''),
+                 points(r['resolvable']), ci(r['final_minus_step0']), f"**{r['verdict']}**" if r['verdict'] in ('gain', 'loss') else r['verdict']]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return lines
+
+
+def group_header(g:dict) -> list[str]:
+    "A group's heading and the facts its numbers stand on: seeds, baselines, threads, corpus, seconds per run."
+    runs = g['runs']
+    threads = sorted({t for r in runs for t in r['threads']['used']})
+    seconds = mean_sd([r['seconds']['pretrain'] for r in runs])
+    note = (f" ({g['other_families']} of its runs were measured with other baselines' code or corpus: compare with care)"
+            if g['other_families'] else '')
+    return [f"## {g['label']}, {g['steps']:,} steps", '',
+            f"K = {len(runs)} pretraining seeds ({', '.join(map(str, g['seeds']))}); random networks per kind: "
+            f"{', '.join(f'{k} R = {n}' for k, n in sorted(g['random_seeds'].items()))}; torch threads used: {threads}; "
+            f"corpus {runs[0]['corpus_digest'][:12]}; baselines {g['baseline_family']}{note}; pretraining with the curve's "
+            f"evaluations {seconds['mean']:.0f} s per run on average; overrides: {' '.join(runs[0]['overrides']) or 'none (the defaults)'}.", '']
+
+
+def markdown(summary:list) -> str:
+    "The report: how to read it, then per group its accuracy and macro-F1 tables."
+    lines = ['# Does pretraining beat no pretraining? The learning benchmark', '',
+             'Regenerated from the stored results by `python -m experiments.learning report`. Numbers are percentages: '
+             'mean ± sd [n] over seeds. Δ is the pretrained mean minus the stronger random kind\'s, with its 95 % Welch '
+             'interval; "resolves ±" is the interval\'s half-width, the smallest effect this design can tell from zero. '
+             '"final − step 0" pairs each run with its own initialisation. A verdict is "gain" or "loss" only when the '
+             'interval excludes zero.', '']
+    for g in summary:
+        lines += group_header(g)
+        for metric in METRICS: lines += [f"**{metric.replace('_', '-')}**", '', *table(g, metric), '']
+    return '\n'.join(lines if summary else lines + ['No stored runs yet.'])
+
+
+def mean_curve(runs:list, column:str) -> tuple:
+    "(steps, mean, sd) of a curve column over the runs, on the steps every run has."
+    import numpy as np
+    by_run = [{r['step']: r[column] for r in run['curve'] if column in r} for run in runs]
+    steps = sorted(set.intersection(*(set(c) for c in by_run))) if by_run else []
+    values = np.array([[c[s] for s in steps] for c in by_run])
+    return np.array(steps), values.mean(0), values.std(0, ddof=1) if len(runs) > 1 else np.zeros(len(steps))
+
+
+def plot(summary:list, path:Path):
+    "One panel per task and probe: split accuracy against steps per group (± sd band), random and log-mel as lines."
+    from matplotlib.figure import Figure
+    tasks = list(dict.fromkeys(t for g in summary for t in g['runs'][0]['tasks']))
+    fig = Figure(figsize=(3.2 * len(tasks), 5.2), layout='constrained')
+    axes = fig.subplots(len(PROBES), len(tasks), squeeze=False)
+    for gi, g in enumerate(summary):
+        export, color = g['runs'][0]['config']['model']['export'], f'C{gi}'
+        for row, probe in enumerate(PROBES):
+            for col, task in enumerate(tasks):
+                ax = axes[row][col]
+                steps, m, sd = mean_curve(g['runs'], f'eval_{task}_{export}_{probe}_accuracy')
+                if not len(steps): continue
+                ax.plot(steps, m, color=color, label=f"{g['label']}, {g['steps']} steps (K={len(g['runs'])})")
+                ax.fill_between(steps, m - sd, m + sd, color=color, alpha=0.2)
+                r = next(r for r in g['rows'] if (r['task'], r['protocol'], r['probe'], r['metric']) == (task, 'split', probe, 'accuracy'))
+                if r['stronger']: ax.axhline(r['random'][r['stronger']]['mean'], color=color, ls='--', lw=1)
+                if r['logmel'] is not None: ax.axhline(r['logmel'], color='k', ls='-.', lw=1)
+                ax.set_title(f"{task}{'' if g['runs'][0]['tasks'][task]['judged'] else ' (not judged)'}: {probe}", fontsize=9)
+                ax.set_xlabel('step', fontsize=8); ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel('accuracy (split)', fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles: fig.legend(handles, labels, loc='outside lower center', fontsize=7, ncols=min(3, len(handles)))
+    fig.suptitle('pretrained mean ± sd over seeds; dashed: stronger random kind (mean); dash-dot: log-mel', fontsize=9)
+    fig.savefig(path, dpi=80)
+
+
+def write_report(results) -> Path:
+    "RESULTS/report.md and RESULTS/report.png from the stored results; the path of report.md."
+    results = Path(results)
+    summary = summarise(results)
+    (results / 'report.md').write_text(markdown(summary) + '\n')
+    if summary: plot(summary, results / 'report.png')
+    return results / 'report.md'
