@@ -47,10 +47,13 @@ class RunSection:
     threads:int=0 # CPU threads per process; 0 = OMP_NUM_THREADS if set, else the cores per process (loader workers decode alongside)
     trackers:list[str]=field(default_factory=lambda: ['tensorboard']) # Accelerate trackers: tensorboard, wandb, ...; [] for none
     progress:bool=True # show a tqdm progress bar
-    compile:bool=False # compile the trainer's model with torch.compile (inductor); where it cannot, one warning and the run goes on uncompiled
+    compile:bool=False # compile the trainer's model with torch.compile (inductor; pretraining only so far); where it cannot, one warning and the run goes on uncompiled
 
-def check_run_section(run:RunSection):
+def check_run_section(run:RunSection,
+                      compiles:bool=False, # whether the trainer honours `run.compile`
+                     ):
     "A `ConfigError` for the `run:` settings no dataclass field can check."
+    if run.compile and not compiles: raise ConfigError("run.compile: this trainer does not compile yet (audiojepa-pretrain does)")
     if run.mixed_precision not in PRECISIONS:
         raise ConfigError(f"run.mixed_precision: expected one of {', '.join(PRECISIONS)}, got {run.mixed_precision!r}")
     for key in ('log_every',):

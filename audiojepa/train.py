@@ -244,7 +244,7 @@ def export_encoder(model:AudioJEPA, fc:FrontendConfig, path,
 # %% ../nbs/16_train.ipynb #trn00001
 def check_run_config(cfg:TrainConfig):
     "A `ConfigError` for settings that no part checks when it is built."
-    check_run_section(cfg.run)
+    check_run_section(cfg.run, compiles=True)
     check_schedule(cfg.schedule)
     check_eval_section(cfg.eval)
     if cfg.model.export not in ('target', 'context'):
