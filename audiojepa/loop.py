@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['logger', 'PRECISIONS', 'LR_CURVES', 'RunSection', 'check_run_section', 'ScheduleSection', 'check_schedule', 'lr_at',
            'weight_decay_at', 'ema_at', 'set_schedules', 'RunState', 'restore', 'start_process', 'open_run_dir',
-           'train_batches', 'StepOutput', 'Run', 'Interval', 'metrics_row', 'log_row', 'save_run', 'Hook', 'run_hooks',
-           'log_own_failures', 'LoopEnd', 'train_loop']
+           'train_batches', 'compile_modules', 'StepOutput', 'Run', 'Interval', 'metrics_row', 'log_row', 'save_run',
+           'Hook', 'run_hooks', 'log_own_failures', 'LoopEnd', 'train_loop']
 
 # %% ../nbs/14_loop.ipynb #e6e74e69
 PRECISIONS = ('auto', 'no', 'bf16', 'fp16', 'fp8')
@@ -47,9 +47,13 @@ class RunSection:
     threads:int=0 # CPU threads per process; 0 = OMP_NUM_THREADS if set, else the cores per process (loader workers decode alongside)
     trackers:list[str]=field(default_factory=lambda: ['tensorboard']) # Accelerate trackers: tensorboard, wandb, ...; [] for none
     progress:bool=True # show a tqdm progress bar
+    compile:bool=False # compile the trainer's model with torch.compile (inductor; pretraining only so far); where it cannot, one warning and the run goes on uncompiled
 
-def check_run_section(run:RunSection):
+def check_run_section(run:RunSection,
+                      compiles:bool=False, # whether the trainer honours `run.compile`
+                     ):
     "A `ConfigError` for the `run:` settings no dataclass field can check."
+    if run.compile and not compiles: raise ConfigError("run.compile: this trainer does not compile yet (audiojepa-pretrain does)")
     if run.mixed_precision not in PRECISIONS:
         raise ConfigError(f"run.mixed_precision: expected one of {', '.join(PRECISIONS)}, got {run.mixed_precision!r}")
     for key in ('log_every',):
@@ -191,6 +195,23 @@ def train_batches(train_set, # `LabelledClips` or `LabelledStream`
     loader = make_loader(train_set, data.batch_size, shuffle=True, num_workers=data.num_workers, seed=seed,
                          skip_log=skips, rank=rank, world_size=world, pin_memory=pin)
     return stream_batches(loader, position), position
+
+# %% ../nbs/14_loop.ipynb #13978b19
+def _compile_probe(x:torch.Tensor) -> torch.Tensor: return torch.nn.functional.gelu(x) * 2 + 1
+
+def compile_modules(modules:typing.Sequence[torch.nn.Module], # compiled in place: calling them runs the compiled code
+                    backend:str|typing.Callable='inductor', # a `torch.compile` backend
+                   ) -> bool: # whether they were compiled
+    "Compile `modules` in place with `torch.compile`; where the backend cannot work here, one warning and they stay eager."
+    try: torch.compile(_compile_probe, backend=backend, fullgraph=True)(torch.linspace(-1, 1, 8))   # the backend's whole tool chain
+    except Exception as e:
+        cause = getattr(e, 'inner_exception', None) or e   # dynamo wraps the backend's own error
+        reason = (str(cause).strip().splitlines() or [''])[0][:300]
+        logger.warning("run.compile: torch.compile (%s) does not work here (%s: %s); the run goes on uncompiled",
+                       getattr(backend, '__name__', backend), type(cause).__name__, reason)
+        return False
+    for module in modules: module.compile(backend=backend)
+    return True
 
 # %% ../nbs/14_loop.ipynb #3625371c
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib, functools, logging, os, signal, sys, time, typing
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
-from itertools import count
 from pathlib import Path
 
 import torch
@@ -30,17 +29,19 @@ from .models import load_encoder, preset
 from .runs import (RESUME_ADVICE, MetricsLog, RunError, check_new_run, logger as runs_logger, lost_contact, resolve_run,
                             seal_export, state_bytes, stream_batches)
 from .loop import (Hook, Run, RunSection, RunState, ScheduleSection, StepOutput, check_run_section,
-                            check_schedule, open_run_dir, restore, set_schedules, start_process, train_loop)
+                            check_schedule, compile_modules, open_run_dir, restore, set_schedules, start_process, train_loop)
 from .readout import EvalSection, Evaluator, check_eval_section, encoder_features, open_eval_tasks
 
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'METRICS', 'STEP_PARTS', 'PretrainError', 'DataSection', 'FrontendSection', 'ModelSection', 'MaskingSection',
-           'OptimSection', 'TrainConfig', 'param_groups', 'build_frontend_config', 'clip_frontend', 'init_encoders',
-           'preset_configs', 'build_model', 'build_mask_generator', 'PretrainResult', 'run_source', 'source_norm_stats',
-           'export_encoder', 'check_run_config', 'open_run_data', 'build_training', 'step_batches', 'JEPAStepOutput',
-           'jepa_step', 'EvalHook', 'eval_hooks', 'PretrainRun', 'open_run', 'pretrain', 'resolve_config', 'main']
+__all__ = ['logger', 'DIAGNOSTICS', 'METRICS', 'STEP_PARTS', 'PretrainError', 'DataSection', 'FrontendSection', 'ModelSection',
+           'MaskingSection', 'OptimSection', 'DiagnosticsSection', 'TrainConfig', 'param_groups',
+           'build_frontend_config', 'clip_frontend', 'init_encoders', 'preset_configs', 'build_model',
+           'build_mask_generator', 'PretrainResult', 'run_source', 'source_norm_stats', 'export_encoder',
+           'check_run_config', 'open_run_data', 'build_training', 'step_batches', 'JEPAStepOutput', 'jepa_step',
+           'EvalHook', 'eval_hooks', 'jepa_diagnostics', 'DiagnosticsHook', 'PretrainRun', 'open_run', 'pretrain',
+           'resolve_config', 'main']
 
 # %% ../nbs/16_train.ipynb #6f23bdd3
 class PretrainError(RunError):
@@ -88,6 +89,12 @@ class OptimSection:
     grad_accum:int=1 # micro-batches per optimiser step
 
 @dataclass
+class DiagnosticsSection:
+    "When and on what the collapse diagnostics and the drift from the initial encoder are measured."
+    every:int=10 # steps between them (and the last step); 0 = never
+    clips:int=8 # the first clips of the step's last micro-batch they measure (with their masks); 0 = all of them
+
+@dataclass
 class TrainConfig:
     "Everything a pretraining run needs; the defaults are the README's main job."
     data:DataSection=field(default_factory=DataSection)
@@ -98,6 +105,7 @@ class TrainConfig:
     optim:OptimSection=field(default_factory=OptimSection)
     run:RunSection=field(default_factory=RunSection) # `audiojepa.loop.RunSection`, the same in every trainer's config
     eval:EvalSection=field(default_factory=EvalSection) # `audiojepa.readout.EvalSection`: probes on labelled sets every N steps; none by default
+    diagnostics:DiagnosticsSection=field(default_factory=DiagnosticsSection) # collapse diagnostics and drift: every N steps, on a few clips
     # keys of earlier versions, read where they are now (a saved config.yaml of an older run resumes)
     RENAMED = {'model.jepa.ema_start': 'schedule.ema_start', 'model.jepa.ema_end': 'schedule.ema_end',
                'run.export': 'model.export'}
@@ -236,7 +244,7 @@ def export_encoder(model:AudioJEPA, fc:FrontendConfig, path,
 # %% ../nbs/16_train.ipynb #trn00001
 def check_run_config(cfg:TrainConfig):
     "A `ConfigError` for settings that no part checks when it is built."
-    check_run_section(cfg.run)
+    check_run_section(cfg.run, compiles=True)
     check_schedule(cfg.schedule)
     check_eval_section(cfg.eval)
     if cfg.model.export not in ('target', 'context'):
@@ -244,6 +252,8 @@ def check_run_config(cfg:TrainConfig):
     for key in ('data.batch_size', 'optim.grad_accum'):
         section, name = key.split('.')
         if (value := getattr(getattr(cfg, section), name)) < 1: raise ConfigError(f"{key} must be at least 1, got {value}")
+    for name in ('every', 'clips'):
+        if (value := getattr(cfg.diagnostics, name)) < 0: raise ConfigError(f"diagnostics.{name} must be 0 or more, got {value}")
 
 # %% ../nbs/16_train.ipynb #trn00004
 def open_run_data(cfg:TrainConfig, fc:FrontendConfig, accelerator:Accelerator) -> tuple:
@@ -263,6 +273,8 @@ def build_training(cfg:TrainConfig, fc:FrontendConfig, accelerator:Accelerator) 
     model = build_model(cfg, fc)
     # what drift_from_init compares with (a resumed run rebuilds the same initialisation from the seed)
     init_encoder = deepcopy(model.encoder).requires_grad_(False).eval().to(accelerator.device)
+    # the JEPA forward (teacher, student, predictor, loss) and with it its backward, in one graph; the weights stay put
+    if cfg.run.compile: compile_modules([model])
     # the fused kernel: on CPU the default (foreach) AdamW step costs about as much as the forward-backward of `small`
     optimizer = torch.optim.AdamW(param_groups(model), lr=cfg.schedule.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
                                   fused=accelerator.device.type in ('cpu', 'cuda', 'mps'))
@@ -286,10 +298,9 @@ def step_batches(source, cfg:TrainConfig, masks:StepMasks, state:RunState, skips
 # %% ../nbs/16_train.ipynb #trn00006
 @dataclass
 class JEPAStepOutput(StepOutput):
-    "What one Audio-JEPA step leaves for logging: `StepOutput`, and what the collapse diagnostics of a logged step need."
-    diagnostics:dict|None=None # `AudioJEPA` diagnostics of the last micro-batch (logged steps only)
-    mel:torch.Tensor|None=None # the last micro-batch's log-mel and padding, for `drift_from_init`
-    frame_mask:torch.Tensor|None=None
+    "What one Audio-JEPA step leaves for logging: `StepOutput`, and the last micro-batch, which the diagnostics measure."
+    diagnostics:dict|None=None # `AudioJEPA` diagnostics of the last micro-batch's training forward (`diagnostics=True` only)
+    batch:dict|None=None # the last micro-batch as the step took it: 'mel', 'context_idx', 'target_idx', optional 'frame_mask'
 
 def jepa_step(model:torch.nn.Module, # an `AudioJEPA`, or one an accelerator prepared
               optimizer:torch.optim.Optimizer,
@@ -320,7 +331,7 @@ def jepa_step(model:torch.nn.Module, # an `AudioJEPA`, or one an accelerator pre
         optimizer.zero_grad(set_to_none=True)
     with record_function('EMA update'): (model if accelerator is None else accelerator.unwrap_model(model)).update_target(ema)
     return JEPAStepOutput(losses, clips, {'grad_norm': grad_norm}, diagnostics=diag if diagnostics else None,
-                          mel=batch['mel'], frame_mask=batch.get('frame_mask'))
+                          batch=batch)
 
 # %% ../nbs/16_train.ipynb #trn00026
 class EvalHook(Hook):
@@ -357,13 +368,44 @@ def eval_hooks(cfg:TrainConfig, fc:FrontendConfig, main_process:bool=True) -> li
     except NoAudioError as e: raise PretrainError(f"eval.data: {e}") from None
 
 # %% ../nbs/16_train.ipynb #trn00009
-METRICS = ('step', 'epoch', 'loss', 'lr', 'weight_decay', 'ema', 'grad_norm', 'clips_per_s',
-           'target_std', 'pred_std', 'target_rank', 'pred_rank', 'pred_loss', 'oracle_global', 'oracle_clip',
-           'oracle_clip_pos', 'var_cov', 'clip_loss', 'dist_init', 'cka_init', 'seconds')
-# the `torch.profiler.record_function` labels of a logged step's parts, in the order they run: the loop's batch, the
-# front end, the parts of the model's forward, `jepa_step`'s, and the drift of a logged row (benchmarks/threads.py --profile)
-STEP_PARTS = ('batch', 'front end', 'target pass', 'context pass', 'predictor', 'loss', 'diagnostics', 'backward',
-              'grad clip', 'optimizer step', 'EMA update', 'drift from init')
+# the columns `DiagnosticsHook` fills: `AudioJEPA`'s collapse diagnostics (var_cov and clip_loss when their weights
+# are on) and `drift_from_init`
+DIAGNOSTICS = ('target_std', 'pred_std', 'target_rank', 'pred_rank', 'pred_loss', 'oracle_global', 'oracle_clip',
+               'oracle_clip_pos', 'var_cov', 'clip_loss', 'dist_init', 'cka_init')
+METRICS = ('step', 'epoch', 'loss', 'lr', 'weight_decay', 'ema', 'grad_norm', 'clips_per_s', *DIAGNOSTICS, 'seconds')
+# the `torch.profiler.record_function` labels of a step's parts, in the order they run: the loop's batch, the front
+# end, the parts of the model's forward, `jepa_step`'s, then those of the diagnostics (benchmarks/threads.py --profile)
+STEP_PARTS = ('batch', 'front end', 'target pass', 'context pass', 'predictor', 'loss', 'backward',
+              'grad clip', 'optimizer step', 'EMA update', 'diagnostics', 'drift from init')
+
+@torch.no_grad()
+def jepa_diagnostics(model:AudioJEPA, # the run's model, unwrapped
+                     encoder:torch.nn.Module, # the encoder whose drift is measured (the exported one)
+                     init_encoder:torch.nn.Module, # its frozen initial copy
+                     batch:dict, # a micro-batch as `jepa_step` takes it (a step's `JEPAStepOutput.batch`)
+                     clips:int=0, # measure its first `clips` clips (with their masks); 0 = all
+                    ) -> dict: # name -> scalar tensor, the `DIAGNOSTICS` that the config computes
+    "The collapse diagnostics of `AudioJEPA.forward` and `drift_from_init`, on the first `clips` clips of `batch`."
+    n = clips or len(batch['mel'])
+    rows = n * (len(batch['context_idx']) // len(batch['mel']))   # the masks of a clip's views are adjacent rows
+    mel, pad = batch['mel'][:n], batch.get('frame_mask')
+    pad = None if pad is None else pad[:n]
+    # `forward`, not `__call__`: eager under run.compile too, where a rarely run variant would only cost compile time
+    _, diag = model.forward(mel, batch['context_idx'][:rows], batch['target_idx'][:rows], padding_mask=pad, diagnostics=True)
+    with record_function('drift from init'): return {**diag, **drift_from_init(encoder, init_encoder, mel, pad)}
+
+class DiagnosticsHook(Hook):
+    "The `diagnostics:` section as a loop hook: `jepa_diagnostics` of the last step's batch, averaged over the processes."
+    columns = DIAGNOSTICS
+    def __init__(self, cfg:DiagnosticsSection): self.every, self.clips = cfg.every, cfg.clips
+
+    def __call__(self, run:PretrainRun, step:int) -> dict:
+        if run.last_batch is None: return {}   # no step yet in this invocation
+        values = jepa_diagnostics(run.core, run.exported, run.init_encoder, run.last_batch, self.clips)
+        stacked = torch.stack([v.float() for v in values.values()])
+        world = run.accelerator.num_processes   # every process measures its own batch: one collective call
+        if world > 1: stacked = run.accelerator.reduce(stacked, 'sum') / world
+        return dict(zip(values, stacked.tolist()))
 
 @dataclass(kw_only=True)
 class PretrainRun(Run):
@@ -372,7 +414,8 @@ class PretrainRun(Run):
     frontend:LogMel
     init_encoder:torch.nn.Module # the encoder as initialised, for `drift_from_init`
     per_epoch:int|None=None # micro-batches per epoch of a map-style source; None for a stream
-    hooks:tuple=() # what the loop runs every N steps: the `eval:` section's `EvalHook`, then the caller's hooks
+    hooks:tuple=() # what the loop runs every N steps: the `DiagnosticsHook`, the `eval:` section's `EvalHook`, the caller's hooks
+    last_batch:dict|None=None # the last micro-batch of the last step (`JEPAStepOutput.batch`), which the diagnostics measure
 
     @property
     def exported(self) -> torch.nn.Module: return self.core.target_encoder if self.cfg.model.export == 'target' else self.core.encoder
@@ -382,28 +425,25 @@ class PretrainRun(Run):
         init = {'init_from': str(self.cfg.model.init_from)} if self.cfg.model.init_from else {}
         return {'step': step, 'max_steps': self.cfg.schedule.max_steps, 'seed': self.cfg.run.seed, 'preset': self.cfg.model.preset, **init}
 
-    def log_mel(self, batch:dict) -> dict:
-        "A loader batch as `jepa_step` takes it: log-mel and masks on the device (no frame mask when nothing is padded)."
-        dev = self.accelerator.device
+    def log_mel(self, batches:list[dict]) -> list[dict]:
+        "Loader batches as `jepa_step` takes them: log-mel (one front-end call for all) and masks on the device."
+        dev, sizes = self.accelerator.device, [len(b['audio']) for b in batches]
+        joined = lambda key: torch.cat([b[key] for b in batches]) if len(batches) > 1 else batches[0][key]
         with torch.no_grad(), record_function('front end'):
-            mel, frame_mask = self.frontend(batch['audio'].to(dev, non_blocking=True), batch['padding_mask'].to(dev, non_blocking=True))
-        return {'mel': mel, 'frame_mask': frame_mask if frame_mask.any() else None,
-                'context_idx': batch['context_idx'].to(dev), 'target_idx': batch['target_idx'].to(dev)}
+            mel, frame_mask = self.frontend(joined('audio').to(dev, non_blocking=True), joined('padding_mask').to(dev, non_blocking=True))
+            mels, frame_masks = mel.split(sizes), frame_mask.split(sizes)
+        # no frame mask when nothing is padded: attention then takes its fastest kernels
+        return [{'mel': mel, 'frame_mask': pad if pad.any() else None, 'context_idx': b['context_idx'].to(dev),
+                 'target_idx': b['target_idx'].to(dev)} for b, mel, pad in zip(batches, mels, frame_masks)]
 
     def train_step(self, step:int, log:bool) -> JEPAStepOutput:
         cfg, acc = self.cfg, self.accelerator
         values = set_schedules(self.optimizer, step, cfg.schedule)
         torch.manual_seed(stream_seed(cfg.run.seed, Stream.STEP, step, acc.process_index))
-        micro_batches = (self.log_mel(self.next_batch()) for _ in count())
-        out = jepa_step(self.model, self.optimizer, micro_batches, values['ema'], cfg.optim.grad_accum, cfg.optim.grad_clip,
-                        acc, diagnostics=log)
-        out.values = {**values, **out.values}
+        micro_batches = self.log_mel([self.next_batch() for _ in range(cfg.optim.grad_accum)])
+        out = jepa_step(self.model, self.optimizer, micro_batches, values['ema'], cfg.optim.grad_accum, cfg.optim.grad_clip, acc)
+        out.values, self.last_batch = {**values, **out.values}, out.batch
         return out
-
-    def row_values(self, out:JEPAStepOutput) -> dict:
-        if out.diagnostics is None: return {}
-        with record_function('drift from init'): drift = drift_from_init(self.exported, self.init_encoder, out.mel, out.frame_mask)
-        return {**out.diagnostics, **drift}
 
     def epoch(self, step:int) -> float:
         if self.per_epoch is None: return self.position[0]
@@ -424,7 +464,8 @@ def open_run(cfg:TrainConfig, # the run's config
     check_new_run(cfg.run.out, checkpoint)
     fc, mask_gen = build_frontend_config(cfg), build_mask_generator(cfg.masking)
     accelerator = start_process(cfg)
-    hooks = (*eval_hooks(cfg, fc, accelerator.is_main_process), *hooks)
+    diagnostics = [DiagnosticsHook(cfg.diagnostics)] if cfg.diagnostics.every else []
+    hooks = (*diagnostics, *eval_hooks(cfg, fc, accelerator.is_main_process), *hooks)
     source, cfg, fc = open_run_data(cfg, fc, accelerator)
     model, optimizer, init_encoder = build_training(cfg, fc, accelerator)
     state = restore(accelerator, checkpoint)
@@ -435,7 +476,7 @@ def open_run(cfg:TrainConfig, # the run's config
     run = PretrainRun(cfg=cfg, accelerator=accelerator, model=model, optimizer=optimizer, batches=batches, state=state,
                       skips=skips, position=position, t_start=t_start, fc=fc, frontend=LogMel(fc).to(accelerator.device),
                       init_encoder=init_encoder, per_epoch=per_epoch, hooks=hooks)
-    return open_run_dir(run, checkpoint, METRICS + tuple(c for h in hooks for c in h.columns))
+    return open_run_dir(run, checkpoint, METRICS + tuple(c for h in hooks for c in h.columns if c not in METRICS))
 
 # %% ../nbs/16_train.ipynb #4b54b7a3
 def pretrain(cfg:TrainConfig|None=None, # the run's configuration; default `TrainConfig()` (the main job)

@@ -24,12 +24,13 @@ resampled with `audiojepa.audio.load_audio`; a folder already built with the sam
 
 `--profile` times instead the parts of the library's own logged step, for the same config (opened with
 `audiojepa.train.open_run`, `data.num_workers=0`), at `--profile-threads` (1 and 2): `PretrainRun.train_step` and
-`row_values`, as the loop runs them, under `torch.profiler`, each part read from the label the library puts on it
+the run's hooks (`audiojepa.train.DiagnosticsHook`), as the loop runs them, under `torch.profiler`, each part read from the label the library puts on it
 (`audiojepa.train.STEP_PARTS`): the batch (read, crop, collate, masks: the loader's work, on the main thread without
 workers), the front end (LogMel), the target pass (`AudioJEPA.targets` and the target gather), the context pass
 (encoder on the visible patches), the predictor, the loss, the diagnostics of `diagnostics=True` (std, effective rank,
-oracle losses), backward, gradient clipping, the AdamW step, the EMA update (`update_target`) and `drift_from_init`
-(run on logged steps only, like the diagnostics). The same step is also timed without the profiler, to show what the
+oracle losses), backward, gradient clipping, the AdamW step, the EMA update (`update_target`), then the diagnostics
+hook's forward with `diagnostics=True` (std, effective rank, oracle losses) and `drift_from_init`, on
+`diagnostics.clips` clips (8 of 32) every `diagnostics.every` steps. The same step is also timed without the profiler, to show what the
 profiler adds. The heaviest operators of a step, and what the gathers and index ops of the masks cost in all (forward
 and backward), are printed and saved.
 
@@ -38,8 +39,8 @@ and backward), are printed and saved.
     python -m benchmarks.threads --rounds 1 --steps 4 --log-every 2 --loaders synthetic --workers 1   # a smoke test
 
 Each run is about 5 s of start-up (imports, loader, the final checkpoint) plus its steps (0.35-0.65 s each at batch
-32), so `--rounds` and `--steps` set the time: 12 x rounds x (5 s + steps x 0.5 s). The logged steps (diagnostics
-and drift_from_init) are 1 in `--log-every` = 5 here, twice the default loop's share (1 in 10); `--profile` shows
+32), so `--rounds` and `--steps` set the time: 12 x rounds x (5 s + steps x 0.5 s). The steps with diagnostics
+(`diagnostics.every`, set to `--log-every`) are 1 in 5 here, twice the default's share (1 in 10); `--profile` shows
 what they cost.
 
 Writes OUT/threads.json and OUT/threads.md (or OUT/profile.json and OUT/profile.md); each run keeps its metrics.csv
@@ -58,6 +59,7 @@ from audiojepa.audio import load_audio
 from audiojepa.cli import dashed_call_parse, fail
 from audiojepa.config import apply_overrides
 from audiojepa.sources import find_audio_files
+from audiojepa.loop import run_hooks
 from audiojepa.train import STEP_PARTS, TrainConfig, open_run, pretrain
 
 SOUND_DIRS = '/usr/share/lmms/samples,/usr/share/sounds'   # Debian: lmms-common, sound-theme-freedesktop
@@ -74,7 +76,7 @@ def overrides(spec:str, workers:int, threads:int, steps:int, log_every:int, batc
             f'data.batch_size={batch_size}', 'model.preset=tiny', 'model.jepa.var_cov_weight=0',
             *(f'frontend.options.{k}={v}' for k, v in FRONTEND.items()), 'frontend.norm_clips=0',
             f'run.threads={threads}', 'run.trackers=[]', 'run.progress=false', 'run.checkpoint_every=0',
-            f'run.log_every={log_every}', f'schedule.max_steps={steps}', f'run.out={out}']
+            f'run.log_every={log_every}', f'diagnostics.every={log_every}', f'schedule.max_steps={steps}', f'run.out={out}']
 
 
 # ---------------------------------------------------------------------------------------------------------- the files
@@ -215,18 +217,19 @@ def sweep(args:dict, out:Path, loaders:list[str], workers:list[int], threads:lis
 
 
 # ------------------------------------------------------------------------------------------------------- profile
-LOGGED_ONLY = ('diagnostics', 'drift from init')   # the parts only a logged step runs (1 in run.log_every)
+LOGGED_ONLY = ('diagnostics', 'drift from init')   # the parts only the diagnostics hook runs (1 step in diagnostics.every)
 MASK_OPS = ('gather', 'index', 'scatter', 'repeat_interleave', 'take_along')   # operator names of the mask gathers
 
 
 def logged_step(run, step:int, threads:int, profile:bool) -> tuple:
-    "`(profile or None, wall ms)` of one logged step of `run` at `threads` threads, as the loop runs it: `train_step`, `row_values`."
+    "`(profile or None, wall ms)` of one logged step of `run` at `threads` threads, as the loop runs it: `train_step`, the hooks."
     torch.set_num_threads(threads)
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', '.*Profiler clears events')   # each profile is read on its own
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if profile else contextlib.nullcontext() as prof:
             t0 = time.perf_counter()
-            run.row_values(run.train_step(step, log=True))
+            run.train_step(step, log=True)
+            run_hooks(run, run.hooks, step)
             ms = 1e3 * (time.perf_counter() - t0)
     return prof, ms
 
@@ -255,13 +258,13 @@ def operators(profs:list, top:int) -> dict:
 
 def profile_markdown(med:dict, ops:dict, args:dict, loader:str, bs:int) -> str:
     "The tables of `--profile`: the parts of a logged step per thread count, then each count's heaviest operators."
-    threads, log_every = list(med), TrainConfig().run.log_every   # the loop's default: diagnostics and drift on 1 step in 10
+    threads, log_every = list(med), TrainConfig().diagnostics.every   # the default: diagnostics and drift on 1 step in 10
     lines = [f"# One training step's parts, {os.cpu_count()} cores, torch {torch.__version__}", '',
              f"tiny, batch {bs} of 10 s 16 kHz clips ({LOADER_NAMES[loader]}), 128 mels x 256 frames, var_cov_weight=0. "
-             f"The library's own logged step (`PretrainRun.train_step` and `row_values`, no loader worker) under "
+             f"The library's own logged step (`PretrainRun.train_step` and the diagnostics hook, no loader worker) under "
              f"torch.profiler, each part the wall ms of its label (`audiojepa.train.STEP_PARTS`) on the main thread; "
              f"median of {args['profile_steps']} steps (alternating thread counts). 'share' is of the sum of the parts; "
-             f"'per step' counts the diagnostics and drift from init once every {log_every} steps (run.log_every's "
+             f"'per step' counts the diagnostics and drift from init once every {log_every} steps (diagnostics.every's "
              f"default), the batch only when the loader has no worker. The last row is the same step timed without "
              f"the profiler (what the profiler adds).", '',
              '| part | ' + ' | '.join(f'{t} thr ms | share | per step ms' for t in threads) + ' |',

@@ -122,6 +122,9 @@ ROWS = [
     ('audiojepa-pretrain', 'two eval tasks of one name', ['--data', 'synthetic:8', '--out', '{out}/run', 'eval.data=[{in}/two,{in}/as/../two]'], "the task 'two'"),
     ('audiojepa-pretrain', 'too few eval clips for the folds', ['--data', 'synthetic:8', '--out', '{out}/run', 'eval.data=[{in}/two]', 'eval.folds=4'], 'eval.folds'),
     ('audiojepa-pretrain', 'unknown eval probe', ['--data', 'synthetic:8', '--out', '{out}/run', 'eval.data=[{in}/two]', 'eval.probes=[svm]'], 'svm'),
+    ('audiojepa-pretrain', 'negative diagnostics.every', ['--data', 'synthetic:8', '--out', '{out}/run', 'diagnostics.every=-1'], 'diagnostics.every'),
+    ('audiojepa-pretrain', 'negative diagnostics.clips', ['--data', 'synthetic:8', '--out', '{out}/run', 'diagnostics.clips=-2'], 'diagnostics.clips'),
+    ('audiojepa-pretrain', 'non-boolean run.compile', ['--data', 'synthetic:8', '--out', '{out}/run', 'run.compile=maybe'], 'run.compile'),
     # audiojepa-hlp
     ('audiojepa-hlp', 'missing path', ['{in}/nowhere.csv'], '{in}/nowhere.csv'),
     ('audiojepa-hlp', 'folder as segments CSV', ['{in}/empty', '--ontology', '{in}/ontology.json', '--class-labels', '{in}/classes.csv'], '{in}/empty'),
@@ -215,6 +218,7 @@ ROWS = [
     ('audiojepa-export', '--network of an export', ['{in}/empty', '--out', '{out}/exported', '--network', 'teacher'], '--network chooses an encoder of an authors\' checkpoint'),
     # audiojepa-tag
     ('audiojepa-tag', 'missing path', [*TAG, '--train', '{in}/nowhere.csv', '--out', '{out}/run'], '{in}/nowhere.csv'),
+    ('audiojepa-tag', 'run.compile (pretraining only)', [*TAG, '--train', '{in}/train.csv', '--out', '{out}/run', 'run.compile=true'], 'run.compile'),
     ('audiojepa-tag', 'empty folder', [*TAG, '--train', '{in}/empty', '--out', '{out}/run'], '{in}/empty'),
     ('audiojepa-tag', 'folder of non-audio', [*TAG, '--train', '{in}/text', '--out', '{out}/run'], '{in}/text'),
     ('audiojepa-tag', 'cut-short segments CSV', [*TAG, '--train', '{in}/as/segments_cut.csv', '--out', '{out}/run'], 'line 6 is incomplete'),
@@ -250,6 +254,7 @@ ROWS += [
     ('audiojepa-finetune', 'text as YAML config', [*FT, '--train', '{in}/two', '--config', '{in}/words.yaml', '--out', '{out}/run'], '{in}/words.yaml'),
     ('audiojepa-finetune', '--out is a file', [*FT, '--train', '{in}/two', '--out', '{in}/afile'], '{in}/afile'),
     ('audiojepa-finetune', 'unwritable --out', [*FT, '--train', '{in}/two', '--out', '{in}/readonly/run'], '{in}/readonly'),
+    ('audiojepa-finetune', 'run.compile (pretraining only)', [*FT, '--train', '{in}/two', '--out', '{out}/run', 'run.compile=true'], 'run.compile'),
     ('audiojepa-pretrain', 'text as --init-from', ['--data', 'synthetic:8', '--init-from', '{in}/notes.txt', '--out', '{out}/run'], '{in}/notes.txt'),
 ]
 # audiojepa-xares

@@ -89,7 +89,7 @@ def test_cli_synthetic(tmp_path):
     "The command line end to end: run directory, metrics, checkpoints, TensorBoard, the encoder loads."
     run = tmp_path / 'run'
     res = cli('--out', run, '--max-steps', 6, '--batch-size', 4, '--checkpoint-every', 3, '--seed', 3,
-              *SMALL, 'data.spec=synthetic:16', 'run.log_every=2', 'run.trackers=[tensorboard]')
+              *SMALL, 'data.spec=synthetic:16', 'run.log_every=2', 'diagnostics.every=2', 'run.trackers=[tensorboard]')
     assert res.returncode == 0, res.stderr
     summary = res.stdout.strip().splitlines()[-1]
     assert summary.startswith('pretrained step 6/6') and summary.endswith(f'encoder exported to {run}/encoder'), summary
