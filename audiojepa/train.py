@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib, functools, logging, os, signal, sys, time, typing
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
+from itertools import count
 from pathlib import Path
 
 import torch
@@ -385,7 +386,7 @@ def jepa_diagnostics(model:AudioJEPA, # the run's model, unwrapped
                      batch:dict, # a micro-batch as `jepa_step` takes it (a step's `JEPAStepOutput.batch`)
                      clips:int=0, # measure its first `clips` clips (with their masks); 0 = all
                     ) -> dict: # name -> scalar tensor, the `DIAGNOSTICS` that the config computes
-    "The collapse diagnostics of `AudioJEPA.forward` and `drift_from_init`, on the first `clips` clips of `batch`."
+    "The collapse diagnostics of the forward of `AudioJEPA` and `drift_from_init`, on the first `clips` clips of `batch`."
     n = clips or len(batch['mel'])
     rows = n * (len(batch['context_idx']) // len(batch['mel']))   # the masks of a clip's views are adjacent rows
     mel, pad = batch['mel'][:n], batch.get('frame_mask')

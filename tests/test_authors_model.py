@@ -289,7 +289,7 @@ def test_convert_command_writes_an_export_with_the_same_embeddings(small, tmp_pa
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert '2 blocks of width 128 with 2 heads' in res.stdout and 'not imported: functools.partial' in res.stderr
-    assert sorted(p.name for p in out.iterdir()) == ['config.json', 'model.safetensors']
+    assert sorted(p.name for p in out.iterdir()) == ['complete.json', 'config.json', 'model.safetensors']   # sealed whole (runs.seal_export)
     config = json.loads((out / 'config.json').read_text())
     assert (config['frontend']['name'], config['frontend']['framing'], config['frontend']['peak_normalise']) == ('audiojepa-paper', 'clip', True)
     assert export_training(out) == {'source': "the authors' Lightning checkpoint", 'checkpoint': 'JEPA.ckpt', 'network': 'target', 'step': 3456}
