@@ -1,5 +1,6 @@
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -32,3 +33,10 @@ def trapped_checkpoint(tmp_path):
 os.environ['HF_HUB_OFFLINE'] = '1'
 from huggingface_hub import constants as _hub_constants
 _hub_constants.HF_HUB_OFFLINE = True
+
+
+def tone(freq:float, seconds:float=1.0, seed:int=0, rate:int=16000) -> np.ndarray:
+    "A sine at `freq` Hz with a little seeded noise, float32 at `rate`: the labelled test clips of several test files."
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.normal(size=len(t))).astype(np.float32)

@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 _ini = configparser.ConfigParser(); _ini.read(ROOT / 'settings.ini')
 SCRIPTS = dict(line.split('=') for line in _ini['DEFAULT']['console_scripts'].split())
 MODULES = {'corpora.py': 'experiments.corpora:main'}   # `python -m experiments.corpora`, named as its errors name it
+from conftest import tone   # the shared test clip
+
 RATE = 16000
 # Music > Musical instrument > Keyboard (musical) > Piano, and Musical instrument > Bowed string instrument > Violin
 TREE = [('/m/04rlf', 'Music', ['/m/04szw']), ('/m/04szw', 'Musical instrument', ['/m/05148p4', '/m/0l14_3']),
@@ -30,10 +32,6 @@ SMALL = ['data.clip_seconds=1', 'data.num_workers=0', 'schedule.warmup_steps=2',
          'run.trackers=[]', 'run.progress=false', 'run.threads=1']
 
 
-def tone(freq, seconds=1.0, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.normal(size=len(t))).astype(np.float32)
 
 
 @pytest.fixture(scope='module')

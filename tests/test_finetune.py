@@ -24,16 +24,14 @@ from audiojepa.models import EncoderConfig, ViTEncoder, load_encoder, preset, sa
 from audiojepa.runs import MetricsLog
 from audiojepa.train import TrainConfig, pretrain
 
+from conftest import tone   # the shared test clip
+
 RATE = 16000
 FREQS = {'low': 220, 'mid': 660, 'high': 1760}
 SMALL = {'data': {'batch_size': 4, 'clip_seconds': 1.0}, 'model': {'drop_path': 0.0},
          'schedule': {'max_steps': 4, 'warmup_steps': 1}, 'run': {'progress': False, 'log_every': 1, 'threads': 1}}
 
 
-def tone(freq, seed, seconds=1.0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.normal(size=len(t))).astype(np.float32)
 
 
 @pytest.fixture(scope='module')
