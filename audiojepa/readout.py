@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-import evaluate
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+if typing.TYPE_CHECKING: import evaluate
 
 from .audio import FrontendConfig, LogMel
 from .config import ConfigError
@@ -42,6 +42,7 @@ def metric_path(name:str, # one of `METRICS`
 def load_metric(name:str, # one of `METRICS`
                ) -> evaluate.EvaluationModule:
     "The shipped metric `name`, loaded once per process."
+    import evaluate   # here, not at the top: importing it pulls in transformers' pipelines, 1.8 s of every command's start
     return evaluate.load(metric_path(name), keep_in_memory=True)   # no cache files for a few thousand numbers
 
 # %% ../nbs/15_readout.ipynb #d4ccb648

@@ -96,18 +96,17 @@ def measure(preset:str, patches:int, mode:str, args:dict) -> dict:
 
 
 def fits(rows:list[dict], budget_gib:float=24.0) -> dict:
-    "Per (preset, mode): the least-squares line memory = a + b x patches, and the patches (and seconds) it puts at `budget_gib`."
+    "Per (preset, mode) measured at two lengths or more: the least-squares line memory = a + b x patches, and the patches (and seconds) it puts at `budget_gib`."
     out = {}
     for key in sorted({(r['preset'], r['mode']) for r in rows}):
         rs = sorted((r for r in rows if (r['preset'], r['mode']) == key), key=lambda r: r['patches'])
         p, m = np.array([r['patches'] for r in rs], float), np.array([r['memory_gib'] for r in rs])
+        if len(p) < 2: continue   # a line needs two lengths
         b, a = np.polyfit(p, m, 1)
-        growth = np.polyfit(np.log(p), np.log(np.maximum(m - m.min() + 1e-3, 1e-3)), 1)[0] if len(p) > 2 else float('nan')
         limit = (budget_gib - a) / b if b > 0 else float('inf')
         out[f'{key[0]} {key[1]}'] = {'intercept_gib': a, 'gib_per_1k_patches': 1e3 * b, 'patches_at_budget': limit,
                                      'seconds_at_budget': limit / (N_MELS // PATCH) * PATCH / FRAMES_PER_SECOND,
-                                     'memory_ratio_last_first': m[-1] / m[0], 'patch_ratio_last_first': p[-1] / p[0],
-                                     'loglog_slope_above_first': growth}
+                                     'memory_ratio_last_first': m[-1] / m[0], 'patch_ratio_last_first': p[-1] / p[0]}
     return out
 
 
