@@ -5,7 +5,10 @@ and metric: the pretrained mean ± sd over the K seeds, the random networks' mea
 the log-mel baseline, the difference of the pretrained mean to the stronger random kind with its 95 % Welch interval
 (its half-width: the smallest effect this design resolves), the paired difference final − step 0 over the seeds with
 its interval, and the verdict: "gain" / "loss" when the interval excludes zero, "tie (inconclusive)" otherwise, on the
-tasks corpora.json judges; the others are "reported, not judged". RESULTS/report.md holds the tables, RESULTS/report.png
+tasks corpora.json judges; the others are "reported, not judged". Then the groups against each other (`contrasts`):
+each recipe against the reference recipe (`default`) at the same steps, and each recipe at more steps against itself
+at its fewest, the difference of their means with its Welch interval: whether an option or a longer run is better
+than what it is compared with, not only better than random. RESULTS/report.md holds the tables, RESULTS/report.png
 the figure: split accuracy against steps (mean ± sd over seeds), the stronger random kind's mean and log-mel as lines.
 """
 from __future__ import annotations
@@ -18,6 +21,7 @@ from experiments.yardstick import METRICS, PROBES, read_baselines
 
 PROTOCOLS = {'split': 'train/test split', 'cv': 'grouped 5-fold CV'}
 NOT_JUDGED = 'reported, not judged'
+REFERENCE = 'default'   # the recipe every other one is contrasted with at the same steps
 
 
 def load_runs(results:Path) -> list[dict]:
@@ -72,6 +76,28 @@ def summarise(results:Path) -> list[dict]:
                     'baseline_family': family, 'other_families': len(runs) - count,
                     'random_seeds': {k: len(v) for k, v in baselines['random'].items()}})
     return out
+
+
+def contrast(a:dict, b:dict, metric:str='accuracy') -> dict:
+    "Group `a` against group `b` (two entries of `summarise`): per judged row, a's mean minus b's with its Welch interval and verdict."
+    rows = []
+    for ra in (r for r in a['rows'] if r['metric'] == metric and r['judged']):
+        key = (ra['task'], ra['protocol'], ra['probe'], metric)
+        finals = [[pick(run['final'], *key) for run in g['runs']] for g in (a, b)]
+        difference = welch_interval(present(finals[0]), present(finals[1]))
+        rows.append({'task': ra['task'], 'protocol': ra['protocol'], 'probe': ra['probe'], 'metric': metric,
+                     'a': mean_sd(present(finals[0])), 'b': mean_sd(present(finals[1])), 'difference': difference,
+                     'verdict': verdict(difference)})
+    return {'a': (a['label'], a['steps']), 'b': (b['label'], b['steps']), 'rows': rows}
+
+
+def contrasts(summary:list, reference:str=REFERENCE) -> list[dict]:
+    "Every recipe against `reference` at the same steps, and every recipe at more steps against itself at its fewest."
+    groups = {(g['label'], g['steps']): g for g in summary}
+    pairs = [(key, (reference, key[1])) for key in groups if key[0] != reference and (reference, key[1]) in groups]
+    fewest = {label: min(s for l, s in groups if l == label) for label, _ in groups}
+    pairs += [(key, (key[0], fewest[key[0]])) for key in groups if key[1] != fewest[key[0]]]
+    return [contrast(groups[a], groups[b]) for a, b in sorted(pairs)]
 
 
 def points(x) -> str: return '–' if x is None else f"{100 * x:.1f}"
@@ -132,7 +158,21 @@ def markdown(summary:list) -> str:
     for g in summary:
         lines += group_header(g)
         for metric in METRICS: lines += [f"**{metric.replace('_', '-')}**", '', *table(g, metric), '']
+    if pairs := contrasts(summary): lines += ['## Recipes and run lengths against each other (accuracy, judged tasks)', '',
+                                              *contrast_table(pairs), '']
     return '\n'.join(lines if summary else lines + ['No stored runs yet.'])
+
+
+def contrast_table(pairs:list) -> list[str]:
+    "One markdown table of `contrasts`: A against B per task, protocol and probe."
+    lines = ['| A | B | task | protocol | probe | A | B | A − B [95 % CI] | verdict |', '|---|---|---|---|---|---|---|---|---|']
+    for c in pairs:
+        (la, sa), (lb, sb) = c['a'], c['b']
+        for r in c['rows']:
+            v = {'gain': 'A better', 'loss': 'B better'}.get(r['verdict'], r['verdict'])
+            lines.append(f"| {la}, {sa:,} | {lb}, {sb:,} | {r['task']} | {PROTOCOLS[r['protocol']]} | {r['probe']} | "
+                         f"{spread(r['a'])} | {spread(r['b'])} | {ci(r['difference'])} | {v} |")
+    return lines
 
 
 def mean_curve(runs:list, column:str) -> tuple:

@@ -9,7 +9,7 @@ import soundfile as sf
 from audiojepa.synthetic import SyntheticSounds
 from audiojepa.train import pretrain
 from experiments import learning, stats
-from experiments.learning_report import summarise
+from experiments.learning_report import contrast_table, contrasts, summarise
 from experiments.manifest import write_manifest
 from experiments.yardstick import open_corpora
 
@@ -164,3 +164,23 @@ def test_paired_interval_by_hand():
     assert iv['difference'] == pytest.approx(0.04) and iv['df'] == 4
     assert iv['half_width'] == pytest.approx(0.019632, abs=1e-6) and iv['low'] == pytest.approx(0.020368, abs=1e-6)
     assert stats.mean_sd([0.1, 0.2, 0.3]) == {'mean': pytest.approx(0.2), 'sd': pytest.approx(0.1), 'n': 3}
+
+
+def fake_group(label:str, steps:int, finals:list, judged:bool=True) -> dict:
+    "A `summarise` entry with one task ('drums', split, linear, accuracy) measured at `finals` over seeds."
+    runs = [{'final': {'drums': {'split': {'linear': {'accuracy': f}}}}} for f in finals]
+    row = {'task': 'drums', 'protocol': 'split', 'probe': 'linear', 'metric': 'accuracy', 'judged': judged}
+    return {'label': label, 'steps': steps, 'runs': runs, 'rows': [row]}
+
+
+def test_recipes_and_run_lengths_are_contrasted():
+    "masks4 against default at the same steps; default at 5,040 steps against itself at 1,500; a lone label is not contrasted."
+    summary = [fake_group('default', 1500, [0.60, 0.62, 0.64]), fake_group('masks4', 1500, [0.70, 0.72, 0.74]),
+               fake_group('default', 5040, [0.61, 0.60, 0.65]), fake_group('lr3e-4', 300, [0.5, 0.6])]
+    pairs = contrasts(summary)
+    assert [(c['a'], c['b']) for c in pairs] == [(('default', 5040), ('default', 1500)), (('masks4', 1500), ('default', 1500))]
+    masks4 = pairs[1]['rows'][0]
+    assert masks4['difference'] == stats.welch_interval([0.70, 0.72, 0.74], [0.60, 0.62, 0.64]) and masks4['verdict'] == 'gain'
+    assert pairs[0]['rows'][0]['verdict'] == 'tie (inconclusive)'
+    assert 'A better' in '\n'.join(contrast_table(pairs))
+    assert contrasts([fake_group('default', 1500, [0.6, 0.7], judged=False), fake_group('x', 1500, [0.8, 0.9], judged=False)])[0]['rows'] == []
