@@ -17,7 +17,8 @@ are those of audiojepa's preset (`--preset`), so that both train the same number
 Both sides read the same real files: `--n-files` 10 s 16 kHz WAVs built by `benchmarks.threads.build_audio`, random
 10 s crops, batch 32, one loader worker (audiojepa's source and collate for both, each side one loader iterator for
 the whole run, as in a long AudioSet epoch), `run.threads=2` (torch threads of the reference). audiojepa runs the
-user's defaults (`pretrain`'s loop: logging every 10 steps, the diagnostics hook every 10 steps on 8 clips, gradient clipping, fused AdamW, VICReg's terms) at issue 33's matched configuration
+user's defaults (`pretrain`'s loop: logging every 10 steps, the diagnostics hook every 10 steps on 8 clips, gradient
+clipping, fused AdamW, VICReg's terms) at issue 33's matched configuration
 (the torchaudio front end, 128 mels x 256 frames, 128 patches of 16 x 16), with `run.checkpoint_every=0` (one
 checkpoint after the timed steps), `frontend.norm_clips=0` (no statistics pass before step 1), no progress bar;
 `+compile` adds `run.compile=true`; `+compile cached` also replaces the loader by 8 of its batches in a cycle, which
@@ -174,7 +175,7 @@ def run_authors(spec:dict) -> dict:
     # One loader iterator for the whole run, shuffled orders end to end, as audiojepa's StepBatches gives its side.
     # With --n-files 128 an epoch is 4 steps, and a new iterator per epoch re-forks the worker and waits for its first
     # batch every 4 steps: a cost their AudioSet runs (epochs of thousands of steps) do not pay. Until 6 Dec 2026 this
-    # side had it, which made it 30 % slower than its step alone and audiojepa look 1.66x faster rather than ~1.3x.
+    # side had it, which made it 30 % slower than its step alone and audiojepa look 1.66x faster rather than 1.05x.
     sampler = RandomSampler(source, num_samples=spec['steps'] * BATCH_SIZE, generator=torch.Generator().manual_seed(0))
     batches = iter(DataLoader(source, batch_size=BATCH_SIZE, sampler=sampler, num_workers=spec['workers'],
                               collate_fn=collate, drop_last=True))

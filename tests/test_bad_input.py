@@ -32,8 +32,6 @@ SMALL = ['data.clip_seconds=1', 'data.num_workers=0', 'schedule.warmup_steps=2',
          'run.trackers=[]', 'run.progress=false', 'run.threads=1']
 
 
-
-
 @pytest.fixture(scope='module')
 def inputs(tmp_path_factory) -> Path:
     "Every input the rows name, good and bad, in one folder (`{in}` in a row)."

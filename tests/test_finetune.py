@@ -32,8 +32,6 @@ SMALL = {'data': {'batch_size': 4, 'clip_seconds': 1.0}, 'model': {'drop_path': 
          'schedule': {'max_steps': 4, 'warmup_steps': 1}, 'run': {'progress': False, 'log_every': 1, 'threads': 1}}
 
 
-
-
 @pytest.fixture(scope='module')
 def data(tmp_path_factory) -> Path:
     "ROOT/{train,test}/<label>/ of three tones, an ESC-50-like table with two folds, a multi-label manifest."
