@@ -184,31 +184,56 @@ def mean_curve(runs:list, column:str) -> tuple:
     return np.array(steps), values.mean(0), values.std(0, ddof=1) if len(runs) > 1 else np.zeros(len(steps))
 
 
-def plot(summary:list, path:Path):
-    "One panel per task and probe: split accuracy against steps per group (± sd band), random and log-mel as lines."
+def curve_table(summary:list) -> tuple[dict, dict]:
+    """The figure's numbers, in points, as plain literals (chapter 23 prints them into the cell that draws them):
+    {group: {'task probe': [(step, mean, sd), ...]}} of split accuracy during pretraining, and {'task probe':
+    (stronger random kind's mean, log-mel)} from the first group that names them (groups share their baselines)."""
+    curves, references = {}, {}
+    for g in summary:
+        export = g['runs'][0]['config']['model']['export']
+        group = curves.setdefault(f"{g['label']}, {g['steps']:,} steps (K = {len(g['runs'])})", {})
+        for r in g['rows']:
+            if (r['protocol'], r['metric']) != ('split', 'accuracy'): continue
+            panel = f"{r['task']}{'' if r['judged'] else ' (not judged)'} {r['probe']}"
+            steps, m, sd = mean_curve(g['runs'], f"eval_{r['task']}_{export}_{r['probe']}_accuracy")
+            if len(steps): group[panel] = [(int(s), round(100 * float(a), 1), round(100 * float(b), 1)) for s, a, b in zip(steps, m, sd)]
+            references.setdefault(panel, (round(100 * r['random'][r['stronger']]['mean'], 1) if r['stronger'] else None,
+                                          None if r['logmel'] is None else round(100 * r['logmel'], 1)))
+    return curves, references
+
+
+def plot_curves(curves:dict, references:dict):
+    "One panel per task and probe: each group's accuracy against steps (± sd band); random (dashed) and log-mel (dash-dot)."
+    import numpy as np
     from matplotlib.figure import Figure
-    tasks = list(dict.fromkeys(t for g in summary for t in g['runs'][0]['tasks']))
-    fig = Figure(figsize=(3.2 * len(tasks), 5.2), layout='constrained')
-    axes = fig.subplots(len(PROBES), len(tasks), squeeze=False)
-    for gi, g in enumerate(summary):
-        export, color = g['runs'][0]['config']['model']['export'], f'C{gi}'
-        for row, probe in enumerate(PROBES):
-            for col, task in enumerate(tasks):
-                ax = axes[row][col]
-                steps, m, sd = mean_curve(g['runs'], f'eval_{task}_{export}_{probe}_accuracy')
-                if not len(steps): continue
-                ax.plot(steps, m, color=color, label=f"{g['label']}, {g['steps']} steps (K={len(g['runs'])})")
-                ax.fill_between(steps, m - sd, m + sd, color=color, alpha=0.2)
-                r = next(r for r in g['rows'] if (r['task'], r['protocol'], r['probe'], r['metric']) == (task, 'split', probe, 'accuracy'))
-                if r['stronger']: ax.axhline(r['random'][r['stronger']]['mean'], color=color, ls='--', lw=1)
-                if r['logmel'] is not None: ax.axhline(r['logmel'], color='k', ls='-.', lw=1)
-                ax.set_title(f"{task}{'' if g['runs'][0]['tasks'][task]['judged'] else ' (not judged)'}: {probe}", fontsize=9)
-                ax.set_xlabel('step', fontsize=8); ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel('accuracy (split)', fontsize=8)
+    panels = list(dict.fromkeys(p for c in curves.values() for p in c))
+    tasks = list(dict.fromkeys(p.rsplit(' ', 1)[0] for p in panels))
+    fig = Figure(figsize=(3.4 * len(tasks), 5.2), layout='constrained')
+    axes = fig.subplots(len(PROBES), len(tasks), squeeze=False, sharex=True)
+    for gi, (name, curve) in enumerate(curves.items()):
+        for panel, points in curve.items():
+            task, probe = panel.rsplit(' ', 1)
+            ax = axes[PROBES.index(probe)][tasks.index(task)]
+            steps, m, sd = (np.array(v) for v in zip(*points))
+            ax.plot(steps, m, color=f'C{gi}', marker='.', label=name)
+            ax.fill_between(steps, m - sd, m + sd, color=f'C{gi}', alpha=0.15)
+    for panel, (random, logmel) in references.items():
+        if panel not in panels: continue
+        task, probe = panel.rsplit(' ', 1)
+        ax = axes[PROBES.index(probe)][tasks.index(task)]
+        if random is not None: ax.axhline(random, color='grey', ls='--', lw=1, label='random (stronger kind, mean)')
+        if logmel is not None: ax.axhline(logmel, color='k', ls='-.', lw=1, label='log-mel mean + std')
+        ax.set_title(panel, fontsize=9); ax.tick_params(labelsize=7)
+        if probe == PROBES[-1]: ax.set_xlabel('step', fontsize=8)
+    for row in axes: row[0].set_ylabel('accuracy (split), %', fontsize=8)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles: fig.legend(handles, labels, loc='outside lower center', fontsize=7, ncols=min(3, len(handles)))
-    fig.suptitle('pretrained mean ± sd over seeds; dashed: stronger random kind (mean); dash-dot: log-mel', fontsize=9)
-    fig.savefig(path, dpi=80)
+    if handles: fig.legend(handles, labels, loc='outside lower center', fontsize=7, ncols=3)
+    return fig
+
+
+def plot(summary:list, path:Path):
+    "report.png: `plot_curves` of the stored groups."
+    plot_curves(*curve_table(summary)).savefig(path, dpi=80)
 
 
 def write_report(results) -> Path:
