@@ -5,6 +5,7 @@
     python -m experiments.learning run --recipe masks4 --seeds 0-4 --steps 1500 --threads 2 --random-seeds 10
     python -m experiments.learning run --recipe default --label lr3e-4 schedule.lr=3e-4   # a recipe of your own
     python -m experiments.learning report                                                  # the table and figure again
+    python -m experiments.learning report --curves                                         # the figure's numbers, as chapter 23's cells hold them
 
 `run` pretrains the recipe once per (seed, steps) on the corpora's unlabelled pool (`python -m experiments.corpora`
 builds them; the benchmark refuses corpora that differ from their manifest), with the `eval:` hook probing the
@@ -41,7 +42,7 @@ from audiojepa.readout import encoder_features
 from audiojepa.runs import RunError
 from audiojepa.sources import NoAudioError
 from audiojepa.train import EvalHook, TrainConfig, build_frontend_config, build_model, pretrain
-from experiments.learning_report import write_report
+from experiments.learning_report import curve_literals, curve_table, summarise, write_report
 from experiments.manifest import CorpusError
 from experiments.yardstick import Yardstick, baseline_family, eval_section, measure_baselines, open_corpora, write_json
 
@@ -253,11 +254,13 @@ def run(recipe:Param(RECIPE_HELP, str)='default',
 
 
 def report(results:str='experiments/results/learning', # the folder `run` stored its results in
+           curves:bool=False, # print the figure's numbers (judged tasks) as the Python literals chapter 23's figure cells hold, not the table
           ):
-    "Write RESULTS/report.md and RESULTS/report.png from the stored results only, and print the table."
+    "Write RESULTS/report.md and RESULTS/report.png from the stored results only, and print the table (or the curves)."
     path = Path(results)
     if not (path / 'runs').is_dir(): fail(PROG, f"--results {path}: no stored runs there (python -m experiments.learning run ...)")
-    print(write_report(path).read_text())
+    text = write_report(path).read_text()
+    print(curve_literals(*curve_table(summarise(path), judged_only=True)) if curves else text)
 
 
 COMMANDS = {'run': run, 'report': report}

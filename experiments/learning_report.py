@@ -3,13 +3,15 @@
 Per recipe label and step count, per task, protocol (the fixed split; grouped 5-fold CV where the task has it), probe
 and metric: the pretrained mean ± sd over the K seeds, the random networks' mean ± sd over R seeds per front-end kind,
 the log-mel baseline, the difference of the pretrained mean to the stronger random kind with its 95 % Welch interval
-(its half-width: the smallest effect this design resolves), the paired difference final − step 0 over the seeds with
-its interval, and the verdict: "gain" / "loss" when the interval excludes zero, "tie (inconclusive)" otherwise, on the
-tasks corpora.json judges; the others are "reported, not judged". Then the groups against each other (`contrasts`):
-each recipe against the reference recipe (`default`) at the same steps, and each recipe at more steps against itself
-at its fewest, the difference of their means with its Welch interval: whether an option or a longer run is better
-than what it is compared with, not only better than random. RESULTS/report.md holds the tables, RESULTS/report.png
-the figure: split accuracy against steps (mean ± sd over seeds), the stronger random kind's mean and log-mel as lines.
+(its half-width: the smallest effect this design resolves), the paired difference final − step 0 over the seeds with its
+interval, and the verdict: "gain" / "loss" when the interval excludes zero, "tie (inconclusive)" otherwise ("not
+resolvable (one seed)" when a side has one run), on the tasks corpora.json judges; the others are "reported, not
+judged". Then the groups against each other (`contrasts`): each recipe against the reference recipe (`default`) at the
+same steps, and each recipe at more steps against itself at its fewest, the difference of their means with its Welch
+interval: whether an option or a longer run is better than what it is compared with, not only better than random.
+RESULTS/report.md holds the tables, RESULTS/report.png the figure: split accuracy against steps (mean ± sd over seeds),
+the stronger random kind's mean and log-mel as lines; `report --curves` prints the figure's numbers as the literals
+chapter 23's figure cells hold (`curve_literals`).
 """
 from __future__ import annotations
 import json
@@ -184,22 +186,30 @@ def mean_curve(runs:list, column:str) -> tuple:
     return np.array(steps), values.mean(0), values.std(0, ddof=1) if len(runs) > 1 else np.zeros(len(steps))
 
 
-def curve_table(summary:list) -> tuple[dict, dict]:
+def curve_table(summary:list, judged_only:bool=False) -> tuple[dict, dict]:
     """The figure's numbers, in points, as plain literals (chapter 23 prints them into the cell that draws them):
-    {group: {'task probe': [(step, mean, sd), ...]}} of split accuracy during pretraining, and {'task probe':
-    (stronger random kind's mean, log-mel)} from the first group that names them (groups share their baselines)."""
+    {group: {'task probe': [(step, mean, sd), ...]}} of split accuracy during pretraining, the reference recipe's groups
+    first, and {'task probe': (stronger random kind's mean, log-mel)} from the first group that names them (groups share
+    their baselines). One seed gives sd 0."""
     curves, references = {}, {}
-    for g in summary:
+    for g in sorted(summary, key=lambda g: (g['label'] != REFERENCE, g['label'], g['steps'])):
         export = g['runs'][0]['config']['model']['export']
         group = curves.setdefault(f"{g['label']}, {g['steps']:,} steps (K = {len(g['runs'])})", {})
         for r in g['rows']:
-            if (r['protocol'], r['metric']) != ('split', 'accuracy'): continue
+            if (r['protocol'], r['metric']) != ('split', 'accuracy') or (judged_only and not r['judged']): continue
             panel = f"{r['task']}{'' if r['judged'] else ' (not judged)'} {r['probe']}"
             steps, m, sd = mean_curve(g['runs'], f"eval_{r['task']}_{export}_{r['probe']}_accuracy")
             if len(steps): group[panel] = [(int(s), round(100 * float(a), 1), round(100 * float(b), 1)) for s, a, b in zip(steps, m, sd)]
             references.setdefault(panel, (round(100 * r['random'][r['stronger']]['mean'], 1) if r['stronger'] else None,
                                           None if r['logmel'] is None else round(100 * r['logmel'], 1)))
     return curves, references
+
+
+def curve_literals(curves:dict, references:dict) -> str:
+    "`curve_table`'s numbers as the Python source of chapter 23's figure cells: `CURVES = {...}` and `REFERENCES = {...}`."
+    groups = ''.join(f"    {name!r}: {{\n" + ''.join(f"        {panel!r}: {points},\n" for panel, points in curve.items()) + '    },\n'
+                     for name, curve in curves.items())
+    return f"CURVES = {{\n{groups}}}\nREFERENCES = {references!r}   # (stronger random kind's mean, log-mel)"
 
 
 def plot_curves(curves:dict, references:dict):

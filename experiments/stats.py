@@ -1,7 +1,8 @@
 """The statistics of the learning benchmark (`experiments/learning.py`): means and standard deviations over seeds, the
 95 % interval of a difference of means (Welch) and of a paired mean difference, and the verdict an interval allows.
 
-An effect is claimed only when its interval excludes zero: "gain" or "loss", otherwise "tie (inconclusive)". The
+An effect is claimed only when its interval excludes zero: "gain" or "loss", otherwise "tie (inconclusive)"; with
+fewer than two values on a side there is no interval, and the verdict says "not resolvable (one seed)". The
 half-width of the interval is the smallest effect the design can resolve: a true difference smaller than it will
 usually come out as a tie.
 
@@ -13,7 +14,7 @@ import math
 from statistics import mean, stdev
 
 LEVEL = 0.95
-VERDICTS = ('gain', 'loss', 'tie (inconclusive)')
+VERDICTS = ('gain', 'loss', 'tie (inconclusive)', 'not resolvable (one seed)')
 
 
 def incomplete_beta(x:float, a:float, b:float) -> float:
@@ -101,6 +102,6 @@ def paired_interval(after, before, level:float=LEVEL) -> dict|None:
 
 
 def verdict(iv:dict|None) -> str:
-    "'gain' or 'loss' when the interval excludes zero, else 'tie (inconclusive)' (also when there is no interval)."
-    if iv is None: return VERDICTS[2]
+    "'gain' or 'loss' when the interval excludes zero, else 'tie (inconclusive)'; no interval (one seed) is not a tie."
+    if iv is None: return VERDICTS[3]
     return VERDICTS[0] if iv['low'] > 0 else VERDICTS[1] if iv['high'] < 0 else VERDICTS[2]

@@ -9,7 +9,7 @@ import soundfile as sf
 from audiojepa.synthetic import SyntheticSounds
 from audiojepa.train import pretrain
 from experiments import learning, stats
-from experiments.learning_report import contrast_table, contrasts, summarise
+from experiments.learning_report import contrast_table, contrasts, curve_table, summarise
 from experiments.manifest import write_manifest
 from experiments.yardstick import open_corpora
 
@@ -91,6 +91,14 @@ def test_run_stores_skips_and_reports(corpora, tmp_path, capsys):
     g, = summarise(results)
     row = next(x for x in g['rows'] if (x['task'], x['protocol'], x['probe'], x['metric']) == ('voices', 'split', 'knn', 'accuracy'))
     assert row['pretrained']['n'] == 2 and all(v['n'] == 3 for v in row['random'].values()) and row['verdict'] in stats.VERDICTS
+    # --curves prints the judged tasks' curves as literals that evaluate to curve_table's numbers
+    capsys.readouterr()
+    learning.main(['report', '--results', str(results), '--curves'])
+    literals = {}
+    exec(capsys.readouterr().out, {}, literals)
+    assert (literals['CURVES'], literals['REFERENCES']) == curve_table([g], judged_only=True)
+    assert list(literals['CURVES']['tiny, 4 steps (K = 2)']) == ['voices knn', 'voices linear']   # tones is not judged
+    assert [step for step, mean, sd in literals['CURVES']['tiny, 4 steps (K = 2)']['voices knn']] == [0, 2, 4]
 
 
 def test_a_changed_corpus_is_refused(corpora, tmp_path, capsys):
@@ -155,7 +163,7 @@ def test_welch_interval_by_hand():
     iv = stats.welch_interval([0.70, 0.72, 0.74], [0.60, 0.61, 0.62, 0.63, 0.64])
     assert iv['df'] == pytest.approx(3.5328, abs=1e-4) and iv['difference'] == pytest.approx(0.10)
     assert stats.verdict(stats.welch_interval([0.70, 0.75, 0.80], [0.68, 0.74, 0.79])) == 'tie (inconclusive)'
-    assert stats.welch_interval([0.7], [0.6, 0.65]) is None and stats.verdict(None) == 'tie (inconclusive)'
+    assert stats.welch_interval([0.7], [0.6, 0.65]) is None and stats.verdict(None) == 'not resolvable (one seed)'
 
 
 def test_paired_interval_by_hand():
@@ -184,3 +192,7 @@ def test_recipes_and_run_lengths_are_contrasted():
     assert pairs[0]['rows'][0]['verdict'] == 'tie (inconclusive)'
     assert 'A better' in '\n'.join(contrast_table(pairs))
     assert contrasts([fake_group('default', 1500, [0.6, 0.7], judged=False), fake_group('x', 1500, [0.8, 0.9], judged=False)])[0]['rows'] == []
+    # one seed has no interval: however large the difference, it is not called a tie, a gain or a loss
+    lone, = contrasts([fake_group('default', 1500, [0.60, 0.62, 0.64]), fake_group('default', 15000, [0.95])])
+    assert lone['rows'][0]['difference'] is None and lone['rows'][0]['verdict'] == 'not resolvable (one seed)'
+    assert '| – | not resolvable (one seed) |' in '\n'.join(contrast_table([lone]))
