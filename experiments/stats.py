@@ -1,5 +1,6 @@
 """The statistics of the learning benchmark (`experiments/learning.py`): means and standard deviations over seeds, the
-95 % interval of a difference of means (Welch) and of a paired mean difference, and the verdict an interval allows.
+95 % interval of a difference of means (Welch), of a paired mean difference and of one run against a sample of runs
+(a prediction interval), and the verdict an interval allows.
 
 An effect is claimed only when its interval excludes zero: "gain" or "loss", otherwise "tie (inconclusive)"; with
 fewer than two values on a side there is no interval, and the verdict says "not resolvable (one seed)". The
@@ -99,6 +100,15 @@ def paired_interval(after, before, level:float=LEVEL) -> dict|None:
     diffs = [float(x) - float(y) for x, y in zip(after, before)]
     if len(diffs) < 2: return None
     return interval(mean(diffs), stdev(diffs) / math.sqrt(len(diffs)), len(diffs) - 1, level)
+
+
+def prediction_interval(value:float, sample, level:float=LEVEL) -> dict|None:
+    """Interval of `value` - mean(sample) for ONE run against a sample of runs, assuming the one run spreads as the
+    sample's runs do (se = sd · sqrt(1 + 1/n), n - 1 df): how one long run is read against K shorter ones. None below
+    2 values in the sample. The assumption is the weak point: say it wherever the interval is quoted."""
+    sample = [float(v) for v in sample]
+    if len(sample) < 2: return None
+    return interval(float(value) - mean(sample), stdev(sample) * math.sqrt(1 + 1 / len(sample)), len(sample) - 1, level)
 
 
 def verdict(iv:dict|None) -> str:

@@ -166,6 +166,18 @@ def test_welch_interval_by_hand():
     assert stats.welch_interval([0.7], [0.6, 0.65]) is None and stats.verdict(None) == 'not resolvable (one seed)'
 
 
+def test_prediction_interval_by_hand():
+    """One run at 0.70 against 0.60, 0.62, 0.64 (mean 0.62, sd 0.02): difference 0.08, se = 0.02 · sqrt(1 + 1/3)
+    = 0.023094 on 2 df, t(0.975, 2) = 4.3027: half-width 0.099365, so the interval [−0.019365, +0.179365] holds zero."""
+    iv = stats.prediction_interval(0.70, [0.60, 0.62, 0.64])
+    assert iv['difference'] == pytest.approx(0.08) and iv['se'] == pytest.approx(0.02 * math.sqrt(4 / 3)) and iv['df'] == 2
+    assert (iv['low'], iv['high']) == (pytest.approx(-0.019365, abs=1e-6), pytest.approx(0.179365, abs=1e-6))
+    assert stats.verdict(iv) == 'tie (inconclusive)' and stats.verdict(stats.prediction_interval(0.80, [0.60, 0.62, 0.64])) == 'gain'
+    # wider than the Welch interval of the sample's mean against a mean of the same spread: one run is one draw
+    assert iv['half_width'] > stats.welch_interval([0.68, 0.70, 0.72], [0.60, 0.62, 0.64])['half_width']
+    assert stats.prediction_interval(0.7, [0.6]) is None
+
+
 def test_paired_interval_by_hand():
     "Differences 0.05, 0.03, 0.04, 0.06, 0.02: mean 0.04, sd 0.015811, se 0.0070711, t(0.975, 4) = 2.7764: 0.04 ± 0.019632."
     iv = stats.paired_interval([0.75, 0.73, 0.74, 0.76, 0.72], [0.70] * 5)
