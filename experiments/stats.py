@@ -108,7 +108,12 @@ def prediction_interval(value:float, sample, level:float=LEVEL) -> dict|None:
     2 values in the sample. The assumption is the weak point: say it wherever the interval is quoted."""
     sample = [float(v) for v in sample]
     if len(sample) < 2: return None
-    return interval(float(value) - mean(sample), stdev(sample) * math.sqrt(1 + 1 / len(sample)), len(sample) - 1, level)
+    return prediction_summary(value, mean(sample), stdev(sample), len(sample), level)
+
+
+def prediction_summary(value:float, mean_b:float, sd_b:float, n_b:int, level:float=LEVEL) -> dict:
+    "`prediction_interval` from the sample's mean, standard deviation and size."
+    return interval(float(value) - mean_b, sd_b * math.sqrt(1 + 1 / n_b), n_b - 1, level)
 
 
 def verdict(iv:dict|None) -> str:

@@ -176,6 +176,7 @@ def test_prediction_interval_by_hand():
     # wider than the Welch interval of the sample's mean against a mean of the same spread: one run is one draw
     assert iv['half_width'] > stats.welch_interval([0.68, 0.70, 0.72], [0.60, 0.62, 0.64])['half_width']
     assert stats.prediction_interval(0.7, [0.6]) is None
+    assert stats.prediction_summary(0.70, 0.62, 0.02, 3) == pytest.approx(iv)   # the same from the sample's summary
 
 
 def test_paired_interval_by_hand():
