@@ -259,8 +259,9 @@ def report(results:str='experiments/results/learning', # the folder `run` stored
     "Write RESULTS/report.md and RESULTS/report.png from the stored results only, and print the table (or the curves)."
     path = Path(results)
     if not (path / 'runs').is_dir(): fail(PROG, f"--results {path}: no stored runs there (python -m experiments.learning run ...)")
-    text = write_report(path).read_text()
-    print(curve_literals(*curve_table(summarise(path), judged_only=True)) if curves else text)
+    summary = summarise(path)   # read the stored runs once, for the report and the curves alike
+    text = write_report(path, summary).read_text()
+    print(curve_literals(*curve_table(summary, judged_only=True)) if curves else text)
 
 
 COMMANDS = {'run': run, 'report': report}

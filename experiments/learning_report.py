@@ -246,10 +246,11 @@ def plot(summary:list, path:Path):
     plot_curves(*curve_table(summary)).savefig(path, dpi=80)
 
 
-def write_report(results) -> Path:
-    "RESULTS/report.md and RESULTS/report.png from the stored results; the path of report.md."
+def write_report(results, summary:list|None=None) -> Path:
+    """RESULTS/report.md and RESULTS/report.png from the stored results (`summary`: their `summarise`, when the caller
+    has read them already); the path of report.md."""
     results = Path(results)
-    summary = summarise(results)
+    if summary is None: summary = summarise(results)
     (results / 'report.md').write_text(markdown(summary) + '\n')
     if summary: plot(summary, results / 'report.png')
     return results / 'report.md'
