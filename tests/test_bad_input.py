@@ -17,7 +17,8 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 _ini = configparser.ConfigParser(); _ini.read(ROOT / 'settings.ini')
 SCRIPTS = dict(line.split('=') for line in _ini['DEFAULT']['console_scripts'].split())
-MODULES = {'corpora.py': 'experiments.corpora:main'}   # `python -m experiments.corpora`, named as its errors name it
+MODULES = {'corpora.py': 'experiments.corpora:main',   # `python -m experiments.corpora` and `experiments.learning`,
+           'python -m experiments.learning': 'experiments.learning:main'}   # each named as its errors name it
 from conftest import tone   # the shared test clip
 
 RATE = 16000
@@ -283,9 +284,19 @@ ROWS += [
     ('corpora.py', '--out under a file', ['--out', '{in}/afile/c', '--tasks', 'language'], '{in}/afile'),
     ('corpora.py', 'unwritable --out', ['--out', '{in}/readonly/c', '--tasks', 'language'], '{in}/readonly'),
 ]
+# python -m experiments.learning (its rows with real corpora are in tests/test_learning.py)
+LEARNING = 'python -m experiments.learning'
+ROWS += [
+    (LEARNING, 'unknown command', ['walk'], "'walk'"),
+    (LEARNING, 'report with no stored runs', ['report', '--results', '{out}/none'], '{out}/none'),
+    (LEARNING, 'report --curves with no stored runs', ['report', '--curves', '--results', '{out}/none'], '{out}/none'),
+    (LEARNING, 'run without corpora', ['run', '--corpora', '{out}/none', '--results', '{out}/r'], '{out}/none'),
+    (LEARNING, 'unknown recipe', ['run', '--recipe', 'nope', '--corpora', '{out}/none', '--results', '{out}/r'], "'nope'"),
+    (LEARNING, 'bad --seeds', ['run', '--seeds', 'a-b', '--corpora', '{out}/none', '--results', '{out}/r'], "'a-b'"),
+]
 
 RESULTS = ('encoder', 'report.json', 'propagated.csv', 'e.npz', 'model.safetensors', 'metrics.csv', 'checkpoints', 'xares.json', 'xares.md',
-           'corpora.json', 'manifest.json', 'exported', 'm.onnx', 'README.md')
+           'corpora.json', 'manifest.json', 'exported', 'm.onnx', 'README.md', 'report.md', 'report.png')
 
 
 def run_command(script:str, argv:list, monkeypatch, capsys) -> tuple:
